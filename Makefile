@@ -1,0 +1,63 @@
+# stepkit_django developer commands. `make test` is what CI runs.
+#
+# Two environments: .venv (Python 3.12 + Django 6.1, the primary target) and
+# .venv311 (Python 3.11 + Django 5.2 LTS). Each is created on first use and
+# refreshed when pyproject.toml changes.
+
+PYTHON ?= $(shell PYENV_VERSION=3.12 pyenv which python3 2>/dev/null || command -v python3.12 || command -v python3)
+PYTHON311 ?= $(shell PYENV_VERSION=3.11 pyenv which python3 2>/dev/null || command -v python3.11)
+VENV ?= .venv
+VENV311 ?= .venv311
+# Django 6 needs Python 3.12+: on an older interpreter the main environment falls back to 5.2 LTS.
+DJANGO ?= $(shell $(PYTHON) -c 'import sys; print("django>=6.1,<6.2" if sys.version_info >= (3, 12) else "django>=5.2,<5.3")')
+DJANGO311 ?= django>=5.2,<5.3
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test lint test-main test-compat bench-engine clean
+
+help:
+	@echo "make demo          run the human-approval demo (creates .venv, migrates SQLite)"
+	@echo "make test          lint, type-check and run the suite on both Python/Django pairs"
+	@echo "make bench-engine  print the engine's per-step overhead"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e . --group dev "$(DJANGO)"
+	touch $@
+
+$(VENV311)/.installed: pyproject.toml
+	@test -n "$(PYTHON311)" || { echo "Python 3.11 not found: set PYTHON311=/path/to/python3.11"; exit 1; }
+	$(PYTHON311) -m venv $(VENV311)
+	$(VENV311)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV311)/bin/python -m pip install --quiet -e . --group test "$(DJANGO311)"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python manage.py migrate --verbosity 0
+	$(VENV)/bin/python manage.py stepkit_demo
+
+test: lint test-main test-compat
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy stepkit_django tests example_project benchmarks
+	$(VENV)/bin/python manage.py check --fail-level WARNING
+	DJANGO_SETTINGS_MODULE=tests.settings $(VENV)/bin/django-admin makemigrations --check --dry-run
+
+test-main: $(VENV)/.installed
+	@$(VENV)/bin/python -c 'import sys, django; print("== Python %s, Django %s, SQLite" % (sys.version.split()[0], django.get_version()))'
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-compat: $(VENV311)/.installed
+	@$(VENV311)/bin/python -c 'import sys, django; print("== Python %s, Django %s, SQLite" % (sys.version.split()[0], django.get_version()))'
+	$(VENV311)/bin/pytest $(PYTEST_ARGS)
+
+bench-engine: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV) $(VENV311) build *.egg-info example_project/db.sqlite3

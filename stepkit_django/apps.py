@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class StepkitConfig(AppConfig):
+    name = "stepkit_django"
+    label = "stepkit_django"
+    verbose_name = _("Stepkit workflows")
+    default_auto_field = "django.db.models.BigAutoField"

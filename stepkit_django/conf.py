@@ -1,0 +1,44 @@
+"""Settings of stepkit_django, read from the ``STEPKIT`` dict in Django settings.
+
+Values are looked up each time they are used, so ``override_settings(STEPKIT=...)``
+takes effect immediately. Every key and its default is documented in
+``docs/settings.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+__all__ = ["DEFAULTS", "StepkitSettings", "settings"]
+
+DEFAULTS: dict[str, Any] = {
+    # Seconds a checkpoint token stays valid; None means it never expires.
+    "CHECKPOINT_MAX_AGE": None,
+    # Salt of the HMAC that signs checkpoint tokens; change it to invalidate every token.
+    "CHECKPOINT_SALT": "stepkit_django.checkpoint",
+    # Name of the logging logger used when ``log=True``.
+    "LOGGER_NAME": "stepkit_django",
+}
+
+
+class StepkitSettings:
+    """Attribute access to the ``STEPKIT`` setting with defaults filled in."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown stepkit_django setting: {name!r}")
+        user = getattr(django_settings, "STEPKIT", None) or {}
+        unknown = set(user) - set(DEFAULTS)
+        if unknown:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"Unknown key(s) in settings.STEPKIT: {', '.join(sorted(unknown))}. "
+                f"Known keys: {', '.join(sorted(DEFAULTS))}."
+            )
+        return user.get(name, DEFAULTS[name])
+
+
+settings = StepkitSettings()
