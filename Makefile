@@ -46,7 +46,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy stepkit_django tests example_project benchmarks
 	$(VENV)/bin/python manage.py check --fail-level WARNING
-	DJANGO_SETTINGS_MODULE=tests.settings $(VENV)/bin/django-admin makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=tests.settings $(VENV)/bin/python -m django makemigrations --check --dry-run
 
 test-main: $(VENV)/.installed
 	@$(VENV)/bin/python -c 'import sys, django; print("== Python %s, Django %s, SQLite" % (sys.version.split()[0], django.get_version()))'

@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ if not settings.configured:
     settings.configure(SECRET_KEY=os.environ.get("SECRET_KEY", "benchmark-key"), INSTALLED_APPS=["stepkit_django"])
     django.setup()
 
-from stepkit_django import StepCompleteEvent, stepkit  # noqa: E402
+from stepkit_django import StepCompleteEvent, stepkit
 
 STEPS = 20
 
@@ -47,7 +48,9 @@ CONTEXTS: dict[str, dict[str, Any]] = {
     "100 KB, one string": {"n": 0, "text": "x" * 100_000},
     "100 KB, 1,000 records": {
         "n": 0,
-        "rows": [{"id": i, "name": f"customer {i:05d}", "email": f"c{i:05d}@example.com", "ok": True} for i in range(1000)],
+        "rows": [
+            {"id": i, "name": f"customer {i:05d}", "email": f"c{i:05d}@example.com", "ok": True} for i in range(1000)
+        ],
     },
 }
 
@@ -79,16 +82,19 @@ def plain_loop(ctx: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     pipeline = build()
     print(f"stepkit_django engine benchmark: {STEPS} trivial steps, median of repeated runs")
-    print(f"Python {platform.python_version()}, Django {django.get_version()}, {platform.machine()}, {os.cpu_count()} CPUs")
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    print(f"Python {platform.python_version()}, Django {django.get_version()}, {machine}")
     print()
-    header = f"{'context':<24}{'checkpoint read':>16}{'µs / step':>12}{'plain loop µs / step':>22}{'overhead µs / step':>20}"
+    header = (
+        f"{'context':<24}{'checkpoint read':>16}{'µs / step':>12}{'plain loop µs / step':>22}{'overhead µs / step':>20}"
+    )
     print(header)
     print("-" * len(header))
     for label, ctx in CONTEXTS.items():
-        loop = median_seconds(lambda ctx=ctx: plain_loop(ctx)) / STEPS * 1e6
+        loop = median_seconds(partial(plain_loop, ctx)) / STEPS * 1e6
         for reads in (False, True):
             config = {"on_step_complete": read_checkpoint} if reads else {}
-            per_step = median_seconds(lambda ctx=ctx, config=config: pipeline.run(ctx, **config)) / STEPS * 1e6
+            per_step = median_seconds(partial(pipeline.run, ctx, **config)) / STEPS * 1e6
             print(f"{label:<24}{'yes' if reads else 'no':>16}{per_step:>12.1f}{loop:>22.2f}{per_step - loop:>20.1f}")
     print()
     print("Target: under 30 µs per step for the 100 B context without checkpoints.")

@@ -15,7 +15,7 @@ def generate_draft(ctx: dict[str, Any]) -> dict[str, Any]:
     name = ctx["customer"].split()[0]
     return {
         "subject": f"Re: {ctx['message'][:40]}",
-        "body": f"Hi {name},\n\nThanks for your message: \"{ctx['message']}\" We are looking into it "
+        "body": f'Hi {name},\n\nThanks for your message: "{ctx["message"]}" We are looking into it '
         "and will get back to you within one business day.\n\nBest regards,\nThe support team",
     }
 
