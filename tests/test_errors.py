@@ -64,13 +64,13 @@ def test_on_error_receives_the_nested_display_path():
 
 def test_timeout_raises_step_timeout_with_name_and_seconds():
     def slow(ctx):
-        time.sleep(1)
+        time.sleep(10)
         return {"late": True}
 
     started = time.perf_counter()
     with pytest.raises(StepTimeout, match=r"Step 'slow' timed out after 0.1s"):
         stepkit().step("slow", slow, timeout=0.1).run({})
-    assert time.perf_counter() - started < 0.9
+    assert time.perf_counter() - started < 5  # did not wait for the step
 
 
 def test_timeout_with_continue_discards_a_late_sync_result():

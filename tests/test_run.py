@@ -2,7 +2,6 @@
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -81,14 +80,25 @@ def test_parallel_sync_items_really_overlap_in_time():
 
 
 def test_parallel_async_items_overlap_in_time():
-    async def slow(name):
-        await asyncio.sleep(0.2)
-        return {name: True}
+    async def run():
+        arrived = 0
+        everyone = asyncio.Event()
 
-    p = stepkit().step("fan-out", lambda c: slow("a"), lambda c: slow("b"), lambda c: slow("c"), lambda c: slow("d"))
-    started = time.perf_counter()
-    assert asyncio.run(p.arun({})) == {"a": True, "b": True, "c": True, "d": True}
-    assert time.perf_counter() - started < 0.7  # sequential would take 0.8 s
+        async def item(name):
+            nonlocal arrived
+            arrived += 1
+            if arrived == 4:
+                everyone.set()
+            # only returns if all four items are running at the same time
+            await asyncio.wait_for(everyone.wait(), timeout=5)
+            return {name: True}
+
+        p = stepkit().step(
+            "fan-out", lambda c: item("a"), lambda c: item("b"), lambda c: item("c"), lambda c: item("d")
+        )
+        return await p.arun({})
+
+    assert asyncio.run(run()) == {"a": True, "b": True, "c": True, "d": True}
 
 
 def test_parallel_mode_all_fails_the_step_on_the_first_failure():
