@@ -1,18 +1,34 @@
 """stepkit_django: human-in-the-loop pipelines for Django.
 
-The engine API (``stepkit``, ``when``, ``otherwise``) has no database
-dependency; the review queue lives in the Django app's models and services.
+The engine (``stepkit``, ``when``, ``otherwise``) and the declarations
+(``Review``, ``register``) import no models, so ``pipelines.py`` modules can
+use them at import time. ``start``, ``resume_run`` and ``pause`` load the
+models on first use.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .engine import Pipeline, StepCompleteEvent, decode_checkpoint, otherwise, stepkit, when
 from .exceptions import (
     CheckpointError,
     ContextKeyCollision,
     InvalidCheckpoint,
+    InvalidOverride,
     PipelineAborted,
+    PipelineChanged,
+    PipelineNotFound,
+    ReviewConflict,
+    ReviewError,
+    ReviewMisconfigured,
+    ReviewPermissionDenied,
     StepkitError,
     StepTimeout,
 )
+from .registry import get_pipeline, register, registered, unregister
+from .review_spec import Review
+
+if TYPE_CHECKING:
+    from .runner import pause, resume_run, start
 
 __version__ = "0.1.0"
 
@@ -20,14 +36,39 @@ __all__ = [
     "CheckpointError",
     "ContextKeyCollision",
     "InvalidCheckpoint",
+    "InvalidOverride",
     "Pipeline",
     "PipelineAborted",
+    "PipelineChanged",
+    "PipelineNotFound",
+    "Review",
+    "ReviewConflict",
+    "ReviewError",
+    "ReviewMisconfigured",
+    "ReviewPermissionDenied",
     "StepCompleteEvent",
     "StepTimeout",
     "StepkitError",
     "__version__",
     "decode_checkpoint",
+    "get_pipeline",
     "otherwise",
+    "pause",
+    "register",
+    "registered",
+    "resume_run",
+    "start",
     "stepkit",
+    "unregister",
     "when",
 ]
+
+_RUNNER_NAMES = {"start", "resume_run", "pause"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RUNNER_NAMES:
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'stepkit_django' has no attribute {name!r}")

@@ -7,3 +7,10 @@ class StepkitConfig(AppConfig):
     label = "stepkit_django"
     verbose_name = _("Stepkit workflows")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.utils.module_loading import autodiscover_modules
+
+        from . import checks, signal_handlers  # noqa: F401  (connect receivers, register checks)
+
+        autodiscover_modules("pipelines")

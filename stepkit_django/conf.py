@@ -20,6 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "CHECKPOINT_SALT": "stepkit_django.checkpoint",
     # Name of the logging logger used when ``log=True``.
     "LOGGER_NAME": "stepkit_django",
+    # Permission a reviewer needs when a Review does not name one.
+    "DEFAULT_REVIEW_PERMISSION": "stepkit_django.review_checkpoint",
+    # Largest accepted override data (edited values), in bytes of JSON.
+    "MAX_OVERRIDE_BYTES": 256 * 1024,
 }
 
 

@@ -6,11 +6,22 @@ so ``except StepkitError`` catches all of them.
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
 __all__ = [
     "CheckpointError",
     "ContextKeyCollision",
     "InvalidCheckpoint",
+    "InvalidOverride",
     "PipelineAborted",
+    "PipelineChanged",
+    "PipelineNotFound",
+    "ReviewConflict",
+    "ReviewError",
+    "ReviewMisconfigured",
+    "ReviewPermissionDenied",
     "StepTimeout",
     "StepkitError",
 ]
@@ -42,3 +53,42 @@ class StepTimeout(StepkitError, TimeoutError):
 
 class ContextKeyCollision(StepkitError, ValueError):
     """A step returned a key that already exists and its merge policy is ``"error"``."""
+
+
+class PipelineNotFound(StepkitError, LookupError):
+    """No pipeline is registered under that name; the message lists the registered names."""
+
+
+class PipelineChanged(StepkitError):
+    """The pipeline changed (version bumped, or the paused step removed) since the checkpoint was made.
+
+    Declare a migration for the old version with ``register(pipeline, migrations={old_version: fn})``.
+    """
+
+
+class ReviewError(StepkitError):
+    """Base class of the errors the review services raise; nothing was changed."""
+
+
+class ReviewConflict(ReviewError):
+    """The checkpoint changed under the caller: already decided, claimed by someone else, or a stale version."""
+
+
+class ReviewPermissionDenied(ReviewError, PermissionError):
+    """The user may not perform this review action on this checkpoint or run."""
+
+
+class InvalidOverride(ReviewError, ValueError):
+    """Edited data was refused. ``errors`` maps each offending key (or ``"__all__"``) to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
+        super().__init__(f"Invalid override data: {details}")
+
+
+class ReviewMisconfigured(StepkitError, ImproperlyConfigured):
+    """A ``Review`` names a group, user or permission that does not exist."""
+
+    def __init__(self, message: str, *args: Any) -> None:
+        super().__init__(message, *args)

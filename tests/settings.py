@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "stepkit_django",
+    "tests.testapp",
 ]
 
 MIDDLEWARE = [

@@ -71,13 +71,19 @@ def encode_checkpoint(
     return _signer().sign_object(payload, serializer=_CompactJSON, compress=True)
 
 
-def decode_checkpoint(token: object) -> dict[str, Any]:
+_SETTING = object()
+
+
+def decode_checkpoint(token: object, *, max_age: Any = _SETTING) -> dict[str, Any]:
     """Verify ``token`` and return its contents.
 
     The dict has ``format``, ``pipeline``, ``version``, ``step`` (display path),
     ``position`` (indices of the step in the pipeline tree), ``steps`` (top-level
     step names), ``context`` and ``outer_contexts`` (contexts of the enclosing
     pipelines when the step is nested). Raises :class:`InvalidCheckpoint`.
+
+    ``max_age`` (seconds) defaults to ``STEPKIT["CHECKPOINT_MAX_AGE"]``; the server
+    passes ``None`` for tokens it stored itself.
     """
     if not isinstance(token, str):
         raise InvalidCheckpoint(f"Checkpoint must be a string, got {type(token).__name__}")
@@ -88,7 +94,8 @@ def decode_checkpoint(token: object) -> dict[str, Any]:
             "Checkpoint is not decodable: expected a stepkit_django token "
             "(three URL-safe Base64 parts separated by dots)"
         )
-    max_age = settings.CHECKPOINT_MAX_AGE
+    if max_age is _SETTING:
+        max_age = settings.CHECKPOINT_MAX_AGE
     try:
         payload = _signer().unsign_object(token, serializer=_CompactJSON, max_age=max_age)
     except signing.SignatureExpired as exc:

@@ -30,7 +30,7 @@ from .drivers import Attempt, Call, Parallel, Sleep, TimedOut, drive_async, driv
 from .events import StepCompleteEvent
 from .logs import RunLog
 
-__all__ = ["Resume", "iter_positions", "resume_from_token", "run_async", "run_sync"]
+__all__ = ["Resume", "iter_positions", "resume_from_token", "resume_point", "run_async", "run_sync"]
 
 Context = dict[str, Any]
 Core = Generator[Any, Any, Any]
@@ -374,7 +374,11 @@ def resume_from_token(pipeline: Pipeline, token: str, override_data: Mapping[str
     """Verify ``token`` for ``pipeline`` and build the resume point, with ``override_data`` merged."""
     if override_data is not None and not isinstance(override_data, Mapping):
         raise TypeError(f"override_data must be a dict, got {type(override_data).__name__}")
-    payload = decode_checkpoint(token)
+    return resume_point(pipeline, decode_checkpoint(token), override_data)
+
+
+def resume_point(pipeline: Pipeline, payload: Mapping[str, Any], override_data: Mapping[str, Any] | None) -> Resume:
+    """Build the resume point of a decoded checkpoint ``payload`` for ``pipeline``."""
     if payload["pipeline"] != pipeline.name:
         raise InvalidCheckpoint(
             f"Checkpoint was made by pipeline {payload['pipeline']!r}, not by {pipeline.name!r}: "

@@ -1,0 +1,30 @@
+"""System checks for stepkit_django's configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.checks import CheckMessage, Error, Tags, register
+
+from .conf import DEFAULTS
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    user = getattr(django_settings, "STEPKIT", {})
+    if not isinstance(user, dict):
+        return [Error("settings.STEPKIT must be a dict", id="stepkit_django.E001")]
+    for key in sorted(set(user) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"Unknown key {key!r} in settings.STEPKIT",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}",
+                id="stepkit_django.E002",
+            )
+        )
+    limit = user.get("MAX_OVERRIDE_BYTES", DEFAULTS["MAX_OVERRIDE_BYTES"])
+    if not isinstance(limit, int) or limit <= 0:
+        errors.append(Error("STEPKIT['MAX_OVERRIDE_BYTES'] must be a positive integer", id="stepkit_django.E003"))
+    return errors

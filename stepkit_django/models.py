@@ -1,0 +1,281 @@
+"""Runs, checkpoints, approvals and the append-only audit trail.
+
+State changes go through ``runner.py`` (running steps) and ``review.py`` (review
+decisions); both change a row with one conditional UPDATE and write the audit
+event in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .status import AuditAction, CheckpointStatus, RunStatus
+
+__all__ = ["Approval", "AuditEvent", "AuditTrailImmutable", "Checkpoint", "PipelineRun", "StepkitJSONEncoder"]
+
+
+class StepkitJSONEncoder(DjangoJSONEncoder):
+    """Django's JSON encoder, refusing NaN and Infinity (PostgreSQL's jsonb refuses them too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_nan"] = False
+        super().__init__(*args, **kwargs)
+
+
+def _json_field(**kwargs: Any) -> models.JSONField[Any, Any]:
+    return models.JSONField(encoder=StepkitJSONEncoder, **kwargs)
+
+
+class PipelineRun(models.Model):
+    """One execution of a registered pipeline, from its input to an end state."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pipeline_name = models.CharField(_("pipeline"), max_length=200, db_index=True)
+    pipeline_version = models.PositiveIntegerField(_("pipeline version"), default=1)
+    status = models.CharField(_("status"), max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    input = _json_field(verbose_name=_("input"), default=dict, blank=True)
+    #: The context after the last completed step (the nested pipeline's own context for a nested step).
+    context = _json_field(verbose_name=_("context"), default=dict, blank=True)
+    #: Contexts of the enclosing pipelines when the last completed step is nested; else empty.
+    outer_contexts = _json_field(verbose_name=_("outer contexts"), default=list, blank=True)
+    #: Position of the last completed step in the pipeline tree; empty before the first step.
+    position = _json_field(verbose_name=_("position"), default=list, blank=True)
+    current_step = models.CharField(_("last completed step"), max_length=500, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("started by"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="stepkit_runs",
+    )
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True, unique=True)
+    error = models.TextField(_("error"), blank=True)
+    traceback = models.TextField(_("traceback"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("pipeline run")
+        verbose_name_plural = _("pipeline runs")
+        ordering: ClassVar = ["-created_at"]
+        indexes: ClassVar = [models.Index(fields=["status", "pipeline_name", "created_at"], name="stepkit_run_queue")]
+        permissions: ClassVar = [("manage_pipelinerun", "Can cancel and retry pipeline runs")]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_name} run {str(self.id)[:8]} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in RunStatus.finished()
+
+
+class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
+    def pending(self) -> CheckpointQuerySet:
+        return self.filter(status=CheckpointStatus.PENDING)
+
+    def assigned_to(self, user: AbstractBaseUser | AnonymousUser) -> CheckpointQuerySet:
+        """Checkpoints assigned to ``user`` directly or through one of the user's groups."""
+        return self.filter(
+            Q(assigned_users=user) | Q(assigned_groups__in=Group.objects.filter(user=user))  # type: ignore[misc]
+        ).distinct()
+
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> CheckpointQuerySet:
+        """Checkpoints ``user`` may see: unassigned ones, or ones assigned to them or their groups.
+
+        Superusers see everything. The review permission is checked per checkpoint by the services.
+        """
+        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+            return self.none()
+        if getattr(user, "is_superuser", False):
+            return self
+        unassigned = Q(assigned_users__isnull=True, assigned_groups__isnull=True)
+        mine = Q(assigned_users=user) | Q(assigned_groups__in=Group.objects.filter(user=user))  # type: ignore[misc]
+        return self.filter(pk__in=Checkpoint.objects.filter(unassigned | mine).values("pk"))
+
+
+class Checkpoint(models.Model):
+    """A pause for review: the signed checkpoint of one step of a run, and its decision."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="checkpoints", verbose_name=_("run"))
+    pipeline_name = models.CharField(_("pipeline"), max_length=200)
+    step = models.CharField(_("step"), max_length=500, help_text=_("Display path of the step that paused."))
+    position = _json_field(verbose_name=_("position"), default=list)
+    token = models.TextField(_("signed checkpoint"), editable=False)
+    context = _json_field(verbose_name=_("context"), default=dict)
+    #: The Review settings in force when the checkpoint was created.
+    review = _json_field(verbose_name=_("review settings"), default=dict)
+    status = models.CharField(
+        _("status"), max_length=16, choices=CheckpointStatus.choices, default=CheckpointStatus.PENDING
+    )
+    assigned_users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="stepkit_assigned_checkpoints", verbose_name=_("users")
+    )
+    assigned_groups = models.ManyToManyField(
+        Group, blank=True, related_name="stepkit_assigned_checkpoints", verbose_name=_("groups")
+    )
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="stepkit_claimed_checkpoints",
+        verbose_name=_("claimed by"),
+    )
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="stepkit_decided_checkpoints",
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    override_data = _json_field(verbose_name=_("edited data"), default=dict, blank=True)
+    comment = models.TextField(_("comment"), blank=True)
+    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    escalated = models.BooleanField(_("escalated"), default=False)
+    version = models.PositiveIntegerField(_("version"), default=1)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = CheckpointQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("checkpoint")
+        verbose_name_plural = _("checkpoints")
+        ordering: ClassVar = ["created_at"]
+        permissions: ClassVar = [("review_checkpoint", "Can review checkpoints")]
+        indexes: ClassVar = [
+            models.Index(fields=["status", "pipeline_name", "step", "created_at"], name="stepkit_cp_queue"),
+            models.Index(fields=["status", "created_at"], name="stepkit_cp_status_age"),
+            models.Index(fields=["status", "expires_at"], name="stepkit_cp_expiry"),
+            models.Index(fields=["claimed_by", "status"], name="stepkit_cp_claimed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_name} / {self.step} ({self.status})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == CheckpointStatus.PENDING
+
+    @property
+    def approvals_required(self) -> int:
+        return int(self.review.get("approvals_required", 1))
+
+    @property
+    def editable_keys(self) -> list[str] | None:
+        keys = self.review.get("editable")
+        return list(keys) if keys is not None else None
+
+    @property
+    def effective_context(self) -> dict[str, Any]:
+        """The context the run resumes with: the snapshot with the edits merged in."""
+        return {**self.context, **self.override_data}
+
+
+class Approval(models.Model):
+    """One user's approval of a checkpoint; a quorum counts distinct users."""
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="approvals")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stepkit_approvals")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("approval")
+        verbose_name_plural = _("approvals")
+        ordering: ClassVar = ["created_at"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["checkpoint", "user"], name="stepkit_one_approval_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} approved {self.checkpoint_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class AuditTrailImmutable(Exception):
+    """Audit events are append-only: they cannot be changed or deleted."""
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    def update(self, **kwargs: Any) -> int:
+        raise AuditTrailImmutable("Audit events cannot be updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditTrailImmutable("Audit events cannot be deleted")
+
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> AuditEventQuerySet:
+        """Events of runs the user started, or that have a checkpoint the user may see."""
+        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+            return self.none()
+        if getattr(user, "is_superuser", False):
+            return self
+        visible_runs = Checkpoint.objects.visible_to(user).values("run_id")
+        return self.filter(Q(run__in=visible_runs) | Q(run__started_by=user))
+
+
+class AuditEvent(models.Model):
+    """An immutable record of something that happened to a run or a checkpoint."""
+
+    id = models.BigAutoField(primary_key=True)
+    run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="events", verbose_name=_("run"))
+    checkpoint = models.ForeignKey(
+        Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="events", verbose_name=_("checkpoint")
+    )
+    pipeline_name = models.CharField(_("pipeline"), max_length=200)
+    action = models.CharField(_("action"), max_length=32, choices=AuditAction.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="stepkit_audit_events",
+        verbose_name=_("actor"),
+    )
+    timestamp = models.DateTimeField(_("time"), default=timezone.now)
+    data = _json_field(verbose_name=_("data"), default=dict, blank=True)
+    note = models.TextField(_("note"), blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+        ordering: ClassVar = ["timestamp", "id"]
+        indexes: ClassVar = [
+            models.Index(fields=["run", "timestamp"], name="stepkit_event_run"),
+            models.Index(fields=["action", "timestamp"], name="stepkit_event_action"),
+            models.Index(fields=["pipeline_name", "timestamp"], name="stepkit_event_pipeline"),
+            models.Index(fields=["actor", "timestamp"], name="stepkit_event_actor"),
+        ]
+
+    def __str__(self) -> str:
+        who = f" by {self.actor}" if self.actor_id else ""
+        return f"{self.get_action_display()}{who} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditTrailImmutable("Audit events cannot be changed once written")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditTrailImmutable("Audit events cannot be deleted")
+
+    @property
+    def data_json(self) -> str:
+        return json.dumps(self.data, indent=2, sort_keys=True, cls=DjangoJSONEncoder)

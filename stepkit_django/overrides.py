@@ -1,0 +1,76 @@
+"""Validation of reviewer-edited data (``override_data``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .conf import settings
+from .engine.context import to_json_ready
+from .exceptions import CheckpointError, InvalidOverride
+
+__all__ = ["diff", "validate_override"]
+
+
+def validate_override(
+    override: object,
+    *,
+    context: Mapping[str, Any],
+    editable: list[str] | None,
+    schema: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Return ``override`` as JSON-ready data, or raise :class:`InvalidOverride` with per-key messages.
+
+    Checks, in order: it is a dict; only ``editable`` keys (when given); every value
+    can be stored; the size limit; the JSON Schema against the context with the
+    edits merged in.
+    """
+    if not isinstance(override, Mapping):
+        raise InvalidOverride({"__all__": [f"Override data must be an object, got {type(override).__name__}."]})
+    errors: dict[str, list[str]] = {}
+    if editable is not None:
+        allowed = ", ".join(editable) or "(none)"
+        for key in override:
+            if key not in editable:
+                errors.setdefault(str(key), []).append(f"This key is not editable. Editable keys: {allowed}.")
+    if errors:
+        raise InvalidOverride(errors)
+    try:
+        data = to_json_ready(dict(override))
+    except CheckpointError as exc:
+        raise InvalidOverride({"__all__": [str(exc).replace("context", "override_data", 1)]}) from exc
+    limit = settings.MAX_OVERRIDE_BYTES
+    size = len(json.dumps(data, ensure_ascii=False).encode())
+    if size > limit:
+        raise InvalidOverride({"__all__": [f"Override data is {size} bytes; the limit is {limit} bytes."]})
+    if schema is not None:
+        from jsonschema.validators import validator_for
+
+        merged = {**to_json_ready(dict(context)), **data}
+        validator = validator_for(schema)(schema)
+        for error in sorted(validator.iter_errors(merged), key=lambda e: list(e.path)):
+            key = str(error.path[0]) if error.path else _required_key(error) or "__all__"
+            errors.setdefault(key, []).append(error.message)
+        if errors:
+            raise InvalidOverride(errors)
+    return data  # type: ignore[no-any-return]
+
+
+def _required_key(error: Any) -> str | None:
+    # "'body' is a required property": report it on the missing key.
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        return str(missing[0]) if missing else None
+    return None
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{key: {"before": old, "after": new}}`` for each key whose value changed."""
+    missing = object()
+    changes: dict[str, dict[str, Any]] = {}
+    for key, value in after.items():
+        old = before.get(key, missing)
+        if old is missing or old != value:
+            changes[key] = {"before": None if old is missing else old, "after": value}
+    return changes

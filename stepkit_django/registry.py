@@ -1,0 +1,79 @@
+"""The registry of pipelines that runs and checkpoints refer to by name.
+
+``register(pipeline)`` adds one; apps are also searched for a ``pipelines.py``
+module at startup (as the admin discovers ``admin.py``), so declaring a
+registered pipeline there is enough.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import Pipeline
+from .exceptions import PipelineNotFound
+
+__all__ = ["Migration", "get_pipeline", "get_registration", "register", "registered", "unregister"]
+
+# fn(context, step) -> new context, or (new context, new step display path)
+Migration = Callable[[dict[str, Any], str], "dict[str, Any] | tuple[dict[str, Any], str]"]
+
+
+@dataclass(frozen=True)
+class Registration:
+    pipeline: Pipeline
+    migrations: Mapping[int, Migration] = field(default_factory=dict)
+
+
+_lock = threading.Lock()
+_registry: dict[str, Registration] = {}
+
+
+def register(pipeline: Pipeline, *, migrations: Mapping[int, Migration] | None = None) -> Pipeline:
+    """Register ``pipeline`` under its name and return it.
+
+    ``migrations`` maps an older version to a function that adapts a checkpoint
+    of that version: ``fn(context, step) -> context`` or ``-> (context, step)``.
+    Registering a name again replaces the earlier pipeline.
+    """
+    if not isinstance(pipeline, Pipeline):
+        raise TypeError(f"register() takes a Pipeline, got {pipeline!r}")
+    if not pipeline.name:
+        raise ValueError("Only named pipelines can be registered: use stepkit('name', ...)")
+    for version, fn in (migrations or {}).items():
+        if not isinstance(version, int) or version >= pipeline.version:
+            raise ValueError(f"Migrations must be keyed by older versions (< {pipeline.version}), got {version!r}")
+        if not callable(fn):
+            raise TypeError(f"Migration for version {version} must be callable")
+    with _lock:
+        _registry[pipeline.name] = Registration(pipeline, dict(migrations or {}))
+    return pipeline
+
+
+def unregister(name: str) -> None:
+    """Remove a registered pipeline (mainly for tests)."""
+    with _lock:
+        _registry.pop(name, None)
+
+
+def registered() -> dict[str, Pipeline]:
+    """The registered pipelines by name."""
+    return {name: reg.pipeline for name, reg in sorted(_registry.items())}
+
+
+def get_registration(name: str) -> Registration:
+    try:
+        return _registry[name]
+    except KeyError:
+        names = ", ".join(sorted(_registry)) or "(none)"
+        raise PipelineNotFound(
+            f"No pipeline named {name!r} is registered. Registered pipelines: {names}. "
+            "Register it with stepkit_django.register(), e.g. in your app's pipelines.py."
+        ) from None
+
+
+def get_pipeline(name: str) -> Pipeline:
+    """The registered pipeline called ``name``; raises :class:`PipelineNotFound` listing the registered names."""
+    return get_registration(name).pipeline

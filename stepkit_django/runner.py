@@ -1,0 +1,259 @@
+"""The Django runner: executes registered pipelines as durable ``PipelineRun`` rows.
+
+After every step the run's context and position are saved, an audit event is
+written and ``step_completed`` is sent, all in one transaction. A receiver may
+pause the run there (stepkit_django's own receiver does so for steps declared
+with ``review=Review(...)``). A run whose process died resumes from its last
+completed step with :func:`resume_run`; completed steps do not run again.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .engine import Pipeline, StepCompleteEvent
+from .engine.context import to_json_ready
+from .engine.executor import Resume, display_path, run_sync
+from .exceptions import PipelineChanged, StepkitError
+from .models import AuditEvent, PipelineRun
+from .registry import get_pipeline, get_registration
+from .review_spec import Review
+from .signals import run_finished, run_started, step_completed
+from .status import AuditAction, RunStatus
+
+__all__ = ["RunNotResumable", "resume_run", "start"]
+
+User = AbstractBaseUser | AnonymousUser | None
+
+
+class RunNotResumable(StepkitError):
+    """Only a run in status ``running`` (for example after its process died) can be resumed."""
+
+
+class _RunInterrupted(Exception):
+    """The run's status changed under the runner (cancelled, or paused): stop executing."""
+
+
+def _user_or_none(user: User) -> AbstractBaseUser | None:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user  # type: ignore[return-value]
+
+
+def _resolve(pipeline_or_name: Pipeline | str) -> Pipeline:
+    if isinstance(pipeline_or_name, str):
+        return get_pipeline(pipeline_or_name)
+    if not isinstance(pipeline_or_name, Pipeline):
+        raise TypeError(f"start() takes a Pipeline or a registered name, got {pipeline_or_name!r}")
+    if not pipeline_or_name.name or get_pipeline(pipeline_or_name.name) is not pipeline_or_name:
+        raise StepkitError(
+            f"Pipeline {pipeline_or_name.name!r} is not the registered one: register it with "
+            "stepkit_django.register() so its runs can be resumed later"
+        )
+    return pipeline_or_name
+
+
+def _json(value: Any) -> Any:
+    # Raises CheckpointError naming the key path of anything that cannot be stored.
+    return to_json_ready(value)
+
+
+def audit(
+    run: PipelineRun,
+    action: str,
+    *,
+    checkpoint: Any = None,
+    actor: User = None,
+    data: dict[str, Any] | None = None,
+    note: str = "",
+) -> AuditEvent:
+    """Append an audit event (call inside the transaction of the change it records)."""
+    return AuditEvent.objects.create(
+        run=run,
+        checkpoint=checkpoint,
+        pipeline_name=run.pipeline_name,
+        action=action,
+        actor=_user_or_none(actor),
+        data=data or {},
+        note=note,
+    )
+
+
+def start(
+    pipeline_or_name: Pipeline | str,
+    input: Mapping[str, Any] | None = None,
+    *,
+    user: User = None,
+    idempotency_key: str | None = None,
+) -> PipelineRun:
+    """Create a run of a registered pipeline and execute it until it pauses or ends.
+
+    A second call with the same ``idempotency_key`` returns the first run and starts nothing.
+    """
+    pipeline = _resolve(pipeline_or_name)
+    if input is not None and not isinstance(input, Mapping):
+        raise TypeError(f"Pipeline input must be a dict, got {type(input).__name__}")
+    data = _json(dict(input or {}))
+    if idempotency_key is not None:
+        existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _same_pipeline(existing, pipeline)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            run = PipelineRun.objects.create(
+                pipeline_name=pipeline.name,
+                pipeline_version=pipeline.version,
+                status=RunStatus.RUNNING,
+                input=data,
+                context=data,
+                started_by=_user_or_none(user),
+                idempotency_key=idempotency_key,
+                started_at=now,
+            )
+            audit(run, AuditAction.RUN_STARTED, actor=user, data={"version": pipeline.version})
+            run_started.send(sender=PipelineRun, run=run, user=_user_or_none(user))
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        return _same_pipeline(PipelineRun.objects.get(idempotency_key=idempotency_key), pipeline)
+    return _execute(run, pipeline, None)
+
+
+def _same_pipeline(run: PipelineRun, pipeline: Pipeline) -> PipelineRun:
+    if run.pipeline_name != pipeline.name:
+        raise StepkitError(
+            f"Idempotency key already used by a run of pipeline {run.pipeline_name!r}, not {pipeline.name!r}"
+        )
+    return run
+
+
+def resume_run(run: PipelineRun) -> PipelineRun:
+    """Continue a ``running`` run from its last completed step (after a crash, an approval or a retry)."""
+    run = PipelineRun.objects.get(pk=run.pk)
+    if run.status != RunStatus.RUNNING:
+        raise RunNotResumable(
+            f"Run {run.pk} is {run.status}; only running runs resume (approve its checkpoint, or retry it if it failed)"
+        )
+    pipeline = get_registration(run.pipeline_name).pipeline
+    return _execute(run, pipeline, saved_resume_point(run, pipeline))
+
+
+def saved_resume_point(run: PipelineRun, pipeline: Pipeline) -> Resume | None:
+    """Where ``run`` continues: after its last saved step, or from the start."""
+    if not run.position:
+        return None
+    position = tuple(run.position)
+    try:
+        still_there = display_path(pipeline, position) == run.current_step
+    except KeyError:
+        still_there = False
+    if not still_there:
+        raise PipelineChanged(
+            f"Step {run.current_step!r} is no longer at the same place in pipeline {pipeline.name!r} "
+            f"(version {pipeline.version}); the run cannot resume safely"
+        )
+    return Resume(position, (*run.outer_contexts, run.context))
+
+
+def _execute(run: PipelineRun, pipeline: Pipeline, resume: Resume | None) -> PipelineRun:
+    failed_step: list[str] = []
+    config = {
+        "on_step_complete": partial(_step_completed, run),
+        "on_error": lambda step, exc: failed_step.append(step),
+    }
+    try:
+        context = run_sync(pipeline, run.input if resume is None else None, resume, config)
+    except _RunInterrupted:
+        run.refresh_from_db()
+        return run
+    except Exception as exc:
+        _finish_failed(run, exc, failed_step[-1] if failed_step else run.current_step)
+        return run
+    if run.status == RunStatus.PAUSED:
+        return run
+    _finish_completed(run, context)
+    return run
+
+
+def _step_completed(run: PipelineRun, event: StepCompleteEvent) -> None:
+    contexts = event.contexts
+    try:
+        with transaction.atomic():
+            saved = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                context=contexts[-1],
+                outer_contexts=list(contexts[:-1]),
+                position=list(event.position),
+                current_step=event.step_name,
+                updated_at=timezone.now(),
+            )
+            if saved != 1:
+                raise _RunInterrupted
+            run.context, run.outer_contexts = contexts[-1], list(contexts[:-1])
+            run.position, run.current_step = list(event.position), event.step_name
+            audit(
+                run,
+                AuditAction.STEP_COMPLETED,
+                data={"step": event.step_name, "duration_ms": round(event.duration * 1000, 3)},
+            )
+            step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=partial(pause, run, event))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, StepkitError):
+            raise
+        for ctx in contexts:
+            _json(ctx)  # name the key that cannot be stored
+        raise
+
+
+def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = None) -> None:
+    """Pause ``run`` after ``event``'s step for review (the ``stop_pipeline`` of ``step_completed``).
+
+    Creates a pending checkpoint with ``review``'s settings (default: ``Review()``)
+    and stops the pipeline. Calling it again for the same step does nothing.
+    """
+    from .review import create_checkpoint
+
+    if run.status == RunStatus.PAUSED:
+        return
+    create_checkpoint(run, event, review or Review())
+    event.stop_pipeline()
+
+
+def _finish_completed(run: PipelineRun, context: dict[str, Any]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        done = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.COMPLETED, context=context, outer_contexts=[], finished_at=now, updated_at=now
+        )
+        if done:
+            run.status, run.context, run.outer_contexts, run.finished_at = RunStatus.COMPLETED, context, [], now
+            audit(run, AuditAction.RUN_COMPLETED)
+    if done:
+        run_finished.send(sender=PipelineRun, run=run, status=run.status)
+    else:
+        run.refresh_from_db()
+
+
+def _finish_failed(run: PipelineRun, exc: BaseException, step: str) -> None:
+    now = timezone.now()
+    error = f"{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(exc))
+    with transaction.atomic():
+        failed = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED, error=error, traceback=trace, finished_at=now, updated_at=now
+        )
+        if failed:
+            run.status, run.error, run.traceback, run.finished_at = RunStatus.FAILED, error, trace, now
+            audit(run, AuditAction.RUN_FAILED, data={"step": step, "error": error})
+    if failed:
+        run_finished.send(sender=PipelineRun, run=run, status=run.status)
+    else:
+        run.refresh_from_db()
