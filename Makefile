@@ -12,12 +12,14 @@ VENV311 ?= .venv311
 DJANGO ?= $(shell $(PYTHON) -c 'import sys; print("django>=6.1,<6.2" if sys.version_info >= (3, 12) else "django>=5.2,<5.3")')
 DJANGO311 ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
+# PostgreSQL used by the *-pg targets; pytest-django creates and drops test_<name> on it.
+PG_URL ?= postgres://postgres@127.0.0.1:5432/stepkit
 
-.PHONY: help venv demo test lint test-main test-compat bench-engine clean
+.PHONY: help venv demo test lint test-main test-main-pg test-compat test-compat-pg bench-engine clean
 
 help:
 	@echo "make demo          run the human-approval demo (creates .venv, migrates SQLite)"
-	@echo "make test          lint, type-check and run the suite on both Python/Django pairs"
+	@echo "make test          lint, type-check and run the suite on both Python/Django pairs, SQLite and PostgreSQL"
 	@echo "make bench-engine  print the engine's per-step overhead"
 
 $(VENV)/.installed: pyproject.toml
@@ -39,7 +41,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/python manage.py migrate --verbosity 0
 	$(VENV)/bin/python manage.py stepkit_demo
 
-test: lint test-main test-compat
+test: lint test-main test-main-pg test-compat test-compat-pg
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -52,6 +54,10 @@ test-main: $(VENV)/.installed
 	@$(VENV)/bin/python -c 'import sys, django; print("== Python %s, Django %s, SQLite" % (sys.version.split()[0], django.get_version()))'
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+test-main-pg: $(VENV)/.installed
+	@$(VENV)/bin/python -c 'import sys, django; print("== Python %s, Django %s, PostgreSQL" % (sys.version.split()[0], django.get_version()))'
+	DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
 test-compat: $(VENV311)/.installed
 	@$(VENV311)/bin/python -c 'import sys, django; print("== Python %s, Django %s, SQLite" % (sys.version.split()[0], django.get_version()))'
 	$(VENV311)/bin/pytest $(PYTEST_ARGS)
@@ -61,3 +67,7 @@ bench-engine: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(VENV311) build *.egg-info example_project/db.sqlite3
+
+test-compat-pg: $(VENV311)/.installed
+	@$(VENV311)/bin/python -c 'import sys, django; print("== Python %s, Django %s, PostgreSQL" % (sys.version.split()[0], django.get_version()))'
+	DATABASE_URL=$(PG_URL) $(VENV311)/bin/pytest $(PYTEST_ARGS)

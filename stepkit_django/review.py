@@ -183,12 +183,13 @@ def _load(checkpoint: Checkpoint | Any) -> Checkpoint:
     return Checkpoint.objects.select_related("run", "claimed_by").get(pk=pk)
 
 
-def _require_active(user: User) -> AbstractBaseUser:
+def _require_active(user: User) -> Any:
+    """The user, if logged in and active (typed Any: AUTH_USER_MODEL may be a custom model)."""
     if user is None or not getattr(user, "is_authenticated", False):
         raise ReviewPermissionDenied("You must be logged in to review.")
     if not getattr(user, "is_active", False):
         raise ReviewPermissionDenied("Inactive users cannot review.")
-    return user  # type: ignore[return-value]
+    return user
 
 
 def _is_assigned(checkpoint: Checkpoint, user: AbstractBaseUser) -> bool | None:
@@ -202,11 +203,11 @@ def _is_assigned(checkpoint: Checkpoint, user: AbstractBaseUser) -> bool | None:
     return bool(group_ids) and Group.objects.filter(pk__in=group_ids, user=user).exists()  # type: ignore[misc]
 
 
-def _check_reviewer(checkpoint: Checkpoint, user: User) -> AbstractBaseUser:
+def _check_reviewer(checkpoint: Checkpoint, user: User) -> Any:
     """Raise ReviewPermissionDenied unless ``user`` may review ``checkpoint`` now."""
     reviewer = _require_active(user)
     permission = checkpoint.review.get("permission") or settings.DEFAULT_REVIEW_PERMISSION
-    if not reviewer.has_perm(permission):  # type: ignore[attr-defined]
+    if not reviewer.has_perm(permission):
         raise ReviewPermissionDenied(f"You need the permission {permission!r} to review this checkpoint.")
     if not checkpoint.review.get("allow_self_approval", False) and checkpoint.run.started_by_id == reviewer.pk:
         raise ReviewPermissionDenied("Four-eyes rule: the user who started the run may not review it.")
@@ -505,9 +506,9 @@ def reject(checkpoint: Checkpoint, by: User, comment: str = "", expected_version
 # -- runs ---------------------------------------------------------------------------------
 
 
-def _check_run_manager(run: PipelineRun, user: User) -> AbstractBaseUser:
+def _check_run_manager(run: PipelineRun, user: User) -> Any:
     actor = _require_active(user)
-    if run.started_by_id == actor.pk or actor.has_perm(RUN_MANAGE_PERMISSION):  # type: ignore[attr-defined]
+    if run.started_by_id == actor.pk or actor.has_perm(RUN_MANAGE_PERMISSION):
         return actor
     raise ReviewPermissionDenied(
         f"Only the user who started the run or one with {RUN_MANAGE_PERMISSION!r} can do this."

@@ -42,10 +42,11 @@ class _RunInterrupted(Exception):
     """The run's status changed under the runner (cancelled, or paused): stop executing."""
 
 
-def _user_or_none(user: User) -> AbstractBaseUser | None:
+def _user_or_none(user: User) -> Any:
+    """The user to store on a row: None for anonymous (typed Any: AUTH_USER_MODEL may be custom)."""
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    return user  # type: ignore[return-value]
+    return user
 
 
 def _resolve(pipeline_or_name: Pipeline | str) -> Pipeline:
@@ -110,7 +111,7 @@ def start(
     try:
         with transaction.atomic():
             run = PipelineRun.objects.create(
-                pipeline_name=pipeline.name,
+                pipeline_name=pipeline.name or "",
                 pipeline_version=pipeline.version,
                 status=RunStatus.RUNNING,
                 input=data,

@@ -48,3 +48,6 @@ TEMPLATES = [
 ]
 
 STATIC_URL = "/static/"
+
+# Tests create many users; the slow default hasher would dominate the run time.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -10,3 +10,6 @@ class SideEffect(models.Model):
 
     class Meta:
         app_label = "testapp"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.key}"

@@ -46,3 +46,24 @@ payment_approval = register(
     .step("check", lambda ctx: {"checked": True}, review=Review(when=lambda ctx: ctx["amount"] > 1000))
     .step("pay", pay)
 )
+
+
+def _attempt(label: str) -> Any:
+    def run(ctx: dict[str, Any]) -> dict[str, Any]:
+        import os
+
+        SideEffect.objects.create(kind="attempt", key=label)
+        if label == "c" and os.environ.get("STEPKIT_TEST_CRASH_AT_C") == "1":
+            os._exit(17)  # the process dies mid-step, as with SIGKILL: no cleanup, no status change
+        return {label: True}
+
+    return run
+
+
+crash_demo = register(
+    stepkit("crash-demo")
+    .step("a", _attempt("a"))
+    .step("b", _attempt("b"))
+    .step("c", _attempt("c"))
+    .step("d", _attempt("d"))
+)

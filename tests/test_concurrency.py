@@ -1,0 +1,142 @@
+"""Concurrency on PostgreSQL with real threads, connections and processes (no mocks)."""
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection, connections
+from django.utils import timezone
+
+from stepkit_django import Review, ReviewConflict, resume_run, review, start, stepkit
+from stepkit_django.models import AuditEvent, Checkpoint, PipelineRun
+from stepkit_django.status import CheckpointStatus, RunStatus
+from tests.testapp.models import SideEffect
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def in_threads(count, target):
+    """Run ``target(i)`` in ``count`` threads released together; return results and exceptions."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list = [None] * count
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = target(i)
+        except BaseException as exc:
+            errors[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results, errors
+
+
+def reviewers(people, count):
+    made = []
+    for i in range(count):
+        user = User.objects.create_user(f"reviewer{i}")
+        user.groups.add(people.editors)
+        user.user_permissions.add(people.review_permission)
+        made.append(User.objects.get(pk=user.pk))
+    return made
+
+
+def test_sixteen_concurrent_approvals_exactly_one_wins_and_send_runs_once(people):
+    run = start("email-approval", {"message": "m", "customer": "Ada", "to": "ada@example.com"}, user=people.alice)
+    checkpoint = run.checkpoints.get()
+    users = reviewers(people, 16)
+
+    results, errors = in_threads(16, lambda i: review.approve(checkpoint, users[i], comment=f"from {i}"))
+
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1, errors
+    assert all(isinstance(e, ReviewConflict) for e in errors if e is not None)
+    assert sum(e is not None for e in errors) == 15
+    assert SideEffect.objects.filter(kind="email").count() == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert AuditEvent.objects.filter(run=run, action="approved").count() == 1
+    assert AuditEvent.objects.filter(run=run, action="run_completed").count() == 1
+
+
+def test_two_sweepers_expire_each_checkpoint_exactly_once(people, registered_pipelines):
+    registered_pipelines(
+        stepkit("sweep")
+        .step("wait", lambda c: {}, review=Review(timeout=timedelta(hours=1), on_timeout="reject"))
+        .step("never")
+    )
+    runs = [start("sweep", {"i": i}, user=people.alice) for i in range(30)]
+    later = timezone.now() + timedelta(hours=2)
+
+    results, errors = in_threads(2, lambda i: review.expire_due(now=later))
+
+    assert errors == [None, None]
+    assert sum(results) == 30
+    assert Checkpoint.objects.filter(status=CheckpointStatus.EXPIRED).count() == 30
+    for run in runs:
+        assert AuditEvent.objects.filter(run=run, action="expired").count() == 1
+    assert PipelineRun.objects.filter(status=RunStatus.REJECTED).count() == 30
+
+
+def test_claim_next_never_hands_the_same_checkpoint_to_two_reviewers(people):
+    for i in range(24):
+        start("email-approval", {"message": f"m{i}", "customer": "c", "to": "t"}, user=people.alice)
+    users = reviewers(people, 8)
+
+    def drain(i):
+        got = []
+        while (cp := review.claim_next(users[i])) is not None:
+            got.append(cp.pk)
+        return got
+
+    results, errors = in_threads(8, drain)
+    assert errors == [None] * 8
+    claimed = [pk for got in results for pk in got]
+    assert len(claimed) == 24
+    assert len(set(claimed)) == 24
+    assert AuditEvent.objects.filter(action="claimed").count() == 24
+
+
+def test_a_killed_process_loses_no_progress_and_completed_steps_do_not_run_again(db):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _url_of_test_database(),
+        "STEPKIT_TEST_CRASH_AT_C": "1",
+    }
+    code = "import django; django.setup(); from stepkit_django import start; start('crash-demo', {'order': 7})"
+    root = Path(__file__).resolve().parent.parent
+    finished = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, timeout=120, capture_output=True)
+    assert finished.returncode == 17, finished.stderr.decode()
+
+    run = PipelineRun.objects.get(pipeline_name="crash-demo")
+    assert run.status == RunStatus.RUNNING
+    assert run.current_step == "b"
+    assert run.context == {"order": 7, "a": True, "b": True}
+
+    run = resume_run(run)
+    assert run.status == RunStatus.COMPLETED
+    attempts = list(SideEffect.objects.filter(kind="attempt").order_by("pk").values_list("key", flat=True))
+    assert attempts == ["a", "b", "c", "c", "d"]
+
+
+def _url_of_test_database():
+    s = connection.settings_dict
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    auth = s.get("USER") or "postgres"
+    if s.get("PASSWORD"):
+        auth += f":{s['PASSWORD']}"
+    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
