@@ -3,9 +3,10 @@
 The "AI" is a deterministic local generator so the demo needs no network.
 """
 
+from datetime import timedelta
 from typing import Any
 
-from stepkit_django import stepkit
+from stepkit_django import Review, register, stepkit
 
 OUTBOX: list[dict[str, Any]] = []
 
@@ -23,7 +24,29 @@ def generate_draft(ctx: dict[str, Any]) -> dict[str, Any]:
 def send_email(ctx: dict[str, Any]) -> dict[str, Any]:
     """Send the approved email (here: append it to an in-memory outbox)."""
     OUTBOX.append({"to": ctx["to"], "subject": ctx["subject"], "body": ctx["body"]})
-    return {"sent": True, "outbox_size": len(OUTBOX)}
+    return {"sent": True}
 
 
-email_approval = stepkit("email-approval", version=1).step("generate", generate_draft).step("send", send_email)
+email_approval = register(
+    stepkit("email-approval", version=1)
+    .step(
+        "generate",
+        generate_draft,
+        review=Review(
+            title="Approve the reply before it is sent",
+            editable=["subject", "body"],
+            schema={
+                "type": "object",
+                "properties": {
+                    "subject": {"type": "string", "minLength": 1},
+                    "body": {"type": "string", "minLength": 1},
+                },
+                "required": ["subject", "body"],
+            },
+            assign_to_group="editors",
+            timeout=timedelta(days=2),
+            on_timeout="reject",
+        ),
+    )
+    .step("send", send_email)
+)
