@@ -140,3 +140,15 @@ def _url_of_test_database():
     if s.get("PASSWORD"):
         auth += f":{s['PASSWORD']}"
     return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
+
+
+def test_concurrent_starts_with_one_idempotency_key_create_one_run(registered_pipelines):
+    calls = []
+    registered_pipelines(stepkit("charge").step("charge", lambda c: calls.append(1) or {"charged": True}))
+
+    results, errors = in_threads(8, lambda i: start("charge", {"amount": 10}, idempotency_key="invoice-1001"))
+
+    assert errors == [None] * 8
+    assert len({run.pk for run in results}) == 1
+    assert PipelineRun.objects.filter(idempotency_key="invoice-1001").count() == 1
+    assert calls == [1]
