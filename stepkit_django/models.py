@@ -12,7 +12,7 @@ import uuid
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
@@ -34,6 +34,16 @@ class StepkitJSONEncoder(DjangoJSONEncoder):
 
 def _json_field(**kwargs: Any) -> models.JSONField[Any, Any]:
     return models.JSONField(encoder=StepkitJSONEncoder, **kwargs)
+
+
+class PipelineRunQuerySet(models.QuerySet["PipelineRun"]):
+    def visible_to(self, user: Any) -> PipelineRunQuerySet:
+        """Runs the user started or has a checkpoint of in their queue; all for run managers."""
+        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+            return self.none()
+        if getattr(user, "is_superuser", False) or user.has_perm("stepkit_django.manage_pipelinerun"):
+            return self
+        return self.filter(Q(pk__in=Checkpoint.objects.for_user(user).values("run_id")) | Q(started_by=user))
 
 
 class PipelineRun(models.Model):
@@ -67,6 +77,8 @@ class PipelineRun(models.Model):
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
+    objects = PipelineRunQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("pipeline run")
         verbose_name_plural = _("pipeline runs")
@@ -86,13 +98,11 @@ class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
     def pending(self) -> CheckpointQuerySet:
         return self.filter(status=CheckpointStatus.PENDING)
 
-    def assigned_to(self, user: AbstractBaseUser | AnonymousUser) -> CheckpointQuerySet:
+    def assigned_to(self, user: Any) -> CheckpointQuerySet:
         """Checkpoints assigned to ``user`` directly or through one of the user's groups."""
-        return self.filter(
-            Q(assigned_users=user) | Q(assigned_groups__in=Group.objects.filter(user=user))  # type: ignore[misc]
-        ).distinct()
+        return self.filter(Q(assigned_users=user) | Q(assigned_groups__in=Group.objects.filter(user=user))).distinct()
 
-    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> CheckpointQuerySet:
+    def visible_to(self, user: Any) -> CheckpointQuerySet:
         """Checkpoints ``user`` may see: unassigned ones, or ones assigned to them or their groups.
 
         Superusers see everything. The review permission is checked per checkpoint by the services.
@@ -102,8 +112,22 @@ class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
         if getattr(user, "is_superuser", False):
             return self
         unassigned = Q(assigned_users__isnull=True, assigned_groups__isnull=True)
-        mine = Q(assigned_users=user) | Q(assigned_groups__in=Group.objects.filter(user=user))  # type: ignore[misc]
+        mine = Q(assigned_users=user) | Q(assigned_groups__in=Group.objects.filter(user=user))
         return self.filter(pk__in=Checkpoint.objects.filter(unassigned | mine).values("pk"))
+
+    def for_user(self, user: Any) -> CheckpointQuerySet:
+        """What ``user`` may see in the queue: checkpoints they may review, and those of runs they started.
+
+        "May review" means visible to them (see :meth:`visible_to`) and guarded by
+        a review permission they hold. Superusers see everything.
+        """
+        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+            return self.none()
+        if getattr(user, "is_superuser", False):
+            return self
+        permissions = sorted(user.get_all_permissions())
+        reviewable = self.visible_to(user).filter(review__permission__in=permissions)
+        return self.filter(Q(pk__in=reviewable.values("pk")) | Q(run__started_by=user))
 
 
 class Checkpoint(models.Model):
@@ -219,13 +243,13 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def delete(self) -> tuple[int, dict[str, int]]:
         raise AuditTrailImmutable("Audit events cannot be deleted")
 
-    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> AuditEventQuerySet:
-        """Events of runs the user started, or that have a checkpoint the user may see."""
+    def visible_to(self, user: Any) -> AuditEventQuerySet:
+        """Events of runs the user started, or that have a checkpoint in the user's queue."""
         if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
             return self.none()
-        if getattr(user, "is_superuser", False):
+        if getattr(user, "is_superuser", False) or user.has_perm("stepkit_django.manage_pipelinerun"):
             return self
-        visible_runs = Checkpoint.objects.visible_to(user).values("run_id")
+        visible_runs = Checkpoint.objects.for_user(user).values("run_id")
         return self.filter(Q(run__in=visible_runs) | Q(run__started_by=user))
 
 

@@ -21,6 +21,11 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
     "stepkit_django",
     "tests.testapp",
 ]
@@ -51,3 +56,21 @@ STATIC_URL = "/static/"
 
 # Tests create many users; the slow default hasher would dominate the run time.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "stepkit_django test API",
+    "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": {
+        "CheckpointStatusEnum": "stepkit_django.status.CheckpointStatus",
+        "RunStatusEnum": "stepkit_django.status.RunStatus",
+        "AuditActionEnum": "stepkit_django.status.AuditAction",
+    },
+}

@@ -1,0 +1,87 @@
+"""django-filter FilterSets for the queue, runs and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from ..models import AuditEvent, Checkpoint, PipelineRun
+from ..status import AuditAction, CheckpointStatus, RunStatus
+
+
+class UserRefFilter(django_filters.CharFilter):
+    """Accepts ``me`` or a numeric user id; anything else is a 400 with a field error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", '"me" or a user id')
+        super().__init__(*args, **kwargs)
+
+
+class CheckpointFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=CheckpointStatus.choices)
+    pipeline = django_filters.CharFilter(field_name="pipeline_name")
+    step = django_filters.CharFilter()
+    assigned_to = UserRefFilter(method="filter_assigned_to")
+    claimed_by = UserRefFilter(method="filter_claimed_by")
+    unclaimed = django_filters.BooleanFilter(method="filter_unclaimed", help_text="Pending and claimed by nobody.")
+    overdue = django_filters.BooleanFilter(method="filter_overdue", help_text="Pending past its deadline.")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Checkpoint
+        fields = ["status", "pipeline", "step"]
+
+    def _uid(self, name: str, value: str) -> int | None:
+        """``"me"`` is the requesting user; anything else must be a numeric user id."""
+        if value == "me":
+            user = getattr(self.request, "user", None)
+            return int(user.pk) if user is not None and user.is_authenticated else None
+        if not value.isdigit():
+            from rest_framework.exceptions import ValidationError
+
+            raise ValidationError({name: ['Use "me" or a numeric user id.']})
+        return int(value)
+
+    def filter_assigned_to(self, queryset: QuerySet[Checkpoint], name: str, value: str) -> QuerySet[Checkpoint]:
+        uid = self._uid(name, value)
+        return queryset.filter(Q(assigned_users=uid) | Q(assigned_groups__user=uid)).distinct()
+
+    def filter_claimed_by(self, queryset: QuerySet[Checkpoint], name: str, value: str) -> QuerySet[Checkpoint]:
+        return queryset.filter(claimed_by=self._uid(name, value))
+
+    def filter_unclaimed(self, queryset: QuerySet[Checkpoint], name: str, value: bool) -> QuerySet[Checkpoint]:
+        unclaimed = Q(status=CheckpointStatus.PENDING, claimed_by__isnull=True)
+        return queryset.filter(unclaimed) if value else queryset.exclude(unclaimed)
+
+    def filter_overdue(self, queryset: QuerySet[Checkpoint], name: str, value: bool) -> QuerySet[Checkpoint]:
+        overdue = Q(status=CheckpointStatus.PENDING, expires_at__lt=timezone.now())
+        return queryset.filter(overdue) if value else queryset.exclude(overdue)
+
+
+class RunFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=RunStatus.choices)
+    pipeline = django_filters.CharFilter(field_name="pipeline_name")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = PipelineRun
+        fields = ["status", "pipeline"]
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    run = django_filters.UUIDFilter(field_name="run_id")
+    checkpoint = django_filters.UUIDFilter(field_name="checkpoint_id")
+    action = django_filters.ChoiceFilter(choices=AuditAction.choices)
+    actor = django_filters.NumberFilter(field_name="actor_id")
+    pipeline = django_filters.CharFilter(field_name="pipeline_name")
+    after = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    before = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["run", "checkpoint", "action", "actor", "pipeline"]

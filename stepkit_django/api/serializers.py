@@ -1,0 +1,249 @@
+"""Serializers: the shapes of the API. They validate input; decisions go through ``review``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..describe import remaining_steps
+from ..models import Approval, AuditEvent, Checkpoint, PipelineRun
+from ..registry import registered
+from ..status import RunStatus
+
+
+class UserRefSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField(source="pk", read_only=True)
+    username = serializers.SerializerMethodField()
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_username(self, user: Any) -> str:
+        return str(user.get_username())
+
+
+class ApprovalSerializer(serializers.ModelSerializer[Approval]):
+    user = UserRefSerializer(read_only=True)
+
+    class Meta:
+        model = Approval
+        fields = ["user", "created_at"]
+
+
+class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
+    """A checkpoint in the queue (list view)."""
+
+    pipeline = serializers.CharField(source="pipeline_name", read_only=True)
+    run = serializers.UUIDField(source="run_id", read_only=True)
+    assigned_users = UserRefSerializer(many=True, read_only=True)
+    assigned_groups: serializers.Field[Any, Any, Any, Any] = serializers.SlugRelatedField(
+        many=True, read_only=True, slug_field="name"
+    )
+    claimed_by = UserRefSerializer(read_only=True, allow_null=True)
+    decided_by = UserRefSerializer(read_only=True, allow_null=True)
+    approvals_count = serializers.SerializerMethodField()
+    approvals_required = serializers.IntegerField(read_only=True)
+    title = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Checkpoint
+        fields = [
+            "id",
+            "run",
+            "pipeline",
+            "step",
+            "title",
+            "status",
+            "assigned_users",
+            "assigned_groups",
+            "claimed_by",
+            "claimed_at",
+            "approvals_count",
+            "approvals_required",
+            "decided_by",
+            "decided_at",
+            "expires_at",
+            "version",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_approvals_count(self, obj: Checkpoint) -> int:
+        return len(obj.approvals.all())  # prefetched
+
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_title(self, obj: Checkpoint) -> str:
+        return str(obj.review.get("title", ""))
+
+
+class CheckpointDetailSerializer(CheckpointSerializer):
+    """One checkpoint with everything a reviewer needs to decide."""
+
+    context = serializers.JSONField(read_only=True, help_text="The context when the run paused.")  # type: ignore[assignment]
+    override_data = serializers.JSONField(read_only=True, help_text="Edits saved so far.")
+    effective_context = serializers.JSONField(read_only=True, help_text="The context the run resumes with.")
+    editable = serializers.SerializerMethodField()
+    schema = serializers.SerializerMethodField()
+    remaining_steps = serializers.SerializerMethodField()
+    approvals = ApprovalSerializer(many=True, read_only=True)
+
+    class Meta(CheckpointSerializer.Meta):
+        fields = [
+            *CheckpointSerializer.Meta.fields,
+            "context",
+            "override_data",
+            "effective_context",
+            "editable",
+            "schema",
+            "remaining_steps",
+            "approvals",
+            "comment",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField(), allow_null=True))
+    def get_editable(self, obj: Checkpoint) -> list[str] | None:
+        return obj.editable_keys
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_schema(self, obj: Checkpoint) -> dict[str, Any] | None:
+        schema = obj.review.get("schema")
+        return dict(schema) if schema is not None else None
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_remaining_steps(self, obj: Checkpoint) -> list[str]:
+        return remaining_steps(obj.pipeline_name, obj.position)
+
+
+class OverrideField(serializers.JSONField):
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a JSON object of context keys to new values.")
+        return value
+
+
+class ApproveSerializer(serializers.Serializer[Any]):
+    override_data = OverrideField(required=False, default=dict, help_text="Edits to merge before resuming.")
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+    expected_version = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+
+
+class RejectSerializer(serializers.Serializer[Any]):
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+    expected_version = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+
+
+class EditSerializer(serializers.Serializer[Any]):
+    override_data = OverrideField(help_text="Context keys and their new values.")
+    expected_version = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+
+
+class VersionSerializer(serializers.Serializer[Any]):
+    expected_version = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+
+
+class ReassignSerializer(serializers.Serializer[Any]):
+    to_users = serializers.ListField(
+        child=serializers.CharField(max_length=150), required=False, help_text="Usernames."
+    )
+    to_groups = serializers.ListField(
+        child=serializers.CharField(max_length=150), required=False, help_text="Group names."
+    )
+    expected_version = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("to_users") and not attrs.get("to_groups"):
+            raise serializers.ValidationError("Give to_users and/or to_groups.")
+        user_model = get_user_model()
+        names = attrs.get("to_users") or []
+        known = set(
+            user_model._default_manager.filter(**{f"{user_model.USERNAME_FIELD}__in": names}).values_list(
+                user_model.USERNAME_FIELD, flat=True
+            )
+        )
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise serializers.ValidationError({"to_users": [f"Unknown user: {n}" for n in missing]})
+        from django.contrib.auth.models import Group
+
+        groups = attrs.get("to_groups") or []
+        known_groups = set(Group.objects.filter(name__in=groups).values_list("name", flat=True))
+        missing = [g for g in groups if g not in known_groups]
+        if missing:
+            raise serializers.ValidationError({"to_groups": [f"Unknown group: {g}" for g in missing]})
+        return attrs
+
+
+class RunSerializer(serializers.ModelSerializer[PipelineRun]):
+    pipeline = serializers.CharField(source="pipeline_name", read_only=True)
+    started_by = UserRefSerializer(read_only=True, allow_null=True)
+    checkpoints: serializers.Field[Any, Any, Any, Any] = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = PipelineRun
+        fields = [
+            "id",
+            "pipeline",
+            "pipeline_version",
+            "status",
+            "input",
+            "context",
+            "current_step",
+            "started_by",
+            "idempotency_key",
+            "error",
+            "checkpoints",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class RunCreateSerializer(serializers.Serializer[Any]):
+    pipeline = serializers.CharField(max_length=200)
+    input = OverrideField(required=False, default=dict)
+    idempotency_key = serializers.CharField(max_length=255, required=False, allow_null=True, default=None)
+
+    def validate_pipeline(self, value: str) -> str:
+        names = registered()
+        if value not in names:
+            raise serializers.ValidationError(
+                f"No pipeline named {value!r} is registered. Registered: {', '.join(names) or '(none)'}."
+            )
+        return value
+
+
+class RunStatusSerializer(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=RunStatus.choices, read_only=True)
+
+
+class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
+    pipeline = serializers.CharField(source="pipeline_name", read_only=True)
+    run = serializers.UUIDField(source="run_id", read_only=True)
+    checkpoint = serializers.UUIDField(source="checkpoint_id", read_only=True, allow_null=True)
+    actor = UserRefSerializer(read_only=True, allow_null=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "run", "checkpoint", "pipeline", "action", "actor", "timestamp", "data", "note"]
+        read_only_fields = fields
+
+
+class PipelineStepSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField(help_text="Display path, e.g. route/case/step.")
+    kind = serializers.ChoiceField(choices=["step", "branch", "transform"])
+    review = serializers.JSONField(allow_null=True, help_text="Review settings when the step pauses for review.")
+
+
+class PipelineSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+    steps = serializers.ListField(child=serializers.CharField(), help_text="Top-level step names.")
+    all_steps = PipelineStepSerializer(many=True, help_text="Every step, nested ones included.")

@@ -1,0 +1,343 @@
+"""Viewsets of the REST API. They stay thin: validate, call ``review``/``runner``, serialize."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import Http404
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import Serializer
+
+from .. import review
+from ..describe import describe_pipeline
+from ..exceptions import (
+    CheckpointError,
+    InvalidOverride,
+    PipelineChanged,
+    PipelineNotFound,
+    ReviewConflict,
+    ReviewMisconfigured,
+    ReviewPermissionDenied,
+)
+from ..models import AuditEvent, Checkpoint, PipelineRun
+from ..registry import get_pipeline, registered
+from ..runner import RunNotResumable, start
+from . import serializers as s
+from .filters import AuditEventFilter, CheckpointFilter, RunFilter
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The resource changed or was already decided."
+    default_code = "conflict"
+
+
+class PreconditionFailed(APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The If-Match ETag does not match the current version."
+    default_code = "precondition_failed"
+
+
+class StepkitPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+def api_error(exc: Exception) -> Exception:
+    """Translate the services' named exceptions into HTTP errors."""
+    if isinstance(exc, InvalidOverride):
+        errors = {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}
+        return ValidationError({"override_data": errors})
+    if isinstance(exc, ReviewPermissionDenied):
+        return PermissionDenied(str(exc))
+    if isinstance(exc, (ReviewConflict, PipelineChanged, RunNotResumable)):
+        return Conflict(str(exc))
+    if isinstance(exc, ReviewMisconfigured):
+        return ValidationError({"non_field_errors": [str(exc)]})
+    if isinstance(exc, CheckpointError):
+        return ValidationError({"input": [str(exc)]})
+    if isinstance(exc, PipelineNotFound):
+        return NotFound(str(exc))
+    return exc
+
+
+class StepkitViewMixin:
+    schema = AutoSchema()
+    permission_classes = [IsAuthenticated]
+    pagination_class = StepkitPagination
+
+    def handle_exception(self, exc: Exception) -> Response:
+        return super().handle_exception(api_error(exc))  # type: ignore[misc,no-any-return]
+
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid data; the body maps each field to its errors."),
+    403: OpenApiResponse(description="Not allowed to review this checkpoint (or not logged in)."),
+    404: OpenApiResponse(description="No such checkpoint in your queue."),
+    409: OpenApiResponse(description="Conflict: already decided, claimed by someone else, or a stale version."),
+    412: OpenApiResponse(description="The If-Match ETag does not match the checkpoint's current ETag."),
+}
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The checkpoint's ETag as you saw it; refused with 412 if it changed since.",
+)
+
+
+def etag(checkpoint: Checkpoint) -> str:
+    return f'"{checkpoint.pk}-{checkpoint.version}"'
+
+
+def decision(serializer: type[Serializer[Any]], summary: str, *, body: bool = True) -> Callable[..., Any]:
+    return extend_schema(
+        summary=summary,
+        request=serializer if body else None,
+        parameters=[IF_MATCH],
+        responses={200: s.CheckpointDetailSerializer, **ERRORS},
+    )
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The review queue, oldest first"),
+    retrieve=extend_schema(
+        summary="One checkpoint with its context, editable keys, schema and approvals",
+        responses={200: s.CheckpointDetailSerializer, 404: ERRORS[404]},
+    ),
+)
+class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoint]):  # type: ignore[misc]
+    """Checkpoints the user may review, or that belong to runs the user started."""
+
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = CheckpointFilter
+    ordering_fields = ["created_at", "expires_at", "updated_at"]
+    ordering = ["created_at"]
+
+    def get_queryset(self) -> QuerySet[Checkpoint]:
+        return (
+            Checkpoint.objects.for_user(self.request.user)
+            .select_related("run", "claimed_by", "decided_by")
+            .prefetch_related("assigned_users", "assigned_groups", "approvals__user")
+        )
+
+    def get_serializer_class(self) -> type[Serializer[Any]]:
+        return s.CheckpointSerializer if self.action == "list" else s.CheckpointDetailSerializer
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        checkpoint = self.get_object()
+        return self._respond(checkpoint)
+
+    def _respond(self, checkpoint: Checkpoint) -> Response:
+        fresh = self.get_queryset().get(pk=checkpoint.pk)
+        response = Response(s.CheckpointDetailSerializer(fresh, context=self.get_serializer_context()).data)
+        response["ETag"] = etag(fresh)
+        return response
+
+    def _expected_version(self, request: Request, checkpoint: Checkpoint) -> int | None:
+        """The version the client saw, from If-Match; 412 when it is not the current one."""
+        header = request.headers.get("If-Match")
+        if not header:
+            return None
+        tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+        if "*" in tags:
+            return None
+        if etag(checkpoint) not in tags:
+            raise PreconditionFailed(f"The checkpoint changed: its ETag is now {etag(checkpoint)}.")
+        return checkpoint.version
+
+    def _decide(self, request: Request, serializer_class: type[Serializer[Any]], act: Callable[..., Any]) -> Response:
+        checkpoint = self.get_object()
+        header_version = self._expected_version(request, checkpoint)
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        expected = data.pop("expected_version", None) or header_version
+        return self._respond(act(checkpoint, data, expected))
+
+    @decision(s.VersionSerializer, "Claim the checkpoint")
+    @action(detail=True, methods=["post"])
+    def claim(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(
+            request, s.VersionSerializer, lambda cp, d, v: review.claim(cp, request.user, expected_version=v)
+        )
+
+    @decision(s.VersionSerializer, "Release your claim")
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(
+            request, s.VersionSerializer, lambda cp, d, v: review.release(cp, request.user, expected_version=v)
+        )
+
+    @decision(s.EditSerializer, "Save edits to the data the run resumes with")
+    @action(detail=True, methods=["post"])
+    def edit(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(
+            request, s.EditSerializer, lambda cp, d, v: review.edit(cp, request.user, d["override_data"], v)
+        )
+
+    @decision(s.ApproveSerializer, "Approve (with optional edits); the last required approval resumes the run")
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(
+            request,
+            s.ApproveSerializer,
+            lambda cp, d, v: review.approve(cp, request.user, d["override_data"] or None, d["comment"], v),
+        )
+
+    @decision(s.RejectSerializer, "Reject; the run ends and runs nothing more")
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(
+            request, s.RejectSerializer, lambda cp, d, v: review.reject(cp, request.user, d["comment"], v)
+        )
+
+    @decision(s.ReassignSerializer, "Assign to other users and/or groups")
+    @action(detail=True, methods=["post"])
+    def reassign(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(
+            request,
+            s.ReassignSerializer,
+            lambda cp, d, v: review.reassign(
+                cp, request.user, to_users=d.get("to_users"), to_groups=d.get("to_groups"), expected_version=v
+            ),
+        )
+
+    @extend_schema(
+        summary="Claim the oldest unclaimed checkpoint you may review (filtered like the list)",
+        request=None,
+        responses={200: s.CheckpointDetailSerializer, 204: OpenApiResponse(description="Nothing to claim."), **ERRORS},
+    )
+    @action(detail=False, methods=["post"], url_path="claim-next")
+    def claim_next(self, request: Request) -> Response:
+        queue = self.filter_queryset(self.get_queryset())
+        checkpoint = review.claim_next(request.user, pk__in=queue.values("pk"))
+        if checkpoint is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return self._respond(checkpoint)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Runs you started or have a checkpoint of in your queue"),
+    retrieve=extend_schema(summary="One run"),
+    create=extend_schema(
+        summary="Start a run of a registered pipeline",
+        request=s.RunCreateSerializer,
+        responses={
+            201: s.RunSerializer,
+            200: OpenApiResponse(s.RunSerializer, description="Replay of an idempotency key: the existing run."),
+            400: ERRORS[400],
+            403: ERRORS[403],
+        },
+    ),
+)
+class RunViewSet(  # type: ignore[misc]
+    StepkitViewMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[PipelineRun]
+):
+    serializer_class = s.RunSerializer
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = RunFilter
+    ordering_fields = ["created_at", "updated_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self) -> QuerySet[PipelineRun]:
+        return (
+            PipelineRun.objects.visible_to(self.request.user)
+            .select_related("started_by")
+            .prefetch_related("checkpoints")
+        )
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not request.user.has_perm("stepkit_django.add_pipelinerun"):
+            raise PermissionDenied("You need the permission 'stepkit_django.add_pipelinerun' to start runs.")
+        serializer = s.RunCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key = data["idempotency_key"]
+        existing = PipelineRun.objects.filter(idempotency_key=key).first() if key else None
+        if existing is not None:
+            if existing.pipeline_name != data["pipeline"] or existing.started_by_id != request.user.pk:
+                raise Conflict("This idempotency key was already used for another run.")
+            return Response(s.RunSerializer(existing).data, status=status.HTTP_200_OK)
+        run = start(data["pipeline"], data["input"], user=request.user, idempotency_key=key)
+        run = self.get_queryset().get(pk=run.pk)
+        return Response(s.RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Cancel the run", request=None, responses={200: s.RunSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        run = review.cancel_run(self.get_object(), request.user)
+        return Response(s.RunSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(
+        summary="Retry a failed run from its last completed step",
+        request=None,
+        responses={200: s.RunSerializer, **ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        run = review.retry_run(self.get_object(), request.user)
+        return Response(s.RunSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(summary="The run's audit trail, oldest first", responses={200: s.AuditEventSerializer(many=True)})
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=StepkitPagination)
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        events = AuditEvent.objects.filter(run=run).select_related("actor").order_by("timestamp", "id")
+        page: Any = self.paginate_queryset(events)  # type: ignore[arg-type]
+        return self.get_paginated_response(s.AuditEventSerializer(page, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The audit trail you may see"),
+    retrieve=extend_schema(summary="One audit event"),
+)
+class AuditEventViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[AuditEvent]):  # type: ignore[misc]
+    serializer_class = s.AuditEventSerializer
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = AuditEventFilter
+    ordering_fields = ["timestamp"]
+    ordering = ["timestamp", "id"]
+
+    def get_queryset(self) -> QuerySet[AuditEvent]:
+        return AuditEvent.objects.visible_to(self.request.user).select_related("actor")
+
+
+NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The pipeline's name.")
+
+
+class PipelineViewSet(StepkitViewMixin, viewsets.ViewSet):  # type: ignore[misc]
+    """Registered pipelines with their steps and review settings."""
+
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    serializer_class = s.PipelineSerializer
+    pagination_class = None  # type: ignore[assignment]
+
+    @extend_schema(summary="Registered pipelines", responses={200: s.PipelineSerializer(many=True)})
+    def list(self, request: Request) -> Response:
+        return Response([describe_pipeline(p) for p in registered().values()])
+
+    @extend_schema(
+        summary="One registered pipeline", parameters=[NAME], responses={200: s.PipelineSerializer, 404: ERRORS[404]}
+    )
+    def retrieve(self, request: Request, name: str | None = None) -> Response:
+        try:
+            pipeline = get_pipeline(name or "")
+        except PipelineNotFound as exc:
+            raise Http404(str(exc)) from exc
+        return Response(describe_pipeline(pipeline))
