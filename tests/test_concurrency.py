@@ -152,3 +152,25 @@ def test_concurrent_starts_with_one_idempotency_key_create_one_run(registered_pi
     assert len({run.pk for run in results}) == 1
     assert PipelineRun.objects.filter(idempotency_key="invoice-1001").count() == 1
     assert calls == [1]
+
+
+def test_api_claim_next_never_hands_the_same_checkpoint_to_two_callers(people):
+    from rest_framework.test import APIClient
+
+    for i in range(12):
+        start("email-approval", {"message": f"m{i}", "customer": "c", "to": "t"}, user=people.alice)
+    users = reviewers(people, 6)
+
+    def drain(i):
+        client = APIClient()
+        client.force_authenticate(users[i])
+        got = []
+        while (response := client.post("/api/stepkit/checkpoints/claim-next/")).status_code == 200:
+            got.append(response.json()["id"])
+        assert response.status_code == 204
+        return got
+
+    results, errors = in_threads(6, drain)
+    assert errors == [None] * 6
+    claimed = [pk for got in results for pk in got]
+    assert len(claimed) == len(set(claimed)) == 12

@@ -129,10 +129,12 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     ordering = ["created_at"]
 
     def get_queryset(self) -> QuerySet[Checkpoint]:
-        return (
-            Checkpoint.objects.for_user(self.request.user)
-            .select_related("run", "claimed_by", "decided_by")
-            .prefetch_related("assigned_users", "assigned_groups", "approvals__user")
+        return self._with_relations(Checkpoint.objects.for_user(self.request.user))
+
+    @staticmethod
+    def _with_relations(queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
+        return queryset.select_related("run", "claimed_by", "decided_by").prefetch_related(
+            "assigned_users", "assigned_groups", "approvals__user"
         )
 
     def get_serializer_class(self) -> type[Serializer[Any]]:
@@ -143,7 +145,8 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         return self._respond(checkpoint)
 
     def _respond(self, checkpoint: Checkpoint) -> Response:
-        fresh = self.get_queryset().get(pk=checkpoint.pk)
+        # Not get_queryset(): after a reassignment the checkpoint may have left the caller's queue.
+        fresh = self._with_relations(Checkpoint.objects.all()).get(pk=checkpoint.pk)
         response = Response(s.CheckpointDetailSerializer(fresh, context=self.get_serializer_context()).data)
         response["ETag"] = etag(fresh)
         return response

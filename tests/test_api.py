@@ -1,0 +1,396 @@
+"""The REST API: every endpoint, filter and status code."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from stepkit_django import Review, start, stepkit
+from stepkit_django.models import AuditEvent, Checkpoint, PipelineRun
+from stepkit_django.status import CheckpointStatus, RunStatus
+from tests.testapp.models import SideEffect
+
+pytestmark = pytest.mark.django_db
+
+API = "/api/stepkit"
+EMAIL = {"message": "Hello", "customer": "Ada", "to": "ada@example.com"}
+
+
+def client_for(user):
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+def paused(people, n=1, **input):
+    runs = [start("email-approval", {**EMAIL, **input}, user=people.alice) for _ in range(n)]
+    return runs[0] if n == 1 else runs
+
+
+def url(checkpoint, action=""):
+    return f"{API}/checkpoints/{checkpoint.pk}/" + (f"{action}/" if action else "")
+
+
+# -- authentication ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["checkpoints/", "runs/", "events/", "pipelines/"])
+def test_anonymous_requests_get_401(path):
+    response = APIClient().get(f"{API}/{path}")
+    assert response.status_code == 401
+
+
+def test_token_authentication(people):
+    paused(people)
+    token = Token.objects.create(user=people.bob)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    assert client.get(f"{API}/checkpoints/").json()["count"] == 1
+
+
+# -- the queue -----------------------------------------------------------------------------
+
+
+def test_list_shows_the_queue_oldest_first_with_counts(people):
+    runs = paused(people, 3)
+    data = client_for(people.bob).get(f"{API}/checkpoints/").json()
+    assert data["count"] == 3
+    assert [c["run"] for c in data["results"]] == [str(r.pk) for r in runs]
+    first = data["results"][0]
+    assert first["pipeline"] == "email-approval" and first["step"] == "generate"
+    assert first["assigned_groups"] == ["editors"]
+    assert (first["approvals_count"], first["approvals_required"]) == (0, 1)
+
+
+def test_list_only_shows_what_the_user_may_review(people, registered_pipelines):
+    registered_pipelines(
+        stepkit("managers-only").step("s", lambda c: {"secret": 1}, review=Review(assign_to_group="managers"))
+    )
+    paused(people)
+    start("managers-only", {}, user=people.alice)
+    pipelines = lambda user: sorted(
+        c["pipeline"] for c in client_for(user).get(f"{API}/checkpoints/").json()["results"]
+    )  # noqa: E731
+    assert pipelines(people.bob) == ["email-approval"]
+    assert pipelines(people.dave) == ["managers-only"]
+    assert pipelines(people.eve) == []  # no review permission
+    assert pipelines(people.alice) == ["email-approval", "managers-only"]  # she started both runs
+    assert pipelines(people.root) == ["email-approval", "managers-only"]
+    hidden = Checkpoint.objects.get(pipeline_name="managers-only")
+    assert client_for(people.bob).get(url(hidden)).status_code == 404
+
+
+def test_filters(people, registered_pipelines):
+    registered_pipelines(
+        stepkit("deadline").step(
+            "s", lambda c: {}, review=Review(timeout=timedelta(hours=1), assign_to_group="editors")
+        )
+    )
+    a, b, c = paused(people, 3)
+    late = start("deadline", {}, user=people.alice)
+    Checkpoint.objects.filter(run=late).update(expires_at=timezone.now() - timedelta(minutes=5))
+    cp_a, cp_b = a.checkpoints.get(), b.checkpoints.get()
+    bob = client_for(people.bob)
+    bob.post(url(cp_a, "claim"))
+    client_for(people.carol).post(url(cp_b, "reject"))
+
+    def ids(query):
+        response = bob.get(f"{API}/checkpoints/?{query}")
+        assert response.status_code == 200, response.json()
+        return {item["run"] for item in response.json()["results"]}
+
+    assert ids("status=pending") == {str(a.pk), str(c.pk), str(late.pk)}
+    assert ids("status=rejected") == {str(b.pk)}
+    assert ids("pipeline=deadline") == {str(late.pk)}
+    assert ids("step=generate&status=pending") == {str(a.pk), str(c.pk)}
+    assert ids("claimed_by=me") == {str(a.pk)}
+    assert ids(f"claimed_by={people.bob.pk}") == {str(a.pk)}
+    assert ids("unclaimed=true") == {str(c.pk), str(late.pk)}
+    assert ids("overdue=true") == {str(late.pk)}
+    assert ids("assigned_to=me") == {str(a.pk), str(b.pk), str(c.pk), str(late.pk)}
+    assert ids(f"assigned_to={people.dave.pk}") == set()
+    future = (timezone.now() + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    assert ids(f"created_after={future}") == set()
+    assert len(ids(f"created_before={future}")) == 4
+
+
+def test_bad_filter_values_are_400_with_field_errors(people):
+    bob = client_for(people.bob)
+    response = bob.get(f"{API}/checkpoints/?status=lost")
+    assert response.status_code == 400 and "status" in response.json()
+    response = bob.get(f"{API}/checkpoints/?assigned_to=someone")
+    assert response.status_code == 400 and response.json() == {"assigned_to": ['Use "me" or a numeric user id.']}
+    response = bob.get(f"{API}/checkpoints/?created_after=yesterday")
+    assert response.status_code == 400 and "created_after" in response.json()
+
+
+def test_ordering_and_pagination(people):
+    runs = paused(people, 5)
+    bob = client_for(people.bob)
+    page = bob.get(f"{API}/checkpoints/?page_size=2").json()
+    assert page["count"] == 5 and len(page["results"]) == 2 and page["next"]
+    newest_first = bob.get(f"{API}/checkpoints/?ordering=-created_at").json()["results"]
+    assert [c["run"] for c in newest_first] == [str(r.pk) for r in reversed(runs)]
+    assert bob.get(f"{API}/checkpoints/?page=9").status_code == 404
+
+
+def test_retrieve_has_context_editable_schema_remaining_steps_and_etag(people):
+    cp = paused(people).checkpoints.get()
+    response = client_for(people.bob).get(url(cp))
+    assert response.status_code == 200
+    data = response.json()
+    assert response["ETag"] == f'"{cp.pk}-1"'
+    assert data["context"]["body"] == "Hello Ada, thanks for writing."
+    assert data["editable"] == ["subject", "body"]
+    assert data["schema"]["required"] == ["subject", "body"]
+    assert data["remaining_steps"] == ["send"]
+    assert data["approvals"] == [] and data["version"] == 1
+
+
+def test_not_a_uuid_is_404(people):
+    assert client_for(people.bob).get(f"{API}/checkpoints/not-a-uuid/").status_code == 404
+
+
+# -- decisions -----------------------------------------------------------------------------
+
+
+def test_claim_edit_approve_through_the_api(people):
+    run = paused(people)
+    cp = run.checkpoints.get()
+    bob = client_for(people.bob)
+    claimed = bob.post(url(cp, "claim"))
+    assert claimed.status_code == 200 and claimed.json()["claimed_by"]["username"] == "bob"
+    edited = bob.post(url(cp, "edit"), {"override_data": {"body": "Edited"}}, format="json")
+    assert edited.status_code == 200
+    assert edited.json()["effective_context"]["body"] == "Edited"
+    approved = bob.post(url(cp, "approve"), {"comment": "ok"}, format="json", HTTP_IF_MATCH=edited["ETag"])
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert SideEffect.objects.get().payload["body"] == "Edited"
+
+
+def test_release_and_reassign(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    bob.post(url(cp, "claim"))
+    assert bob.post(url(cp, "release")).json()["claimed_by"] is None
+    response = bob.post(url(cp, "reassign"), {"to_groups": ["managers"]}, format="json")
+    assert response.status_code == 200 and response.json()["assigned_groups"] == ["managers"]
+    assert bob.post(url(cp, "reassign"), {}, format="json").status_code == 404  # no longer in bob's queue
+    response = client_for(people.dave).post(url(cp, "reassign"), {"to_groups": ["nobody"]}, format="json")
+    assert response.status_code == 400 and response.json() == {"to_groups": ["Unknown group: nobody"]}
+
+
+def test_reject_through_the_api(people):
+    run = paused(people)
+    response = client_for(people.carol).post(url(run.checkpoints.get(), "reject"), {"comment": "no"}, format="json")
+    assert response.status_code == 200 and response.json()["comment"] == "no"
+    run.refresh_from_db()
+    assert run.status == RunStatus.REJECTED
+
+
+def test_invalid_override_is_400_with_field_errors_and_changes_nothing(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    before = (list(Checkpoint.objects.values()), AuditEvent.objects.count())
+    response = bob.post(url(cp, "approve"), {"override_data": {"to": "x@evil.test", "body": ""}}, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["override_data"]) == ["to"]
+    response = bob.post(url(cp, "edit"), {"override_data": {"body": ""}}, format="json")
+    assert response.status_code == 400
+    assert "body" in response.json()["override_data"]
+    response = bob.post(url(cp, "edit"), {"override_data": ["not", "an", "object"]}, format="json")
+    assert response.status_code == 400 and "override_data" in response.json()
+    response = bob.post(url(cp, "edit"), {}, format="json")
+    assert response.status_code == 400 and response.json()["override_data"] == ["This field is required."]
+    assert (list(Checkpoint.objects.values()), AuditEvent.objects.count()) == before
+
+
+def test_forbidden_decisions_are_403_or_404_when_not_visible(people):
+    cp = paused(people).checkpoints.get()
+    # eve has no review permission: the checkpoint is not in her queue, and its existence is not leaked
+    assert client_for(people.eve).post(url(cp, "approve")).status_code == 404
+    # alice started the run: she sees it, but may not decide it
+    response = client_for(people.alice).post(url(cp, "approve"))
+    assert response.status_code == 403 and "permission" in response.json()["detail"]
+    # bob starts a run and tries to approve it himself
+    own = start("email-approval", EMAIL, user=people.bob).checkpoints.get()
+    response = client_for(people.bob).post(url(own, "approve"))
+    assert response.status_code == 403 and "Four-eyes" in response.json()["detail"]
+    assert Checkpoint.objects.get(pk=own.pk).status == CheckpointStatus.PENDING
+
+
+def test_conflicts_are_409(people):
+    cp = paused(people).checkpoints.get()
+    client_for(people.bob).post(url(cp, "claim"))
+    response = client_for(people.carol).post(url(cp, "approve"))
+    assert response.status_code == 409 and "claimed by bob" in response.json()["detail"]
+    client_for(people.bob).post(url(cp, "reject"))
+    assert client_for(people.carol).post(url(cp, "claim")).status_code == 409
+    response = client_for(people.bob).post(url(cp, "approve"), {"expected_version": 1}, format="json")
+    assert response.status_code == 409
+
+
+def test_stale_expected_version_in_the_body_is_409(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    bob.post(url(cp, "edit"), {"override_data": {"subject": "S"}}, format="json")
+    response = bob.post(url(cp, "approve"), {"expected_version": 1}, format="json")
+    assert response.status_code == 409 and "version 1" in response.json()["detail"]
+
+
+def test_if_match_mismatch_is_412_and_changes_nothing(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    seen = bob.get(url(cp))["ETag"]
+    client_for(people.carol).post(url(cp, "edit"), {"override_data": {"subject": "changed"}}, format="json")
+    response = bob.post(url(cp, "approve"), HTTP_IF_MATCH=seen)
+    assert response.status_code == 412
+    assert Checkpoint.objects.get(pk=cp.pk).status == CheckpointStatus.PENDING
+    assert bob.post(url(cp, "claim"), HTTP_IF_MATCH="*").status_code == 200
+
+
+def test_pipeline_changed_is_409(people, registered_pipelines):
+    registered_pipelines(stepkit("v").step("s", lambda c: {}, review=Review()))
+    run = start("v", {}, user=people.alice)
+    registered_pipelines(stepkit("v", version=2).step("s", lambda c: {}, review=Review()))
+    response = client_for(people.bob).post(url(run.checkpoints.get(), "approve"))
+    assert response.status_code == 409 and "version 1 to 2" in response.json()["detail"]
+
+
+def test_claim_next_hands_out_the_oldest_unclaimed_then_204(people):
+    runs = paused(people, 2)
+    bob = client_for(people.bob)
+    first = bob.post(f"{API}/checkpoints/claim-next/")
+    assert first.status_code == 200 and first.json()["run"] == str(runs[0].pk)
+    assert first.json()["claimed_by"]["username"] == "bob"
+    second = client_for(people.carol).post(f"{API}/checkpoints/claim-next/")
+    assert second.json()["run"] == str(runs[1].pk)
+    assert bob.post(f"{API}/checkpoints/claim-next/").status_code == 204
+    assert client_for(people.dave).post(f"{API}/checkpoints/claim-next/").status_code == 204
+
+
+def test_claim_next_respects_filters(people, registered_pipelines):
+    registered_pipelines(stepkit("other").step("s", lambda c: {}, review=Review()))
+    paused(people)
+    other = start("other", {}, user=people.alice)
+    response = client_for(people.bob).post(f"{API}/checkpoints/claim-next/?pipeline=other")
+    assert response.json()["run"] == str(other.pk)
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+def test_start_a_run_201_and_replay_200(people):
+    people.bob.user_permissions.add(people.review_permission.__class__.objects.get(codename="add_pipelinerun"))
+    bob = client_for(type(people.bob).objects.get(pk=people.bob.pk))
+    body = {"pipeline": "payment-approval", "input": {"amount": 10}, "idempotency_key": "pay-1"}
+    created = bob.post(f"{API}/runs/", body, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["status"] == "completed" and created.json()["context"]["paid"] is True
+    replay = bob.post(f"{API}/runs/", body, format="json")
+    assert replay.status_code == 200 and replay.json()["id"] == created.json()["id"]
+    assert PipelineRun.objects.count() == 1
+
+
+def test_start_requires_permission_and_a_registered_pipeline(people):
+    assert (
+        client_for(people.bob).post(f"{API}/runs/", {"pipeline": "payment-approval"}, format="json").status_code == 403
+    )
+    root = client_for(people.root)
+    response = root.post(f"{API}/runs/", {"pipeline": "nope"}, format="json")
+    assert response.status_code == 400 and "No pipeline named 'nope'" in response.json()["pipeline"][0]
+    response = root.post(f"{API}/runs/", {"pipeline": "payment-approval", "input": [1]}, format="json")
+    assert response.status_code == 400 and "input" in response.json()
+
+
+def test_runs_list_retrieve_cancel_and_events(people):
+    run = paused(people)
+    alice = client_for(people.alice)
+    listed = alice.get(f"{API}/runs/").json()
+    assert [r["id"] for r in listed["results"]] == [str(run.pk)]
+    assert alice.get(f"{API}/runs/{run.pk}/").json()["status"] == "paused"
+    assert client_for(people.dave).get(f"{API}/runs/{run.pk}/").status_code == 404
+    assert client_for(people.bob).post(f"{API}/runs/{run.pk}/cancel/").status_code == 403
+    cancelled = alice.post(f"{API}/runs/{run.pk}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert alice.post(f"{API}/runs/{run.pk}/cancel/").status_code == 409
+    events = alice.get(f"{API}/runs/{run.pk}/events/").json()
+    assert [e["action"] for e in events["results"]] == ["run_started", "step_completed", "paused", "run_cancelled"]
+
+
+def test_retry_a_failed_run(people, registered_pipelines):
+    attempts = []
+
+    def flaky(ctx):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("temporary")
+        return {"ok": True}
+
+    registered_pipelines(stepkit("flaky-api").step("s", flaky))
+    run = start("flaky-api", {}, user=people.alice)
+    alice = client_for(people.alice)
+    assert alice.get(f"{API}/runs/{run.pk}/").json()["error"] == "RuntimeError: temporary"
+    retried = alice.post(f"{API}/runs/{run.pk}/retry/")
+    assert retried.status_code == 200 and retried.json()["status"] == "completed"
+    assert alice.post(f"{API}/runs/{run.pk}/retry/").status_code == 409
+
+
+# -- events and pipelines --------------------------------------------------------------------
+
+
+def test_events_are_filterable(people):
+    run = paused(people)
+    cp = run.checkpoints.get()
+    client_for(people.bob).post(url(cp, "approve"))
+    bob = client_for(people.bob)
+
+    def actions(query):
+        return [e["action"] for e in bob.get(f"{API}/events/?{query}").json()["results"]]
+
+    assert actions(f"run={run.pk}") == [e.action for e in run.events.all()]
+    assert actions(f"checkpoint={cp.pk}") == ["paused", "approved", "resumed"]
+    assert actions("action=approved") == ["approved"]
+    assert actions(f"actor={people.bob.pk}") == ["approved", "resumed"]
+    assert actions("pipeline=payment-approval") == []
+    later = (timezone.now() + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    assert actions(f"after={later}") == []
+    assert client_for(people.dave).get(f"{API}/events/").json()["count"] == 0
+
+
+def test_pipelines_list_and_detail(people):
+    bob = client_for(people.bob)
+    names = [p["name"] for p in bob.get(f"{API}/pipelines/").json()]
+    assert {"email-approval", "payment-approval"} <= set(names)
+    detail = bob.get(f"{API}/pipelines/email-approval/").json()
+    assert detail["steps"] == ["generate", "send"]
+    generate = detail["all_steps"][0]
+    assert generate["review"]["editable"] == ["subject", "body"]
+    assert generate["review"]["permission"] == "stepkit_django.review_checkpoint"
+    assert bob.get(f"{API}/pipelines/nope/").status_code == 404
+
+
+# -- the schema ------------------------------------------------------------------------------
+
+
+def test_schema_endpoint_serves_openapi_3(people):
+    response = client_for(people.bob).get(f"{API}/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert schema["openapi"].startswith("3.")
+    assert f"{API}/checkpoints/{{id}}/approve/" in schema["paths"]
+    approve = schema["paths"][f"{API}/checkpoints/{{id}}/approve/"]["post"]
+    assert {"200", "400", "403", "404", "409", "412"} <= set(approve["responses"])
+
+
+def test_schema_validates_with_fail_on_warn(tmp_path):
+    out = StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"), stderr=out)
+    assert (tmp_path / "schema.yml").read_text().startswith("openapi: 3")
