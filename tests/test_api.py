@@ -73,9 +73,10 @@ def test_list_only_shows_what_the_user_may_review(people, registered_pipelines):
     )
     paused(people)
     start("managers-only", {}, user=people.alice)
-    pipelines = lambda user: sorted(
-        c["pipeline"] for c in client_for(user).get(f"{API}/checkpoints/").json()["results"]
-    )  # noqa: E731
+
+    def pipelines(user):
+        return sorted(c["pipeline"] for c in client_for(user).get(f"{API}/checkpoints/").json()["results"])
+
     assert pipelines(people.bob) == ["email-approval"]
     assert pipelines(people.dave) == ["managers-only"]
     assert pipelines(people.eve) == []  # no review permission
