@@ -5,6 +5,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from stepkit_django.api import ENUM_NAME_OVERRIDES
+
 BASE_DIR = Path(__file__).resolve().parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "stepkit-django-demo-key-change-me-in-production")
@@ -26,6 +28,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
     "stepkit_django",
     "example_project.demo",
 ]
@@ -54,6 +60,20 @@ TEMPLATES = [
 ]
 
 STATIC_URL = "/static/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "stepkit_django demo API",
+    "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": ENUM_NAME_OVERRIDES,
+}
 
 STEPKIT = {
     # Checkpoints older than a week are refused.

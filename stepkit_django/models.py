@@ -303,3 +303,13 @@ class AuditEvent(models.Model):
     @property
     def data_json(self) -> str:
         return json.dumps(self.data, indent=2, sort_keys=True, cls=DjangoJSONEncoder)
+
+
+class QueueOverview(Checkpoint):
+    """Not a table: gives the queue overview page its entry on the admin index."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("queue overview")
+        verbose_name_plural = _("queue overview")
+        default_permissions = ()

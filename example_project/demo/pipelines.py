@@ -6,7 +6,7 @@ The "AI" is a deterministic local generator so the demo needs no network.
 from datetime import timedelta
 from typing import Any
 
-from stepkit_django import Review, register, stepkit
+from stepkit_django import Review, otherwise, register, stepkit, when
 
 OUTBOX: list[dict[str, Any]] = []
 
@@ -49,4 +49,118 @@ email_approval = register(
         ),
     )
     .step("send", send_email)
+)
+
+
+# -- payment approval: automatic under a threshold, a manager above it ------------------------
+
+PAYMENTS: list[dict[str, Any]] = []
+THRESHOLD = 1000
+
+
+def check_payment(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {"checks": {"iban_valid": True, "sanctions_hit": False}, "needs_approval": ctx["amount"] > THRESHOLD}
+
+
+def pay(ctx: dict[str, Any]) -> dict[str, Any]:
+    PAYMENTS.append({"to": ctx["payee"], "amount": ctx["amount"]})
+    return {"paid": True}
+
+
+payment_approval = register(
+    stepkit("payment-approval")
+    .step(
+        "check",
+        check_payment,
+        review=Review(
+            title=f"Payments over {THRESHOLD} need a manager",
+            when=lambda ctx: ctx["amount"] > THRESHOLD,
+            editable=["amount", "memo"],
+            schema={"type": "object", "properties": {"amount": {"type": "number", "minimum": 0}, "memo": {"type": "string"}}},
+            assign_to_group="managers",
+        ),
+    )
+    .step("pay", pay)
+)
+
+
+# -- content moderation: branch on a risk score before asking for approval ---------------------
+
+RISKY_WORDS = ("free money", "click here", "guaranteed", "winner")
+
+
+def score(ctx: dict[str, Any]) -> dict[str, Any]:
+    text = ctx["text"].lower()
+    hits = sum(word in text for word in RISKY_WORDS)
+    return {"risk": min(1.0, 0.35 * hits)}
+
+
+content_moderation = register(
+    stepkit("content-moderation")
+    .step("score", score)
+    .branch_on(
+        "route",
+        when(lambda ctx: ctx["risk"] < 0.3, lambda b: b.step("publish", lambda ctx: {"status": "published"}), name="safe"),
+        when(
+            lambda ctx: ctx["risk"] < 0.8,
+            lambda b: b.step(
+                "hold",
+                lambda ctx: {"status": "held"},
+                review=Review(title="Suspicious content", editable=["text"], assign_to_group="moderators"),
+            ).step("publish", lambda ctx: {"status": "published"}),
+            name="suspicious",
+        ),
+        otherwise(lambda b: b.step("block", lambda ctx: {"status": "blocked"})),
+    )
+)
+
+
+# -- customer support: an AI drafts a reply, an agent approves it ------------------------------
+
+
+def classify(ctx: dict[str, Any]) -> dict[str, Any]:
+    text = ctx["question"].lower()
+    topic = "billing" if "invoice" in text or "refund" in text else "shipping" if "order" in text else "general"
+    return {"topic": topic}
+
+
+def draft_reply(ctx: dict[str, Any]) -> dict[str, Any]:
+    canned = {
+        "billing": "I have checked your account and corrected the invoice; a new copy is on its way.",
+        "shipping": "Your order left our warehouse this morning; you will receive tracking details shortly.",
+        "general": "Thanks for reaching out; a specialist will follow up within a day.",
+    }
+    return {"reply": canned[ctx["topic"]]}
+
+
+support_reply = register(
+    stepkit("support-reply")
+    .step("classify", classify)
+    .step("draft-reply", draft_reply, review=Review(editable=["reply"], assign_to_group="editors"))
+    .step("send-reply", lambda ctx: {"sent": True})
+)
+
+
+# -- a staged configuration change that two engineers must approve -----------------------------
+
+
+def stage(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {"diff": {key: {"from": None, "to": value} for key, value in ctx["changes"].items()}}
+
+
+config_change = register(
+    stepkit("config-change")
+    .step(
+        "stage",
+        stage,
+        review=Review(
+            title="Production configuration change (two approvals)",
+            editable=["changes"],
+            approvals_required=2,
+            assign_to_group="sre",
+            timeout=timedelta(days=1),
+            on_timeout="reject",
+        ),
+    )
+    .step("apply", lambda ctx: {"applied": sorted(ctx["changes"])})
 )

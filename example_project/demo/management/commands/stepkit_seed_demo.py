@@ -1,0 +1,67 @@
+"""Create the demo's users and groups and start a few runs so the queue is not empty."""
+
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission, User
+from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
+
+from stepkit_django import start
+from stepkit_django.models import PipelineRun
+
+REVIEWERS = {
+    # username: (password, groups)
+    "editor": ("editor-demo-pw", ["editors"]),
+    "manager": ("manager-demo-pw", ["managers"]),
+    "moderator": ("moderator-demo-pw", ["moderators"]),
+    "sre1": ("sre1-demo-pw", ["sre"]),
+    "sre2": ("sre2-demo-pw", ["sre"]),
+}
+
+
+class Command(BaseCommand):
+    help = "Create demo users (an admin and reviewers in groups) and start runs of every demo pipeline."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        review = Permission.objects.get(content_type__app_label="stepkit_django", codename="review_checkpoint")
+        start_runs = Permission.objects.get(content_type__app_label="stepkit_django", codename="add_pipelinerun")
+        admin, created = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        if created:
+            admin.set_password("admin-demo-pw")
+            admin.save()
+        requester, created = User.objects.get_or_create(username="requester")
+        if created:
+            requester.set_password("requester-demo-pw")
+            requester.save()
+            requester.user_permissions.add(start_runs)
+        for username, (password, groups) in REVIEWERS.items():
+            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True})
+            if created:
+                user.set_password(password)
+                user.save()
+                user.user_permissions.add(review)
+            user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
+
+        if not PipelineRun.objects.exists():
+            runs = [
+                ("email-approval", {"customer": "Ada Lovelace", "to": "ada@example.com", "message": "My invoice shows the wrong amount."}),
+                ("email-approval", {"customer": "Alan Turing", "to": "alan@example.com", "message": "Can I change my delivery address?"}),
+                ("payment-approval", {"payee": "ACME Ltd", "amount": 250}),
+                ("payment-approval", {"payee": "Globex", "amount": 12500, "memo": "Q4 licences"}),
+                ("content-moderation", {"text": "Our spring collection is out."}),
+                ("content-moderation", {"text": "WINNER! Click here for free money"}),
+                ("content-moderation", {"text": "Guaranteed results, click here"}),
+                ("support-reply", {"question": "Where is my order #1234?"}),
+                ("config-change", {"changes": {"feature.checkout_v2": True, "rate_limit.api": 500}}),
+            ]
+            for name, data in runs:
+                run = start(name, data, user=requester)
+                self.stdout.write(f"  started {name:<20} → {run.status}")
+
+        self.stdout.write(self.style.SUCCESS("Demo users (username / password):"))
+        self.stdout.write("  admin / admin-demo-pw (superuser)")
+        self.stdout.write("  requester / requester-demo-pw (starts runs; API token below)")
+        for username, (password, groups) in REVIEWERS.items():
+            self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)})")
+        token, _ = Token.objects.get_or_create(user=User.objects.get(username="editor"))
+        self.stdout.write(f"API token of editor: {token.key}")

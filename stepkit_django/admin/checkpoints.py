@@ -1,0 +1,303 @@
+"""The review queue in the admin: the Checkpoint changelist and the review page."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import django
+from django.contrib import admin, messages
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .. import review
+from ..describe import remaining_steps
+from ..exceptions import InvalidOverride, StepkitError
+from ..models import Checkpoint
+from ..registry import registered
+from ..status import CheckpointStatus
+from .filters import AssignedToMeFilter, ClaimedByMeFilter, OverdueFilter, StatusFilter, UnclaimedFilter
+from .forms import ReviewForm
+from .overview import overview_context
+from .trail import trail_rows
+
+REVIEW_PERMISSION = "stepkit_django.review_checkpoint"
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(abs(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m"
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(admin.ModelAdmin):
+    list_display = ["pipeline_name", "step", "status", "age", "expires_in", "assigned_to", "claimed_by", "approvals"]
+    list_display_links = ["pipeline_name", "step"]
+    list_filter = [
+        StatusFilter,
+        "pipeline_name",
+        "step",
+        AssignedToMeFilter,
+        ClaimedByMeFilter,
+        UnclaimedFilter,
+        OverdueFilter,
+    ]
+    search_fields = ["run__id", "context"]
+    search_help_text = _("A run id, or text anywhere in the context.")
+    date_hierarchy = "created_at"
+    show_facets = admin.ShowFacets.ALWAYS
+    ordering = ["created_at"]
+    list_per_page = 50
+    actions = ["approve_selected", "reject_selected"]
+    review_template = "admin/stepkit_django/checkpoint/review.html"
+    overview_template = "admin/stepkit_django/overview.html"
+
+    # -- permissions: the review services decide; the admin only gates access ----------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(REVIEW_PERMISSION) or super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(REVIEW_PERMISSION)
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(REVIEW_PERMISSION)
+
+    # -- the changelist -------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Checkpoint]:
+        return (
+            Checkpoint.objects.for_user(request.user)
+            .select_related("run", "claimed_by")
+            .prefetch_related("assigned_users", "assigned_groups", "approvals")
+        )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Checkpoint], search_term: str
+    ) -> tuple[QuerySet[Checkpoint], bool]:
+        import uuid
+
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            ident = uuid.UUID(term)
+        except ValueError:
+            return queryset.filter(context__icontains=term), False
+        return queryset.filter(run_id=ident) | queryset.filter(pk=ident), False
+
+    @admin.display(description=_("age"), ordering="created_at")
+    def age(self, obj: Checkpoint) -> str:
+        return _duration(timezone.now() - obj.created_at)
+
+    @admin.display(description=_("expires in"), ordering="expires_at")
+    def expires_in(self, obj: Checkpoint) -> str:
+        if obj.expires_at is None or obj.status != CheckpointStatus.PENDING:
+            return "—"
+        left = obj.expires_at - timezone.now()
+        return f"overdue {_duration(left)}" if left.total_seconds() < 0 else _duration(left)
+
+    @admin.display(description=_("assigned to"))
+    def assigned_to(self, obj: Checkpoint) -> str:
+        names = [g.name for g in obj.assigned_groups.all()] + [u.get_username() for u in obj.assigned_users.all()]
+        return ", ".join(names) or "—"
+
+    @admin.display(description=_("approvals"))
+    def approvals(self, obj: Checkpoint) -> str:
+        return f"{len(obj.approvals.all())}/{obj.approvals_required}"
+
+    # -- bulk actions: each item goes through the services on its own -------------------
+
+    def _bulk(
+        self, request: HttpRequest, queryset: QuerySet[Checkpoint], verb: str, act: Callable[[Checkpoint], Any]
+    ) -> None:
+        done, refused = 0, []
+        for checkpoint in queryset:
+            try:
+                act(checkpoint)
+                done += 1
+            except StepkitError as exc:
+                refused.append(f"{checkpoint.pipeline_name}/{checkpoint.step} {str(checkpoint.pk)[:8]}: {exc}")
+        total = done + len(refused)
+        level = messages.SUCCESS if not refused else (messages.WARNING if done else messages.ERROR)
+        text = f"{verb} {done} of {total} checkpoint(s)."
+        if refused:
+            text += " Not done: " + "; ".join(refused)
+        self.message_user(request, text, level)
+
+    @admin.action(description=_("Approve selected checkpoints"), permissions=["review"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
+        self._bulk(request, queryset, "Approved", lambda cp: review.approve(cp, request.user))
+
+    @admin.action(description=_("Reject selected checkpoints"), permissions=["review"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
+        self._bulk(request, queryset, "Rejected", lambda cp: review.reject(cp, request.user))
+
+    # -- the review page ------------------------------------------------------------------
+
+    def get_urls(self) -> list[Any]:
+        overview = path(
+            "overview/",
+            self.admin_site.admin_view(self.overview_view),
+            name="stepkit_django_checkpoint_overview",
+        )
+        return [overview, *super().get_urls()]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        checkpoint = self.get_object(request, object_id)
+        if checkpoint is None:
+            raise Http404(f"No checkpoint {object_id} in your queue.")
+        if not self.has_view_permission(request, checkpoint):
+            raise Http404
+        form = self._form(checkpoint, data=request.POST if request.method == "POST" else None)
+        if request.method == "POST":
+            response = self._post(request, checkpoint, form)
+            if response is not None:
+                return response
+        return self._render(request, checkpoint, form)
+
+    def _form(self, checkpoint: Checkpoint, data: Any = None) -> ReviewForm:
+        return ReviewForm(
+            data,
+            editable=checkpoint.editable_keys,
+            schema=checkpoint.review.get("schema"),
+            current=checkpoint.effective_context,
+            initial={"expected_version": checkpoint.version, "comment": ""},
+        )
+
+    def _post(self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm) -> HttpResponse | None:
+        action = request.POST.get("_action", "")
+        here = HttpResponseRedirect(request.path)
+        if not self.has_change_permission(request, checkpoint):
+            self.message_user(request, "You may not review checkpoints.", messages.ERROR)
+            return here
+        user = request.user
+        try:
+            version = int(request.POST.get("expected_version", checkpoint.version))
+        except ValueError:
+            version = checkpoint.version
+        try:
+            if action == "claim":
+                review.claim(checkpoint, user, expected_version=version)
+                self.message_user(request, "You claimed this checkpoint.", messages.SUCCESS)
+            elif action == "release":
+                review.release(checkpoint, user, expected_version=version)
+                self.message_user(request, "You released your claim.", messages.SUCCESS)
+            elif action in ("edit", "approve", "reject"):
+                if not form.is_valid():
+                    self.message_user(request, "Please correct the errors below.", messages.ERROR)
+                    return None
+                comment = form.cleaned_data["comment"]
+                if action == "edit":
+                    changes = form.changes()
+                    if not changes:
+                        self.message_user(request, "Nothing changed.", messages.INFO)
+                        return here
+                    review.edit(checkpoint, user, changes, expected_version=version)
+                    self.message_user(request, f"Saved edits to {', '.join(changes)}.", messages.SUCCESS)
+                elif action == "approve":
+                    review.approve(checkpoint, user, form.changes() or None, comment, expected_version=version)
+                    self.message_user(request, "Approved.", messages.SUCCESS)
+                else:
+                    review.reject(checkpoint, user, comment, expected_version=version)
+                    self.message_user(request, "Rejected: the run will not continue.", messages.SUCCESS)
+            else:
+                self.message_user(request, f"Unknown action {action!r}.", messages.ERROR)
+        except InvalidOverride as exc:
+            form.add_override_errors(exc.errors)
+            self.message_user(request, "The edits were refused; see the errors below.", messages.ERROR)
+            return None
+        except StepkitError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        return here
+
+    def _crumbs(self, request: HttpRequest) -> dict[str, Any]:
+        return {
+            "breadcrumbs_as_list": django.VERSION >= (6, 0),
+            "crumbs": [
+                (reverse("admin:app_list", args=[self.opts.app_label]), self.opts.app_config.verbose_name),
+                (reverse("admin:stepkit_django_checkpoint_changelist"), str(self.opts.verbose_name_plural).capitalize()),
+            ],
+        }
+
+    def _render(self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm) -> TemplateResponse:
+        checkpoint = self.get_queryset(request).get(pk=checkpoint.pk)
+        pipeline_steps = self._steps(checkpoint)
+        context = {
+            **self.admin_site.each_context(request),
+            **self._crumbs(request),
+            "opts": self.opts,
+            "title": f"Review: {checkpoint.pipeline_name} / {checkpoint.step}",
+            "subtitle": str(checkpoint.pk),
+            "checkpoint": checkpoint,
+            "run": checkpoint.run,
+            "steps": pipeline_steps,
+            "context_json": json.dumps(checkpoint.context, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder),
+            "edits_json": json.dumps(checkpoint.override_data, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder),
+            "form": form,
+            "pending": checkpoint.is_pending,
+            "can_review": review.can_review(checkpoint, request.user),
+            "claimed_by_me": checkpoint.claimed_by_id == request.user.pk,
+            "approvals": checkpoint.approvals.select_related("user"),
+            "trail": trail_rows(checkpoint.events.select_related("actor")),
+            "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
+            "has_view_permission": True,
+        }
+        return TemplateResponse(request, self.review_template, context)
+
+    @staticmethod
+    def _steps(checkpoint: Checkpoint) -> list[dict[str, str]]:
+        pipeline = registered().get(checkpoint.pipeline_name)
+        if pipeline is None or not checkpoint.position:
+            return []
+        names = pipeline.describe()
+        here = checkpoint.position[0]
+        remaining = set(remaining_steps(checkpoint.pipeline_name, checkpoint.position))
+        rows = []
+        for index, name in enumerate(names):
+            if index == here:
+                state, label = "paused", f"paused here ({checkpoint.step})"
+            elif name in remaining:
+                state, label = "remaining", "to run after approval"
+            else:
+                state, label = "done", "done"
+            rows.append({"name": name, "state": state, "label": label})
+        return rows
+
+    def overview_view(self, request: HttpRequest) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise Http404
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            **self._crumbs(request),
+            "title": "Review queue overview",
+            **overview_context(self.get_queryset(request)),
+        }
+        return TemplateResponse(request, self.overview_template, context)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        extra = {"overview_url": reverse("admin:stepkit_django_checkpoint_overview"), **(extra_context or {})}
+        return super().changelist_view(request, extra)

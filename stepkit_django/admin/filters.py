@@ -1,0 +1,80 @@
+"""List filters of the queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from ..status import CheckpointStatus
+
+
+class StatusFilter(admin.SimpleListFilter):
+    """Status, showing pending items unless another status (or all) is chosen."""
+
+    title = _("status")
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [*((value, str(label)) for value, label in CheckpointStatus.choices), ("all", str(_("All")))]
+
+    def value(self) -> str:
+        return super().value() or CheckpointStatus.PENDING
+
+    def choices(self, changelist: Any) -> Any:
+        choices = super().choices(changelist)
+        next(choices)  # the generic "All" link would show the default (pending) again; "all" replaces it
+        yield from choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset if value == "all" else queryset.filter(status=value)
+
+
+class _YesFilter(admin.SimpleListFilter):
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", str(_("Yes")))]
+
+    def condition(self, request: HttpRequest) -> Q:
+        raise NotImplementedError  # pragma: no cover - subclasses must override
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(self.condition(request)).distinct()
+        return queryset
+
+
+class AssignedToMeFilter(_YesFilter):
+    title = _("assigned to me")
+    parameter_name = "assigned_to_me"
+
+    def condition(self, request: HttpRequest) -> Q:
+        return Q(assigned_users=request.user) | Q(assigned_groups__user=request.user)
+
+
+class ClaimedByMeFilter(_YesFilter):
+    title = _("claimed by me")
+    parameter_name = "claimed_by_me"
+
+    def condition(self, request: HttpRequest) -> Q:
+        return Q(claimed_by=request.user)
+
+
+class UnclaimedFilter(_YesFilter):
+    title = _("unclaimed")
+    parameter_name = "unclaimed"
+
+    def condition(self, request: HttpRequest) -> Q:
+        return Q(claimed_by__isnull=True, status=CheckpointStatus.PENDING)
+
+
+class OverdueFilter(_YesFilter):
+    title = _("overdue")
+    parameter_name = "overdue"
+
+    def condition(self, request: HttpRequest) -> Q:
+        return Q(status=CheckpointStatus.PENDING, expires_at__lt=timezone.now())

@@ -1,0 +1,115 @@
+"""The queue overview: pending work per pipeline and step, and decisions per day as an SVG chart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, Min, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from ..models import Checkpoint
+from ..status import CheckpointStatus
+
+DECIDED = (CheckpointStatus.APPROVED, CheckpointStatus.REJECTED, CheckpointStatus.EXPIRED)
+COLOURS = {"approved": "#2e7d32", "rejected": "#c62828", "expired": "#9e9e9e"}
+
+
+def overview_context(queryset: QuerySet[Checkpoint], days: int = 30) -> dict[str, Any]:
+    now = timezone.now()
+    pending = queryset.filter(status=CheckpointStatus.PENDING)
+    per_step = list(
+        pending.values("pipeline_name", "step")
+        .annotate(
+            count=Count("pk", distinct=True),
+            oldest=Min("created_at"),
+            overdue=Count("pk", filter=Q(expires_at__lt=now), distinct=True),
+        )
+        .order_by("pipeline_name", "step")
+    )
+    since = (now - timedelta(days=days - 1)).date()
+    decided = (
+        queryset.filter(status__in=DECIDED, decided_at__date__gte=since)
+        .annotate(day=TruncDate("decided_at"))
+        .values("day", "status")
+        .annotate(count=Count("pk", distinct=True))
+    )
+    per_day: dict[Any, dict[str, int]] = {since + timedelta(days=i): {} for i in range(days)}
+    for row in decided:
+        per_day.setdefault(row["day"], {})[row["status"]] = row["count"]
+    return {
+        "per_step": per_step,
+        "pending_total": sum(r["count"] for r in per_step),
+        "overdue_total": sum(r["overdue"] for r in per_step),
+        "oldest_at": min((r["oldest"] for r in per_step), default=None),
+        "decisions_total": sum(sum(v.values()) for v in per_day.values()),
+        "chart": decisions_chart(per_day),
+    }
+
+
+def decisions_chart(per_day: dict[Any, dict[str, int]], width: int = 720, height: int = 200) -> SafeString:
+    """A stacked bar chart of decisions per day, as inline SVG (no JavaScript, no CDN)."""
+    days = sorted(per_day)
+    top = max([sum(per_day[d].values()) for d in days] + [1])
+    left, bottom, plot_h = 30, 24, height - 34
+    bar_w = (width - left - 10) / max(len(days), 1)
+    bars = []
+    for i, day in enumerate(days):
+        y: float = height - bottom
+        x = left + i * bar_w
+        for status in ("approved", "rejected", "expired"):
+            count = per_day[day].get(status, 0)
+            if not count:
+                continue
+            h = plot_h * count / top
+            y -= h
+            bars.append(
+                (
+                    f"{x + 1:.1f}",
+                    f"{y:.1f}",
+                    f"{bar_w - 2:.1f}",
+                    f"{h:.1f}",
+                    COLOURS[status],
+                    f"{day}: {count} {status}",
+                )
+            )
+    rects = format_html_join("", '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>', bars)
+    labels = format_html_join(
+        "",
+        '<text x="{}" y="{}" font-size="10" text-anchor="middle">{}</text>',
+        [
+            (f"{left + i * bar_w + bar_w / 2:.1f}", height - 8, day.strftime("%d %b"))
+            for i, day in enumerate(days)
+            if i % 5 == 0
+        ],
+    )
+    legend = format_html_join(
+        "",
+        '<rect x="{}" y="4" width="10" height="10" fill="{}"></rect><text x="{}" y="13" font-size="11">{}</text>',
+        [
+            (left + 10 + i * 90, colour, left + 24 + i * 90, status)
+            for i, (status, colour) in enumerate(COLOURS.items())
+        ],
+    )
+    return format_html(
+        '<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="Decisions per day" width="{}" height="{}" '
+        'viewBox="0 0 {} {}" class="stepkit-chart">'
+        '<text x="4" y="{}" font-size="10">{}</text>'
+        '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"></line>{}{}{}</svg>',
+        width,
+        height,
+        width,
+        height,
+        height - bottom - plot_h + 10,
+        top,
+        left,
+        height - bottom,
+        width - 10,
+        height - bottom,
+        rects,
+        labels,
+        legend,
+    )

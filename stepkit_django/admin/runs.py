@@ -1,0 +1,195 @@
+"""Read-only admin for runs and the audit trail, with cancel and retry actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from .. import review
+from ..exceptions import StepkitError
+from ..models import AuditEvent, PipelineRun, QueueOverview
+from .trail import describe_event
+
+MANAGE_PERMISSION = "stepkit_django.manage_pipelinerun"
+
+
+class ReadOnlyMixin:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AuditEventInline(ReadOnlyMixin, admin.TabularInline):
+    """The run's audit trail, oldest first, with edits as before → after."""
+
+    model = AuditEvent
+    fk_name = "run"
+    extra = 0
+    can_delete = False
+    ordering = ["timestamp", "id"]
+    fields = ["timestamp", "action", "actor", "details"]
+    readonly_fields = ["timestamp", "action", "actor", "details"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
+        return super().get_queryset(request).select_related("actor")
+
+    @admin.display(description=_("details"))
+    def details(self, obj: AuditEvent) -> str:
+        row = describe_event(obj)
+        parts = [
+            format_html("<div><code>{}</code>: {} → {}</div>", c["key"], c["before"], c["after"])
+            for c in row["changes"]
+        ]
+        if row["summary"]:
+            parts.insert(0, format_html("<div>{}</div>", row["summary"]))
+        if obj.note:
+            parts.append(format_html("<div><em>{}</em></div>", obj.note))
+        return format_html("{}", format_html("".join(parts))) if parts else "—"
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["short_id", "pipeline_name", "status", "started_by", "current_step", "created_at", "duration"]
+    list_filter = ["status", "pipeline_name", "created_at"]
+    search_fields = ["id", "idempotency_key"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+    list_select_related = ["started_by"]
+    actions = ["cancel_runs", "retry_runs"]
+    inlines = [AuditEventInline]
+    fieldsets = [
+        (None, {"fields": ["id", "pipeline_name", "pipeline_version", "status", "started_by", "idempotency_key"]}),
+        (_("Progress"), {"fields": ["current_step", "position", "input", "context"]}),
+        (_("Timing"), {"fields": ["created_at", "started_at", "finished_at", "duration"]}),
+        (_("Failure"), {"fields": ["error", "traceback"], "classes": ["collapse"]}),
+    ]
+    readonly_fields = [
+        "id",
+        "pipeline_name",
+        "pipeline_version",
+        "status",
+        "started_by",
+        "idempotency_key",
+        "current_step",
+        "position",
+        "input",
+        "context",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "duration",
+        "error",
+        "traceback",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PipelineRun]:
+        return PipelineRun.objects.visible_to(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        user = request.user
+        return user.has_perm("stepkit_django.review_checkpoint") or super().has_view_permission(request, obj)
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(MANAGE_PERMISSION)
+
+    @admin.display(description=_("run"), ordering="id")
+    def short_id(self, obj: PipelineRun) -> str:
+        return str(obj.pk)[:8]
+
+    @admin.display(description=_("duration"))
+    def duration(self, obj: PipelineRun) -> str:
+        if obj.started_at is None:
+            return "—"
+        end = obj.finished_at or obj.updated_at
+        return f"{(end - obj.started_at).total_seconds():.3f} s"
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[PipelineRun], verb: str, act: Any) -> None:
+        done, refused = 0, []
+        for run in queryset:
+            try:
+                act(run, request.user)
+                done += 1
+            except StepkitError as exc:
+                refused.append(f"{str(run.pk)[:8]}: {exc}")
+        text = f"{verb} {done} of {done + len(refused)} run(s)."
+        if refused:
+            text += " Not done: " + "; ".join(refused)
+        self.message_user(request, text, messages.SUCCESS if not refused else messages.WARNING)
+
+    @admin.action(description=_("Cancel selected runs"), permissions=["manage"])
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
+        self._bulk(request, queryset, "Cancelled", review.cancel_run)
+
+    @admin.action(description=_("Retry selected failed runs"), permissions=["manage"])
+    def retry_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
+        self._bulk(request, queryset, "Retried", review.retry_run)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["timestamp", "action", "actor", "pipeline_name", "run_link", "checkpoint_link", "details"]
+    list_filter = ["action", ("actor", admin.RelatedOnlyFieldListFilter), "pipeline_name", "timestamp"]
+    date_hierarchy = "timestamp"
+    ordering = ["-timestamp", "-id"]
+    list_select_related = ["actor"]
+    search_fields = ["run__id", "note"]
+    readonly_fields = ["timestamp", "action", "actor", "pipeline_name", "run", "checkpoint", "data", "note"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
+        return AuditEvent.objects.visible_to(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        user = request.user
+        return user.has_perm("stepkit_django.review_checkpoint") or super().has_view_permission(request, obj)
+
+    @admin.display(description=_("run"))
+    def run_link(self, obj: AuditEvent) -> str:
+        url = reverse("admin:stepkit_django_pipelinerun_change", args=[obj.run_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.run_id)[:8])
+
+    @admin.display(description=_("checkpoint"))
+    def checkpoint_link(self, obj: AuditEvent) -> str:
+        if obj.checkpoint_id is None:
+            return "—"
+        url = reverse("admin:stepkit_django_checkpoint_change", args=[obj.checkpoint_id])
+        return format_html('<a href="{}">{}</a>', url, str(obj.checkpoint_id)[:8])
+
+    @admin.display(description=_("details"))
+    def details(self, obj: AuditEvent) -> str:
+        row = describe_event(obj)
+        changes = "; ".join(f"{c['key']}: {c['before']} → {c['after']}" for c in row["changes"])
+        return " ".join(part for part in (row["summary"], changes, obj.note) if part) or "—"
+
+
+@admin.register(QueueOverview)
+class QueueOverviewAdmin(admin.ModelAdmin):
+    """The admin index entry of the queue overview page."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("stepkit_django.review_checkpoint")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_overview"))
