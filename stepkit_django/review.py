@@ -44,6 +44,7 @@ __all__ = [
     "approve",
     "can_review",
     "cancel_run",
+    "check_pending",
     "claim",
     "claim_next",
     "create_checkpoint",
@@ -225,7 +226,8 @@ def can_review(checkpoint: Checkpoint, user: User) -> bool:
     return True
 
 
-def _check_pending(checkpoint: Checkpoint, expected_version: int | None) -> None:
+def check_pending(checkpoint: Checkpoint, expected_version: int | None = None) -> None:
+    """Raise ReviewConflict unless ``checkpoint`` is pending (at ``expected_version``, when given)."""
     if checkpoint.status != CheckpointStatus.PENDING:
         who = f" by {checkpoint.decided_by}" if checkpoint.decided_by_id else ""
         raise ReviewConflict(f"This checkpoint was already {checkpoint.status}{who}.")
@@ -274,7 +276,7 @@ def _move_run(run: PipelineRun, source: str, target: str, **changes: Any) -> Non
 def claim(checkpoint: Checkpoint, by: User, *, expected_version: int | None = None) -> Checkpoint:
     """Take ``checkpoint`` so that no one else decides it while ``by`` works on it."""
     cp = _load(checkpoint)
-    _check_pending(cp, expected_version)
+    check_pending(cp, expected_version)
     reviewer = _check_reviewer(cp, by)
     if cp.claimed_by_id == reviewer.pk:
         return cp
@@ -288,7 +290,7 @@ def claim(checkpoint: Checkpoint, by: User, *, expected_version: int | None = No
 def release(checkpoint: Checkpoint, by: User, *, expected_version: int | None = None) -> Checkpoint:
     """Give back a claim (the holder, or a superuser for someone else's claim)."""
     cp = _load(checkpoint)
-    _check_pending(cp, expected_version)
+    check_pending(cp, expected_version)
     user = _require_active(by)
     if cp.claimed_by_id is None:
         raise ReviewConflict("This checkpoint is not claimed.")
@@ -346,7 +348,7 @@ def reassign(
 ) -> Checkpoint:
     """Assign ``checkpoint`` to other users and/or groups (replacing the assignment) and drop any claim."""
     cp = _load(checkpoint)
-    _check_pending(cp, expected_version)
+    check_pending(cp, expected_version)
     reviewer = _check_reviewer(cp, by)
     _check_claim(cp, reviewer)
     if to_users is None and to_groups is None:
@@ -383,7 +385,7 @@ def edit(
 ) -> Checkpoint:
     """Save edits to the data the run will resume with; validated, and audited as before → after."""
     cp = _load(checkpoint)
-    _check_pending(cp, expected_version)
+    check_pending(cp, expected_version)
     reviewer = _check_reviewer(cp, by)
     _check_claim(cp, reviewer)
     data = _validated(cp, override_data)
@@ -434,7 +436,7 @@ def approve(
 ) -> Checkpoint:
     """Record ``by``'s approval; with the last required approval, resume the run with the edits merged."""
     cp = _load(checkpoint)
-    _check_pending(cp, expected_version)
+    check_pending(cp, expected_version)
     reviewer = _check_reviewer(cp, by)
     _check_claim(cp, reviewer)
     if cp.approvals.filter(user=reviewer).exists():
@@ -488,7 +490,7 @@ def approve(
 def reject(checkpoint: Checkpoint, by: User, comment: str = "", expected_version: int | None = None) -> Checkpoint:
     """Reject ``checkpoint``: the run ends as ``rejected`` and runs nothing more."""
     cp = _load(checkpoint)
-    _check_pending(cp, expected_version)
+    check_pending(cp, expected_version)
     reviewer = _check_reviewer(cp, by)
     _check_claim(cp, reviewer)
     now = timezone.now()

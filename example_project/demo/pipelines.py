@@ -76,7 +76,10 @@ payment_approval = register(
             title=f"Payments over {THRESHOLD} need a manager",
             when=lambda ctx: ctx["amount"] > THRESHOLD,
             editable=["amount", "memo"],
-            schema={"type": "object", "properties": {"amount": {"type": "number", "minimum": 0}, "memo": {"type": "string"}}},
+            schema={
+                "type": "object",
+                "properties": {"amount": {"type": "number", "minimum": 0}, "memo": {"type": "string"}},
+            },
             assign_to_group="managers",
         ),
     )
@@ -100,7 +103,9 @@ content_moderation = register(
     .step("score", score)
     .branch_on(
         "route",
-        when(lambda ctx: ctx["risk"] < 0.3, lambda b: b.step("publish", lambda ctx: {"status": "published"}), name="safe"),
+        when(
+            lambda ctx: ctx["risk"] < 0.3, lambda b: b.step("publish", lambda ctx: {"status": "published"}), name="safe"
+        ),
         when(
             lambda ctx: ctx["risk"] < 0.8,
             lambda b: b.step(

@@ -206,6 +206,7 @@ class CheckpointAdmin(admin.ModelAdmin):
                 review.release(checkpoint, user, expected_version=version)
                 self.message_user(request, "You released your claim.", messages.SUCCESS)
             elif action in ("edit", "approve", "reject"):
+                review.check_pending(checkpoint, version)
                 if not form.is_valid():
                     self.message_user(request, "Please correct the errors below.", messages.ERROR)
                     return None
@@ -238,7 +239,10 @@ class CheckpointAdmin(admin.ModelAdmin):
             "breadcrumbs_as_list": django.VERSION >= (6, 0),
             "crumbs": [
                 (reverse("admin:app_list", args=[self.opts.app_label]), self.opts.app_config.verbose_name),
-                (reverse("admin:stepkit_django_checkpoint_changelist"), str(self.opts.verbose_name_plural).capitalize()),
+                (
+                    reverse("admin:stepkit_django_checkpoint_changelist"),
+                    str(self.opts.verbose_name_plural).capitalize(),
+                ),
             ],
         }
 

@@ -44,8 +44,22 @@ class Command(BaseCommand):
 
         if not PipelineRun.objects.exists():
             runs = [
-                ("email-approval", {"customer": "Ada Lovelace", "to": "ada@example.com", "message": "My invoice shows the wrong amount."}),
-                ("email-approval", {"customer": "Alan Turing", "to": "alan@example.com", "message": "Can I change my delivery address?"}),
+                (
+                    "email-approval",
+                    {
+                        "customer": "Ada Lovelace",
+                        "to": "ada@example.com",
+                        "message": "My invoice shows the wrong amount.",
+                    },
+                ),
+                (
+                    "email-approval",
+                    {
+                        "customer": "Alan Turing",
+                        "to": "alan@example.com",
+                        "message": "Can I change my delivery address?",
+                    },
+                ),
                 ("payment-approval", {"payee": "ACME Ltd", "amount": 250}),
                 ("payment-approval", {"payee": "Globex", "amount": 12500, "memo": "Q4 licences"}),
                 ("content-moderation", {"text": "Our spring collection is out."}),
