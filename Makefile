@@ -15,10 +15,11 @@ PYTEST_ARGS ?=
 # PostgreSQL used by the *-pg targets; pytest-django creates and drops test_<name> on it.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/stepkit
 
-.PHONY: help venv demo test lint test-main test-main-pg test-compat test-compat-pg bench-engine clean
+.PHONY: help venv demo demo-cli test lint test-main test-main-pg test-compat test-compat-pg bench-engine clean
 
 help:
-	@echo "make demo          run the human-approval demo (creates .venv, migrates SQLite)"
+	@echo "make demo          serve the demo on 127.0.0.1:8000 (creates .venv, migrates SQLite, seeds users and runs)"
+	@echo "make demo-cli      run the email-approval story once on the command line"
 	@echo "make test          lint, type-check and run the suite on both Python/Django pairs, SQLite and PostgreSQL"
 	@echo "make bench-engine  print the engine's per-step overhead"
 
@@ -38,6 +39,17 @@ $(VENV311)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
+	$(VENV)/bin/python manage.py migrate --verbosity 0
+	$(VENV)/bin/python manage.py stepkit_seed_demo
+	@echo ""
+	@echo "  Review queue (admin): http://127.0.0.1:8000/admin/stepkit_django/checkpoint/"
+	@echo "  Queue overview:       http://127.0.0.1:8000/admin/stepkit_django/checkpoint/overview/"
+	@echo "  REST API:             http://127.0.0.1:8000/api/stepkit/"
+	@echo "  OpenAPI schema:       http://127.0.0.1:8000/api/stepkit/schema/"
+	@echo ""
+	$(VENV)/bin/python manage.py runserver 127.0.0.1:8000
+
+demo-cli: $(VENV)/.installed
 	$(VENV)/bin/python manage.py migrate --verbosity 0
 	$(VENV)/bin/python manage.py stepkit_demo
 

@@ -92,3 +92,35 @@ def test_step_when_pauses_only_above_the_threshold(people):
     big.refresh_from_db()
     assert big.status == RunStatus.COMPLETED
     assert SideEffect.objects.filter(kind="payment").count() == 2
+
+
+def test_a_review_inside_a_branch_pauses_and_resumes_into_the_branch(people, registered_pipelines):
+    from stepkit_django import Review, otherwise, stepkit, when
+
+    published = []
+    registered_pipelines(
+        stepkit("moderation")
+        .step("score", lambda c: {"risk": 0.5 if "click" in c["text"] else 0.0})
+        .branch_on(
+            "route",
+            when(lambda c: c["risk"] == 0, lambda b: b.step("publish", lambda c: {"status": "published"}), name="safe"),
+            otherwise(
+                lambda b: b.step("hold", lambda c: {"status": "held"}, review=Review(editable=["text"])).step(
+                    "publish", lambda c: published.append(c["text"]) or {"status": "published"}
+                ),
+                name="suspicious",
+            ),
+        )
+        .step("notify", lambda c: {"notified": c["status"]})
+    )
+    run = start("moderation", {"text": "click here"}, user=people.alice)
+    assert run.status == RunStatus.PAUSED
+    cp = run.checkpoints.get()
+    assert cp.step == "route/suspicious/hold"
+    review.approve(cp, people.bob, override_data={"text": "a calmer text"})
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert published == ["a calmer text"]
+    assert run.context == {"text": "a calmer text", "risk": 0.5, "status": "published", "notified": "published"}
+    steps = [e.data["step"] for e in run.events.filter(action="step_completed")]
+    assert steps == ["score", "route/suspicious/hold", "route/suspicious/publish", "route", "notify"]

@@ -1,0 +1,43 @@
+"""Take the README's screenshots from a running demo (``make demo``), with the system's Chromium.
+
+python docs/screenshots.py [http://127.0.0.1:8000]
+"""
+
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+BASE = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000"
+OUT = Path(__file__).resolve().parent / "images"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{BASE}/admin/login/")
+        page.fill("#id_username", "editor")
+        page.fill("#id_password", "editor-demo-pw")
+        page.click("input[type=submit]")
+        page.goto(f"{BASE}/admin/stepkit_django/checkpoint/")
+        page.screenshot(path=OUT / "queue.png")
+        page.click("#result_list tbody tr:first-child th a")
+        page.locator("textarea[name=edit__body]").fill(
+            page.locator("textarea[name=edit__body]").input_value().replace("within one business day", "today")
+        )
+        page.screenshot(path=OUT / "review.png", full_page=True)
+        admin = browser.new_page(viewport={"width": 1280, "height": 800})
+        admin.goto(f"{BASE}/admin/login/")
+        admin.fill("#id_username", "admin")
+        admin.fill("#id_password", "admin-demo-pw")
+        admin.click("input[type=submit]")
+        admin.goto(f"{BASE}/admin/stepkit_django/checkpoint/overview/")
+        admin.screenshot(path=OUT / "overview.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
