@@ -8,6 +8,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "postgres" in item.keywords and not on_postgres:
             item.add_marker(skip)
+    # Playwright's session-wide sync API leaves an event loop marked as running in the main
+    # thread; tests that call asyncio.run() themselves must run before it starts.
+    items.sort(key=lambda item: "browser" in item.keywords)
 
 
 @pytest.fixture
