@@ -24,7 +24,11 @@ import django
 from django.conf import settings
 
 if not settings.configured:
-    settings.configure(SECRET_KEY=os.environ.get("SECRET_KEY", "benchmark-key"), INSTALLED_APPS=["stepkit_django"])
+    settings.configure(
+        SECRET_KEY=os.environ.get("SECRET_KEY", "benchmark-key"),
+        INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "stepkit_django"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    )
     django.setup()
 
 from stepkit_django import StepCompleteEvent, stepkit

@@ -28,6 +28,7 @@ from .registry import get_pipeline, register, registered, unregister
 from .review_spec import Review
 
 if TYPE_CHECKING:
+    from .current import CurrentStep, current_step
     from .runner import pause, resume_run, start
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "ContextKeyCollision",
+    "CurrentStep",
     "InvalidCheckpoint",
     "InvalidOverride",
     "Pipeline",
@@ -50,6 +52,7 @@ __all__ = [
     "StepTimeout",
     "StepkitError",
     "__version__",
+    "current_step",
     "decode_checkpoint",
     "get_pipeline",
     "otherwise",
@@ -64,6 +67,7 @@ __all__ = [
 ]
 
 _RUNNER_NAMES = {"start", "resume_run", "pause"}
+_CURRENT_NAMES = {"current_step", "CurrentStep"}
 
 
 def __getattr__(name: str) -> Any:
@@ -71,4 +75,8 @@ def __getattr__(name: str) -> Any:
         from . import runner
 
         return getattr(runner, name)
+    if name in _CURRENT_NAMES:
+        from . import current
+
+        return getattr(current, name)
     raise AttributeError(f"module 'stepkit_django' has no attribute {name!r}")

@@ -24,6 +24,16 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_REVIEW_PERMISSION": "stepkit_django.review_checkpoint",
     # Largest accepted override data (edited values), in bytes of JSON.
     "MAX_OVERRIDE_BYTES": 256 * 1024,
+    # How runs advance: "inline" (in the calling process), "tasks" (Django's tasks framework)
+    # or "celery" (stepkit_django.contrib.celery).
+    "EXECUTOR": "inline",
+    # Seconds a worker holds a run without renewing its lease; renewed while steps run.
+    "LEASE_SECONDS": 60,
+    # Task backend alias and queue used by the "tasks" executor.
+    "TASKS_BACKEND": "default",
+    "TASKS_QUEUE": "default",
+    # Celery queue used by the "celery" executor (None: Celery's default queue).
+    "CELERY_QUEUE": None,
 }
 
 

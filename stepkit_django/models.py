@@ -76,6 +76,9 @@ class PipelineRun(models.Model):
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    #: The process executing the run, and until when it holds it (renewed while steps run).
+    lease_owner = models.CharField(_("lease owner"), max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(_("lease expires"), null=True, blank=True)
 
     objects = PipelineRunQuerySet.as_manager()
 
@@ -83,7 +86,10 @@ class PipelineRun(models.Model):
         verbose_name = _("pipeline run")
         verbose_name_plural = _("pipeline runs")
         ordering: ClassVar = ["-created_at"]
-        indexes: ClassVar = [models.Index(fields=["status", "pipeline_name", "created_at"], name="stepkit_run_queue")]
+        indexes: ClassVar = [
+            models.Index(fields=["status", "pipeline_name", "created_at"], name="stepkit_run_queue"),
+            models.Index(fields=["status", "lease_expires_at"], name="stepkit_run_lease"),
+        ]
         permissions: ClassVar = [("manage_pipelinerun", "Can cancel and retry pipeline runs")]
 
     def __str__(self) -> str:

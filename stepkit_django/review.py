@@ -32,11 +32,12 @@ from .exceptions import (
     ReviewMisconfigured,
     ReviewPermissionDenied,
 )
+from .executors import dispatch
 from .models import Approval, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
 from .registry import get_registration
 from .review_spec import Review
-from .runner import audit, resume_run
+from .runner import audit
 from .signals import checkpoint_created, checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus
 
@@ -95,7 +96,7 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
         if users:
             checkpoint.assigned_users.set(users)
         paused = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.PAUSED, updated_at=now
+            status=RunStatus.PAUSED, updated_at=now, lease_owner="", lease_expires_at=None
         )
         if paused != 1:
             raise ReviewConflict(f"Run {run.pk} is no longer running; it cannot pause")
@@ -474,7 +475,7 @@ def approve(
                 note=comment,
             )
             if run_fields is not None:
-                _move_run(cp.run, RunStatus.PAUSED, RunStatus.RUNNING, **run_fields)
+                _move_run(cp.run, RunStatus.PAUSED, RunStatus.QUEUED, **run_fields)
                 audit(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step})
     except IntegrityError:
         raise ReviewConflict("You have already approved this checkpoint.") from None
@@ -482,7 +483,7 @@ def approve(
         checkpoint_decided.send(
             sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.APPROVED, user=reviewer
         )
-        resume_run(cp.run)
+        dispatch(cp.run)
         cp.run.refresh_from_db()
     return cp
 
@@ -525,7 +526,7 @@ def cancel_run(run: PipelineRun, by: User) -> PipelineRun:
         raise ReviewConflict(f"Run {run.pk} already ended ({run.status}).")
     now = timezone.now()
     with transaction.atomic():
-        _move_run(run, run.status, RunStatus.CANCELLED, finished_at=now)
+        _move_run(run, run.status, RunStatus.CANCELLED, finished_at=now, lease_owner="", lease_expires_at=None)
         pending = list(run.checkpoints.filter(status=CheckpointStatus.PENDING))
         Checkpoint.objects.filter(pk__in=[c.pk for c in pending], status=CheckpointStatus.PENDING).update(
             status=CheckpointStatus.CANCELLED, decided_by=actor, decided_at=now, version=F("version") + 1
@@ -546,9 +547,11 @@ def retry_run(run: PipelineRun, by: User) -> PipelineRun:
         raise ReviewConflict(f"Only failed runs can be retried; run {run.pk} is {run.status}.")
     with transaction.atomic():
         previous = run.error
-        _move_run(run, RunStatus.FAILED, RunStatus.RUNNING, error="", traceback="", finished_at=None)
+        _move_run(run, RunStatus.FAILED, RunStatus.QUEUED, error="", traceback="", finished_at=None)
         audit(run, AuditAction.RUN_RETRIED, actor=actor, data={"previous_error": previous, "from": run.current_step})
-    return resume_run(run)
+    dispatch(run)
+    run.refresh_from_db()
+    return run
 
 
 # -- deadlines ----------------------------------------------------------------------------
@@ -610,7 +613,7 @@ def _expire_one(pk: Any, now: datetime) -> int:
             _cas(cp, status=CheckpointStatus.APPROVED, decided_at=now)
             audit(cp.run, AuditAction.EXPIRED, checkpoint=cp, data=data)
             audit(cp.run, AuditAction.APPROVED, checkpoint=cp, data={"automatic": True}, note="Approved on timeout")
-            _move_run(cp.run, RunStatus.PAUSED, RunStatus.RUNNING, **run_fields)
+            _move_run(cp.run, RunStatus.PAUSED, RunStatus.QUEUED, **run_fields)
             audit(cp.run, AuditAction.RESUMED, checkpoint=cp, data={"after": cp.step})
         else:
             _cas(cp, status=CheckpointStatus.EXPIRED, decided_at=now)
@@ -624,7 +627,7 @@ def _expire_one(pk: Any, now: datetime) -> int:
     decision = CheckpointStatus.APPROVED if action == "approve" else CheckpointStatus.EXPIRED
     checkpoint_decided.send(sender=Checkpoint, checkpoint=cp, run=cp.run, decision=decision, user=None)
     if action == "approve":
-        resume_run(cp.run)
+        dispatch(cp.run)
     else:
         run_finished.send(sender=PipelineRun, run=cp.run, status=cp.run.status)
     return 1

@@ -29,13 +29,13 @@ from .review_spec import Review
 from .signals import run_finished, run_started, step_completed
 from .status import AuditAction, RunStatus
 
-__all__ = ["RunNotResumable", "resume_run", "start"]
+__all__ = ["RunNotResumable", "advance", "resume_run", "start"]
 
 User = AbstractBaseUser | AnonymousUser | None
 
 
 class RunNotResumable(StepkitError):
-    """Only a run in status ``running`` (for example after its process died) can be resumed."""
+    """The run is not running, or another process holds its lease."""
 
 
 class _RunInterrupted(Exception):
@@ -95,9 +95,12 @@ def start(
     user: User = None,
     idempotency_key: str | None = None,
 ) -> PipelineRun:
-    """Create a run of a registered pipeline and execute it until it pauses or ends.
+    """Create a run of a registered pipeline and hand it to the executor.
 
-    A second call with the same ``idempotency_key`` returns the first run and starts nothing.
+    With the ``"inline"`` executor (the default) the run executes now, in this
+    process, until it pauses or ends; with ``"tasks"`` or ``"celery"`` it is queued
+    and a worker advances it once the current transaction commits. A second call
+    with the same ``idempotency_key`` returns the first run and starts nothing.
     """
     pipeline = _resolve(pipeline_or_name)
     if input is not None and not isinstance(input, Mapping):
@@ -107,18 +110,18 @@ def start(
         existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_pipeline(existing, pipeline)
-    now = timezone.now()
+    from .executors import dispatch
+
     try:
         with transaction.atomic():
             run = PipelineRun.objects.create(
                 pipeline_name=pipeline.name or "",
                 pipeline_version=pipeline.version,
-                status=RunStatus.RUNNING,
+                status=RunStatus.QUEUED,
                 input=data,
                 context=data,
                 started_by=_user_or_none(user),
                 idempotency_key=idempotency_key,
-                started_at=now,
             )
             audit(run, AuditAction.RUN_STARTED, actor=user, data={"version": pipeline.version})
             run_started.send(sender=PipelineRun, run=run, user=_user_or_none(user))
@@ -126,7 +129,9 @@ def start(
         if idempotency_key is None:
             raise
         return _same_pipeline(PipelineRun.objects.get(idempotency_key=idempotency_key), pipeline)
-    return _execute(run, pipeline, None)
+    dispatch(run)
+    run.refresh_from_db()
+    return run
 
 
 def _same_pipeline(run: PipelineRun, pipeline: Pipeline) -> PipelineRun:
@@ -137,15 +142,54 @@ def _same_pipeline(run: PipelineRun, pipeline: Pipeline) -> PipelineRun:
     return run
 
 
-def resume_run(run: PipelineRun) -> PipelineRun:
-    """Continue a ``running`` run from its last completed step (after a crash, an approval or a retry)."""
-    run = PipelineRun.objects.get(pk=run.pk)
-    if run.status != RunStatus.RUNNING:
+def resume_run(run: PipelineRun, *, force: bool = False) -> PipelineRun:
+    """Continue a run whose process died, from its last completed step, in this process.
+
+    The run must be queued, or running with an expired lease (``manage.py
+    stepkit_recover`` finds those). ``force=True`` also takes a running run whose
+    lease is still valid: use it only when you know that process is gone.
+    """
+    advanced = advance(run.pk, force=force)
+    if advanced is None:
+        current = PipelineRun.objects.get(pk=run.pk)
+        if current.status == RunStatus.RUNNING:
+            raise RunNotResumable(
+                f"Run {current.pk} is being executed by {current.lease_owner!r} (lease until "
+                f"{current.lease_expires_at}); wait for the lease to expire, or pass force=True"
+            )
         raise RunNotResumable(
-            f"Run {run.pk} is {run.status}; only running runs resume (approve its checkpoint, or retry it if it failed)"
+            f"Run {current.pk} is {current.status}; only queued or running runs resume "
+            "(approve its checkpoint, or retry it if it failed)"
         )
-    pipeline = get_registration(run.pipeline_name).pipeline
-    return _execute(run, pipeline, saved_resume_point(run, pipeline))
+    return advanced
+
+
+def advance(run_id: Any, *, force: bool = False) -> PipelineRun | None:
+    """Take the run's lease and execute it until it pauses or ends; None if it cannot be taken.
+
+    This is what every executor calls. A run that another process holds, or that
+    is not queued, is left alone, so a duplicated message does nothing.
+    """
+    from .current import CURRENT_RUN
+    from .leases import HEARTBEAT, acquire, new_owner
+
+    owner = new_owner()
+    if not acquire(run_id, owner, force=force):
+        return None
+    run = PipelineRun.objects.get(pk=run_id)
+    HEARTBEAT.hold(run.pk, owner)
+    token = CURRENT_RUN.set(str(run.pk))
+    try:
+        try:
+            pipeline = get_registration(run.pipeline_name).pipeline
+            resume = saved_resume_point(run, pipeline)
+        except StepkitError as exc:
+            _finish_failed(run, owner, exc, run.current_step)
+            return run
+        return _execute(run, owner, pipeline, resume)
+    finally:
+        CURRENT_RUN.reset(token)
+        HEARTBEAT.release(run.pk)
 
 
 def saved_resume_point(run: PipelineRun, pipeline: Pipeline) -> Resume | None:
@@ -165,10 +209,10 @@ def saved_resume_point(run: PipelineRun, pipeline: Pipeline) -> Resume | None:
     return Resume(position, (*run.outer_contexts, run.context))
 
 
-def _execute(run: PipelineRun, pipeline: Pipeline, resume: Resume | None) -> PipelineRun:
+def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | None) -> PipelineRun:
     failed_step: list[str] = []
     config = {
-        "on_step_complete": partial(_step_completed, run),
+        "on_step_complete": partial(_step_completed, run, owner),
         "on_error": lambda step, exc: failed_step.append(step),
     }
     try:
@@ -177,24 +221,30 @@ def _execute(run: PipelineRun, pipeline: Pipeline, resume: Resume | None) -> Pip
         run.refresh_from_db()
         return run
     except Exception as exc:
-        _finish_failed(run, exc, failed_step[-1] if failed_step else run.current_step)
+        _finish_failed(run, owner, exc, failed_step[-1] if failed_step else run.current_step)
         return run
     if run.status == RunStatus.PAUSED:
         return run
-    _finish_completed(run, context)
+    _finish_completed(run, owner, context)
     return run
 
 
-def _step_completed(run: PipelineRun, event: StepCompleteEvent) -> None:
+def _step_completed(run: PipelineRun, owner: str, event: StepCompleteEvent) -> None:
+    from .leases import lease_duration
+
     contexts = event.contexts
+    now = timezone.now()
     try:
         with transaction.atomic():
-            saved = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            # One UPDATE saves the progress and renews the lease; it fails if the run was
+            # cancelled or another process took it over after our lease expired.
+            saved = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(
                 context=contexts[-1],
                 outer_contexts=list(contexts[:-1]),
                 position=list(event.position),
                 current_step=event.step_name,
-                updated_at=timezone.now(),
+                lease_expires_at=now + lease_duration(),
+                updated_at=now,
             )
             if saved != 1:
                 raise _RunInterrupted
@@ -228,11 +278,17 @@ def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = No
     event.stop_pipeline()
 
 
-def _finish_completed(run: PipelineRun, context: dict[str, Any]) -> None:
+def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any]) -> None:
     now = timezone.now()
     with transaction.atomic():
-        done = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.COMPLETED, context=context, outer_contexts=[], finished_at=now, updated_at=now
+        done = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(
+            status=RunStatus.COMPLETED,
+            context=context,
+            outer_contexts=[],
+            finished_at=now,
+            updated_at=now,
+            lease_owner="",
+            lease_expires_at=None,
         )
         if done:
             run.status, run.context, run.outer_contexts, run.finished_at = RunStatus.COMPLETED, context, [], now
@@ -243,13 +299,19 @@ def _finish_completed(run: PipelineRun, context: dict[str, Any]) -> None:
         run.refresh_from_db()
 
 
-def _finish_failed(run: PipelineRun, exc: BaseException, step: str) -> None:
+def _finish_failed(run: PipelineRun, owner: str, exc: BaseException, step: str) -> None:
     now = timezone.now()
     error = f"{type(exc).__name__}: {exc}"
     trace = "".join(traceback.format_exception(exc))
     with transaction.atomic():
-        failed = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.FAILED, error=error, traceback=trace, finished_at=now, updated_at=now
+        failed = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(
+            status=RunStatus.FAILED,
+            error=error,
+            traceback=trace,
+            finished_at=now,
+            updated_at=now,
+            lease_owner="",
+            lease_expires_at=None,
         )
         if failed:
             run.status, run.error, run.traceback, run.finished_at = RunStatus.FAILED, error, trace, now

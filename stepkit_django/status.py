@@ -45,6 +45,7 @@ class AuditAction(models.TextChoices):
     RUN_FAILED = "run_failed", _("Run failed")
     RUN_CANCELLED = "run_cancelled", _("Run cancelled")
     RUN_RETRIED = "run_retried", _("Run retried")
+    RUN_RECOVERED = "run_recovered", _("Run recovered after its worker stopped")
 
 
 # status -> statuses it may move to. Every change of a run's status is one
@@ -52,10 +53,19 @@ class AuditAction(models.TextChoices):
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
     RunStatus.RUNNING: frozenset(
-        {RunStatus.PAUSED, RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.REJECTED, RunStatus.CANCELLED}
+        {
+            RunStatus.QUEUED,
+            RunStatus.PAUSED,
+            RunStatus.COMPLETED,
+            RunStatus.FAILED,
+            RunStatus.REJECTED,
+            RunStatus.CANCELLED,
+        }
     ),
-    RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.CANCELLED}),
-    RunStatus.FAILED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
+    RunStatus.PAUSED: frozenset(
+        {RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.CANCELLED}
+    ),
+    RunStatus.FAILED: frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLED}),
     RunStatus.COMPLETED: frozenset(),
     RunStatus.REJECTED: frozenset(),
     RunStatus.CANCELLED: frozenset(),

@@ -1,6 +1,7 @@
 """Settings of the test project. ``DATABASE_URL`` selects the database (SQLite by default)."""
 
 import os
+from importlib.util import find_spec
 
 import dj_database_url
 
@@ -26,9 +27,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "django_tasks_db",
     "stepkit_django",
     "tests.testapp",
 ]
+if find_spec("django.tasks") is None:  # Django 5.2: the tasks framework comes from the backport
+    INSTALLED_APPS.insert(0, "django_tasks")
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -74,3 +78,14 @@ SPECTACULAR_SETTINGS = {
         "AuditActionEnum": "stepkit_django.status.AuditAction",
     },
 }
+
+# Worker processes started by the tests read the same settings; these let a test
+# choose the executor and a short lease for them through the environment.
+STEPKIT = {
+    "EXECUTOR": os.environ.get("STEPKIT_EXECUTOR", "inline"),
+    "LEASE_SECONDS": float(os.environ.get("STEPKIT_LEASE_SECONDS", "60")),
+}
+
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")

@@ -66,10 +66,35 @@ def test_a_run_whose_process_died_resumes_without_re_running_completed_steps(reg
         start("crashy", {})
     run = PipelineRun.objects.get()
     assert run.status == RunStatus.RUNNING and run.current_step == "b"
-    run = resume_run(run)
+    # its lease is still valid: nobody else may take it yet
+    with pytest.raises(RunNotResumable, match="being executed by"):
+        resume_run(run)
+    run = resume_run(run, force=True)  # we know the process is gone
     assert run.status == RunStatus.COMPLETED
     assert calls == ["a", "b", "c", "c", "d"]  # only the interrupted step ran again
     assert run.context == {"a": 1, "b": 2, "c": 3, "d": 4, "n": 4}
+
+
+def test_recover_requeues_runs_whose_lease_expired(registered_pipelines):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from stepkit_django.leases import recover
+
+    calls = []
+    registered_pipelines(counting_pipeline("crashy2", calls, crash_at="c"))
+    with pytest.raises(Crash):
+        start("crashy2", {})
+    run = PipelineRun.objects.get()
+    assert recover() == 0  # the lease is still valid
+    PipelineRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert recover() == 1  # re-queued and, with the inline executor, finished right here
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert calls == ["a", "b", "c", "c", "d"]
+    assert run.events.filter(action="run_recovered").count() == 1
+    assert run.lease_owner == "" and run.lease_expires_at is None
 
 
 def test_only_running_runs_resume(people):
@@ -142,7 +167,10 @@ def test_pipelines_py_modules_are_discovered():
 
 
 def test_unknown_pipeline_names_list_the_registered_ones():
-    with pytest.raises(PipelineNotFound, match=r"No pipeline named 'nope'.*email-approval, payment-approval"):
+    with pytest.raises(
+        PipelineNotFound,
+        match=r"No pipeline named 'nope'.*Registered pipelines: crash-demo, email-approval, five-steps",
+    ):
         get_pipeline("nope")
     with pytest.raises(PipelineNotFound):
         start("nope", {})

@@ -12,6 +12,7 @@ safe there too.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import queue
 import threading
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
+
+from .current import CURRENT_STEP, StepInfo
 
 __all__ = ["Attempt", "Call", "Parallel", "Sleep", "TimedOut", "drive_async", "drive_sync"]
 
@@ -31,6 +34,8 @@ class Call:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     timeout: float | None = None
+    #: Set for step functions: exposed to them through ``current_step_info()``.
+    info: StepInfo | None = None
 
 
 @dataclass(slots=True)
@@ -127,7 +132,8 @@ def _in_thread(target: Callable[[], Any], timeout: float | None, cancel: threadi
             done.set()
             _close_thread_connections()
 
-    threading.Thread(target=run, daemon=True, name="stepkit-step").start()
+    context = contextvars.copy_context()  # the step info and the caller's context variables
+    threading.Thread(target=context.run, args=(run,), daemon=True, name="stepkit-step").start()
     if not done.wait(timeout):
         if cancel is not None:
             cancel.set()
@@ -138,19 +144,33 @@ def _in_thread(target: Callable[[], Any], timeout: float | None, cancel: threadi
 
 
 def _perform_sync(op: Op) -> Any:
+    if type(op) is Call and op.info is not None:
+        token = CURRENT_STEP.set(op.info)
+        try:
+            return _perform_sync_call(op)
+        finally:
+            CURRENT_STEP.reset(token)
     if type(op) is Call:
-        if op.timeout is None:
-            result = op.fn(*op.args)
-            return _run_coroutine(result) if inspect.isawaitable(result) else result
-        if iscoroutinefunction(op.fn):
-            return _run_coroutine(_bounded(op.fn(*op.args), op.timeout))
-        fn, args = op.fn, op.args
+        return _perform_sync_call(op)
+    return _perform_sync_other(op)
 
-        def call() -> Any:
-            result = fn(*args)
-            return _run_coroutine(result) if inspect.isawaitable(result) else result
 
-        return _in_thread(call, op.timeout)
+def _perform_sync_call(op: Call) -> Any:
+    if op.timeout is None:
+        result = op.fn(*op.args)
+        return _run_coroutine(result) if inspect.isawaitable(result) else result
+    if iscoroutinefunction(op.fn):
+        return _run_coroutine(_bounded(op.fn(*op.args), op.timeout))
+    fn, args = op.fn, op.args
+
+    def call() -> Any:
+        result = fn(*args)
+        return _run_coroutine(result) if inspect.isawaitable(result) else result
+
+    return _in_thread(call, op.timeout)
+
+
+def _perform_sync_other(op: Op) -> Any:
     if type(op) is Sleep:
         threading.Event().wait(op.seconds)
         return None
@@ -176,7 +196,8 @@ def _parallel_sync(op: Parallel) -> list[tuple[bool, Any]]:
             _close_thread_connections()
 
     for index, sub in enumerate(op.subs):
-        threading.Thread(target=run, args=(index, sub), daemon=True, name="stepkit-parallel").start()
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(run, index, sub), daemon=True, name="stepkit-parallel").start()
     results: list[tuple[bool, Any]] = [(False, None)] * len(op.subs)
     for _ in op.subs:
         index, ok, value = finished.get()
@@ -222,15 +243,29 @@ async def drive_async(gen: Generator[Any, Any, Any], thread_sensitive: bool = Tr
 
 
 async def _perform_async(op: Op, thread_sensitive: bool) -> Any:
+    if type(op) is Call and op.info is not None:
+        token = CURRENT_STEP.set(op.info)
+        try:
+            return await _perform_async_call(op, thread_sensitive)
+        finally:
+            CURRENT_STEP.reset(token)
     if type(op) is Call:
-        if iscoroutinefunction(op.fn):
-            awaitable = op.fn(*op.args)
-        else:
-            awaitable = sync_to_async(op.fn, thread_sensitive=thread_sensitive)(*op.args)
-        result = await (awaitable if op.timeout is None else _bounded(awaitable, op.timeout))
-        if inspect.isawaitable(result):  # a sync callable that returned a coroutine
-            result = await result
-        return result
+        return await _perform_async_call(op, thread_sensitive)
+    return await _perform_async_other(op, thread_sensitive)
+
+
+async def _perform_async_call(op: Call, thread_sensitive: bool) -> Any:
+    if iscoroutinefunction(op.fn):
+        awaitable = op.fn(*op.args)
+    else:
+        awaitable = sync_to_async(op.fn, thread_sensitive=thread_sensitive)(*op.args)
+    result = await (awaitable if op.timeout is None else _bounded(awaitable, op.timeout))
+    if inspect.isawaitable(result):  # a sync callable that returned a coroutine
+        result = await result
+    return result
+
+
+async def _perform_async_other(op: Op, thread_sensitive: bool) -> Any:
     if type(op) is Sleep:
         await asyncio.sleep(op.seconds)
         return None

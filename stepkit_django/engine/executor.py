@@ -26,6 +26,7 @@ from ..exceptions import InvalidCheckpoint, PipelineAborted, StepTimeout
 from .builder import Pipeline, StepDef, _check_config
 from .checkpoint import decode_checkpoint
 from .context import changed_keys, clone, merge_output
+from .current import StepInfo
 from .drivers import Attempt, Call, Parallel, Sleep, TimedOut, drive_async, drive_sync
 from .events import StepCompleteEvent
 from .logs import RunLog
@@ -184,7 +185,7 @@ def _step(
     while True:
         attempt += 1
         try:
-            body = _attempt(rs, step, ctx, path, pos, outer, resume)
+            body = _attempt(rs, step, ctx, path, pos, outer, resume, attempt)
             if opts.timeout is not None and _needs_attempt_wrapper(step):
                 new_ctx, stopped = yield Attempt(body, opts.timeout)
             else:
@@ -226,23 +227,25 @@ def _attempt(
     pos: tuple[int, ...],
     outer: tuple[Context, ...],
     resume: Resume | None,
+    attempt: int,
 ) -> Core:
     """One attempt of a step; return ``(new context, stopped)``."""
     opts = step.options
     timeout = opts.timeout
+    info = StepInfo(rs.pipeline.name, path, None, attempt)
     if step.kind == "transform":
         assert step.fn is not None
-        return _as_new_context((yield Call(step.fn, (clone(ctx),), timeout)), path), False
+        return _as_new_context((yield Call(step.fn, (clone(ctx),), timeout, info)), path), False
     if step.kind == "branch":
         return (yield from _branch(rs, step, ctx, path, pos, outer, resume))
     items = step.items
     if not items:
         return ctx, False
     if len(items) == 1 and not isinstance(items[0], Pipeline):
-        output = _as_output((yield Call(items[0], (clone(ctx),), timeout)), path)
+        output = _as_output((yield Call(items[0], (clone(ctx),), timeout, info)), path)
         return merge_output(ctx, output, opts.merge_policy, path, rs.log.collision), False
 
-    subs = [_item(rs, item, i, ctx, path, pos, outer, resume) for i, item in enumerate(items)]
+    subs = [_item(rs, item, i, ctx, path, pos, outer, resume, attempt) for i, item in enumerate(items)]
     if len(subs) == 1:
         outcomes = [(True, (yield from subs[0]))]
     else:
@@ -267,10 +270,12 @@ def _item(
     pos: tuple[int, ...],
     outer: tuple[Context, ...],
     resume: Resume | None,
+    attempt: int,
 ) -> Core:
     """One item of a step; return ``(output to merge, stopped)``."""
     if not isinstance(item, Pipeline):
-        return _as_output((yield Call(item, (clone(ctx),))), path), False
+        info = StepInfo(rs.pipeline.name, path, index, attempt)
+        return _as_output((yield Call(item, (clone(ctx),), None, info)), path), False
     child = None
     if resume is not None and resume.position[0] == index:
         child = Resume(resume.position[1:], resume.contexts)

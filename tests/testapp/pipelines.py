@@ -67,3 +67,44 @@ crash_demo = register(
     .step("c", _attempt("c"))
     .step("d", _attempt("d"))
 )
+
+
+def _recorded(label: str) -> Any:
+    def run(ctx: dict[str, Any]) -> dict[str, Any]:
+        from stepkit_django import current_step
+
+        step = current_step()
+        assert step is not None
+        SideEffect.objects.create(kind="step", key=f"{step.run_id}:{label}", payload={"key": step.idempotency_key})
+        return {label: True}
+
+    return run
+
+
+five_steps = register(
+    stepkit("five-steps")
+    .step("s1", _recorded("s1"))
+    .step("s2", _recorded("s2"))
+    .step("s3", _recorded("s3"))
+    .step("s4", _recorded("s4"))
+    .step("s5", _recorded("s5"))
+)
+
+
+def _slow_first_time(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Records each attempt with its idempotency key; the first attempt hangs (its worker gets killed)."""
+    import time
+
+    from stepkit_django import current_step
+
+    step = current_step()
+    assert step is not None
+    SideEffect.objects.create(kind="slow-attempt", key=str(step.run_id), payload={"key": step.idempotency_key})
+    if SideEffect.objects.filter(kind="slow-attempt", key=str(step.run_id)).count() == 1:
+        time.sleep(600)
+    return {"slow": True}
+
+
+slow_middle = register(
+    stepkit("slow-middle").step("a", _recorded("a")).step("slow", _slow_first_time).step("c", _recorded("c"))
+)

@@ -1,0 +1,60 @@
+"""Executors: how a queued run gets advanced (``STEPKIT["EXECUTOR"]``).
+
+* ``"inline"``: in the calling process, right away (tests, scripts, the simplest setup);
+* ``"tasks"``: a task of Django's tasks framework (``django.tasks`` on Django 6, the
+  ``django-tasks`` backport on 5.2), for example ``django-tasks-db``'s ``db_worker``;
+* ``"celery"``: a Celery task (``stepkit_django.contrib.celery``).
+
+Only the run's id travels in a message; the state lives in the database. The
+message is sent after the current transaction commits, so a worker never looks
+for a run that is not there yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+
+from .conf import settings
+from .models import PipelineRun
+
+__all__ = ["EXECUTORS", "dispatch"]
+
+EXECUTORS = ("inline", "tasks", "celery")
+
+
+def executor_name() -> str:
+    name = settings.EXECUTOR
+    if name not in EXECUTORS:
+        raise ImproperlyConfigured(f"STEPKIT['EXECUTOR'] must be one of {', '.join(EXECUTORS)}; got {name!r}")
+    return str(name)
+
+
+def dispatch(run: PipelineRun) -> None:
+    """Have ``run`` (queued) advanced by the configured executor."""
+    name = executor_name()
+    run_id = str(run.pk)
+    if name == "inline":
+        from .runner import advance
+
+        advance(run_id)
+        return
+    transaction.on_commit(lambda: _send(name, run_id))
+
+
+def _send(name: str, run_id: str) -> None:
+    if name == "tasks":
+        from .tasks import advance_run
+
+        _task_with_options(advance_run).enqueue(run_id)
+    else:
+        from .contrib.celery import advance_run as celery_advance_run
+
+        queue = settings.CELERY_QUEUE
+        celery_advance_run.apply_async(args=[run_id], **({"queue": queue} if queue else {}))
+
+
+def _task_with_options(task: Any) -> Any:
+    return task.using(backend=settings.TASKS_BACKEND, queue_name=settings.TASKS_QUEUE)

@@ -1,0 +1,154 @@
+"""Leases: which process executes a run, until when, and recovery when that process dies.
+
+A process takes a run with one conditional UPDATE (``queued`` → ``running``, or
+``running`` with an expired lease → ``running``), so two workers never execute
+the same run at once. The lease is renewed with every saved step and, while a
+long step runs, by a heartbeat thread. ``recover()`` puts runs whose lease
+expired back in the queue: their completed steps are not run again, the step that
+was running is (at least once), and it can read a stable idempotency key from
+:func:`stepkit_django.current_step`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .conf import settings
+from .models import PipelineRun
+from .status import AuditAction, RunStatus
+
+__all__ = ["HEARTBEAT", "acquire", "lease_duration", "new_owner", "recover"]
+
+logger = logging.getLogger("stepkit_django")
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=float(settings.LEASE_SECONDS))
+
+
+def new_owner() -> str:
+    """A lease owner id unique to one execution: host, process and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def acquire(run_id: Any, owner: str, *, force: bool = False) -> bool:
+    """Take ``run_id`` for ``owner`` if it is queued, or running with an expired (or no) lease.
+
+    ``force`` takes a running run even if its lease is still valid: only when you
+    know its process is gone.
+    """
+    now = timezone.now()
+    takeable = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, lease_expires_at__lt=now)
+    takeable |= Q(status=RunStatus.RUNNING, lease_expires_at__isnull=True)
+    if force:
+        takeable |= Q(status=RunStatus.RUNNING)
+    taken = PipelineRun.objects.filter(takeable, pk=run_id).update(
+        status=RunStatus.RUNNING,
+        lease_owner=owner,
+        lease_expires_at=now + lease_duration(),
+        started_at=Coalesce(F("started_at"), now),
+        updated_at=now,
+    )
+    return taken == 1
+
+
+class Heartbeat:
+    """Renews the leases of the runs this process is executing while their steps run.
+
+    One daemon thread per process, started when a run is held and stopped (closing
+    its database connection) when none is, so long steps do not lose their lease.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[Any, str] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, run_id: Any, owner: str) -> None:
+        with self._lock:
+            self._held[run_id] = owner
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="stepkit-lease-heartbeat", daemon=True)
+                self._thread.start()
+
+    def release(self, run_id: Any) -> None:
+        with self._lock:
+            self._held.pop(run_id, None)
+            if not self._held:
+                self._wake.set()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                interval = max(0.5, float(settings.LEASE_SECONDS) / 3)
+                self._wake.wait(interval)
+                self._wake.clear()
+                with self._lock:
+                    held = dict(self._held)
+                    if not held:
+                        self._thread = None
+                        return
+                self._renew(held)
+        finally:
+            connections.close_all()
+
+    def _renew(self, held: dict[Any, str]) -> None:
+        until = timezone.now() + lease_duration()
+        for run_id, owner in held.items():
+            try:
+                PipelineRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, lease_owner=owner).update(
+                    lease_expires_at=until
+                )
+            except Exception:  # a database hiccup must not kill the heartbeat
+                logger.exception("Could not renew the lease of run %s", run_id)
+                connections.close_all()
+
+
+HEARTBEAT = Heartbeat()
+
+
+def recover(now: datetime | None = None) -> int:
+    """Re-queue runs whose lease expired and re-dispatch queued runs nobody picked up; return how many.
+
+    Safe to run from several processes at once.
+    """
+    from .executors import dispatch
+    from .runner import audit
+
+    now = now or timezone.now()
+    handled = 0
+    expired = PipelineRun.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now).values_list(
+        "pk", "lease_owner"
+    )
+    for pk, owner in list(expired):
+        with transaction.atomic():
+            moved = PipelineRun.objects.filter(
+                pk=pk, status=RunStatus.RUNNING, lease_owner=owner, lease_expires_at__lt=now
+            ).update(status=RunStatus.QUEUED, lease_owner="", lease_expires_at=None, updated_at=now)
+            if not moved:
+                continue  # renewed meanwhile, or another sweeper got it
+            run = PipelineRun.objects.get(pk=pk)
+            audit(run, AuditAction.RUN_RECOVERED, data={"lease_owner": owner, "after": run.current_step})
+            dispatch(run)
+        handled += 1
+    # Queued runs whose message may have been lost (e.g. a broker restart): send another.
+    # A duplicate is harmless: only one execution can take the lease.
+    stale = PipelineRun.objects.filter(status=RunStatus.QUEUED, updated_at__lt=now - lease_duration())
+    for run in stale:
+        with transaction.atomic():
+            PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(updated_at=now)
+            dispatch(run)
+        handled += 1
+    return handled

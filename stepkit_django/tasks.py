@@ -1,0 +1,46 @@
+"""Tasks for Django's tasks framework (the ``"tasks"`` executor and periodic jobs).
+
+Uses ``django.tasks`` on Django 6 and the ``django-tasks`` backport on Django 5.2.
+Any configured backend works; ``django-tasks-db`` (``manage.py db_worker``) needs
+nothing but the database.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+if find_spec("django.tasks") is not None:
+    from django.tasks import task
+else:  # Django 5.2: the backport
+    try:
+        from django_tasks import task  # type: ignore[no-redef,unused-ignore]
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError(
+            'The "tasks" executor needs Django 6, or the django-tasks backport on Django 5.2 (pip install django-tasks)'
+        ) from exc
+
+__all__ = ["advance_run", "expire_due", "recover"]
+
+
+@task()
+def advance_run(run_id: str) -> None:
+    """Take the run's lease and execute it until it pauses or ends (only the id travels)."""
+    from .runner import advance
+
+    advance(run_id)
+
+
+@task()
+def expire_due() -> int:
+    """Apply ``on_timeout`` to checkpoints past their deadline (run it periodically)."""
+    from .review import expire_due as expire
+
+    return expire()
+
+
+@task()
+def recover() -> int:
+    """Re-queue runs whose worker stopped (run it periodically)."""
+    from .leases import recover as recover_runs
+
+    return recover_runs()
