@@ -15,13 +15,14 @@ PYTEST_ARGS ?=
 # PostgreSQL used by the *-pg targets; pytest-django creates and drops test_<name> on it.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/stepkit
 
-.PHONY: help venv demo demo-cli test lint test-main test-main-pg test-compat test-compat-pg bench-engine clean
+.PHONY: help venv demo demo-cli test lint test-main test-main-pg test-compat test-compat-pg bench-engine bench-workers clean
 
 help:
 	@echo "make demo          serve the demo on 127.0.0.1:8000 (creates .venv, migrates SQLite, seeds users and runs)"
 	@echo "make demo-cli      run the email-approval story once on the command line"
 	@echo "make test          lint, type-check and run the suite on both Python/Django pairs, SQLite and PostgreSQL"
 	@echo "make bench-engine  print the engine's per-step overhead"
+	@echo "make bench-workers runs/s and per-step latency of 1, 2 and 4 db_worker processes on PostgreSQL"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +77,9 @@ test-compat: $(VENV311)/.installed
 
 bench-engine: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/engine.py
+
+bench-workers: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/workers.py
 
 clean:
 	rm -rf $(VENV) $(VENV311) build *.egg-info example_project/db.sqlite3

@@ -231,29 +231,34 @@ def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | 
 
 def _step_completed(run: PipelineRun, owner: str, event: StepCompleteEvent) -> None:
     from .leases import lease_duration
+    from .progress import save_step
 
     contexts = event.contexts
+    outer = list(contexts[:-1])
+    position = list(event.position)
     now = timezone.now()
     try:
         with transaction.atomic():
             # One UPDATE saves the progress and renews the lease; it fails if the run was
             # cancelled or another process took it over after our lease expired.
-            saved = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(
-                context=contexts[-1],
-                outer_contexts=list(contexts[:-1]),
-                position=list(event.position),
-                current_step=event.step_name,
-                lease_expires_at=now + lease_duration(),
-                updated_at=now,
-            )
-            if saved != 1:
-                raise _RunInterrupted
-            run.context, run.outer_contexts = contexts[-1], list(contexts[:-1])
-            run.position, run.current_step = list(event.position), event.step_name
-            audit(
+            saved = save_step(
                 run,
-                AuditAction.STEP_COMPLETED,
-                data={"step": event.step_name, "duration_ms": round(event.duration * 1000, 3)},
+                owner,
+                context=contexts[-1],
+                outer_contexts=outer,
+                position=position,
+                step=event.step_name,
+                duration_ms=round(event.duration * 1000, 3),
+                now=now,
+                lease_until=now + lease_duration(),
+            )
+            if not saved:
+                raise _RunInterrupted
+            run.context, run.outer_contexts, run.position, run.current_step = (
+                contexts[-1],
+                outer,
+                position,
+                event.step_name,
             )
             step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=partial(pause, run, event))
     except (TypeError, ValueError) as exc:

@@ -1,0 +1,89 @@
+"""The per-step write: save a run's progress and its ``step_completed`` event.
+
+This is the hot path of every run (once per step), so it skips the ORM's query
+building: two statements are compiled once per database vendor from the models'
+own table and column names, and each value is prepared by its model field
+(``get_db_prep_save``), exactly as the ORM would. The caller wraps them in one
+transaction. ``post_save`` is not sent for these audit events (listen to
+``step_completed`` instead).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .models import AuditEvent, PipelineRun
+from .status import AuditAction, RunStatus
+
+__all__ = ["save_step"]
+
+_SET = ("context", "outer_contexts", "position", "current_step", "lease_expires_at", "updated_at")
+_INSERT = ("run", "pipeline_name", "action", "timestamp", "data", "note")
+
+
+@cache
+def _statements(vendor: str, quote: Any) -> tuple[str, str]:
+    run_fields = {name: PipelineRun._meta.get_field(name) for name in (*_SET, "id", "status", "lease_owner")}
+    event_fields = [AuditEvent._meta.get_field(name) for name in _INSERT]
+    assignments = ", ".join(f"{quote(run_fields[name].column)} = %s" for name in _SET)  # type: ignore[union-attr]
+    where = " AND ".join(f"{quote(run_fields[n].column)} = %s" for n in ("id", "status", "lease_owner"))  # type: ignore[union-attr]
+    update = f"UPDATE {quote(PipelineRun._meta.db_table)} SET {assignments} WHERE {where}"
+    columns = ", ".join(quote(f.column) for f in event_fields)  # type: ignore[union-attr]
+    placeholders = ", ".join("%s" for _ in event_fields)
+    insert = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES ({placeholders})"
+    return update, insert
+
+
+def _prep(model: Any, name: str, value: Any, conn: BaseDatabaseWrapper) -> Any:
+    return model._meta.get_field(name).get_db_prep_save(value, conn)
+
+
+def save_step(
+    run: PipelineRun,
+    owner: str,
+    *,
+    context: dict[str, Any],
+    outer_contexts: list[dict[str, Any]],
+    position: list[int],
+    step: str,
+    duration_ms: float,
+    now: datetime,
+    lease_until: datetime,
+) -> bool:
+    """Save the progress if ``owner`` still holds the running run; write the event. Call inside atomic()."""
+    update, insert = _statements(connection.vendor, connection.ops.quote_name)
+    values = {
+        "context": context,
+        "outer_contexts": outer_contexts,
+        "position": position,
+        "current_step": step,
+        "lease_expires_at": lease_until,
+        "updated_at": now,
+    }
+    params = [_prep(PipelineRun, name, values[name], connection) for name in _SET]
+    params += [
+        _prep(PipelineRun, "id", run.pk, connection),
+        RunStatus.RUNNING.value,
+        owner,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(update, params)
+        if cursor.rowcount != 1:
+            return False
+        cursor.execute(
+            insert,
+            [
+                _prep(PipelineRun, "id", run.pk, connection),
+                run.pipeline_name,
+                AuditAction.STEP_COMPLETED.value,
+                _prep(AuditEvent, "timestamp", now, connection),
+                _prep(AuditEvent, "data", {"step": step, "duration_ms": duration_ms}, connection),
+                "",
+            ],
+        )
+    return True
