@@ -1,0 +1,150 @@
+"""Executors, leases, the heartbeat and current_step()."""
+
+import threading
+import time
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+from django.test import override_settings
+from django.utils import timezone
+
+from stepkit_django import current_step, review, start, stepkit
+from stepkit_django.leases import acquire, new_owner, recover
+from stepkit_django.models import PipelineRun
+from stepkit_django.status import RunStatus
+
+IMMEDIATE = (
+    "django.tasks.backends.immediate.ImmediateBackend"
+    if __import__("importlib.util").util.find_spec("django.tasks")
+    else "django_tasks.backends.immediate.ImmediateBackend"
+)
+
+
+def test_current_step_is_none_outside_steps():
+    assert current_step() is None
+
+
+@pytest.mark.django_db
+def test_current_step_gives_a_stable_idempotency_key_across_retries(registered_pipelines):
+    seen = []
+
+    def charge(ctx):
+        step = current_step()
+        seen.append((step.step, step.attempt, step.idempotency_key))
+        if len(seen) == 1:
+            raise ConnectionError("provider timed out")
+        return {"charged": True}
+
+    registered_pipelines(stepkit("charge").step("charge", charge, retries=1))
+    run = start("charge", {})
+    key = f"stepkit:{run.pk}:charge"
+    assert seen == [("charge", 1, key), ("charge", 2, key)]
+
+
+@pytest.mark.django_db
+def test_parallel_items_and_nested_steps_have_their_own_keys(registered_pipelines):
+    keys = []
+    record = lambda ctx: keys.append(current_step().idempotency_key) or {}  # noqa: E731
+    registered_pipelines(stepkit("fan").step("both", record, record).step("outer", stepkit().step("inner", record)))
+    run = start("fan", {})
+    prefix = f"stepkit:{run.pk}:"
+    assert sorted(keys) == sorted([prefix + "both#0", prefix + "both#1", prefix + "outer/inner"])
+
+
+def test_engine_runs_outside_django_runs_have_no_key():
+    infos = []
+    stepkit().step("s", lambda ctx: infos.append(current_step()) or {}).run({})
+    assert infos[0].run_id is None and infos[0].idempotency_key is None and infos[0].step == "s"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_executor_enqueues_after_commit_and_the_task_advances_the_run(people):
+    with override_settings(
+        STEPKIT={"EXECUTOR": "tasks"}, TASKS={"default": {"BACKEND": IMMEDIATE, "QUEUES": ["default"]}}
+    ):
+        run = start("email-approval", {"message": "m", "customer": "c", "to": "t"}, user=people.alice)
+        assert run.status == RunStatus.PAUSED  # the immediate backend ran the task at commit
+        review.approve(run.checkpoints.get(), people.bob)
+        run.refresh_from_db()
+        assert run.status == RunStatus.COMPLETED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_executor_with_a_queue_leaves_the_run_queued_until_a_worker_takes_it(registered_pipelines):
+    registered_pipelines(stepkit("later").step("s", lambda c: {"done": True}))
+    with override_settings(STEPKIT={"EXECUTOR": "tasks"}):
+        run = start("later", {})
+    assert run.status == RunStatus.QUEUED
+    from django_tasks_db.models import DBTaskResult
+
+    [task] = DBTaskResult.objects.all()
+    assert task.args_kwargs["args"] == [str(run.pk)]  # only the id travels
+
+
+def test_unknown_executor_is_a_configuration_error(db, registered_pipelines):
+    from django.core.exceptions import ImproperlyConfigured
+
+    registered_pipelines(stepkit("x").step("s"))
+    with override_settings(STEPKIT={"EXECUTOR": "threads"}), pytest.raises(ImproperlyConfigured, match="EXECUTOR"):
+        start("x", {})
+
+
+@pytest.mark.django_db
+def test_only_one_owner_can_take_a_run(registered_pipelines):
+    registered_pipelines(stepkit("queued").step("s"))
+    with override_settings(STEPKIT={"EXECUTOR": "tasks"}):
+        run = start("queued", {})
+    first, second = new_owner(), new_owner()
+    assert acquire(run.pk, first) is True
+    assert acquire(run.pk, second) is False  # the lease is valid
+    PipelineRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert acquire(run.pk, second) is True  # expired: taken over
+    run.refresh_from_db()
+    assert run.lease_owner == second
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_keeps_a_long_step_leased(registered_pipelines):
+    release = threading.Event()
+    registered_pipelines(stepkit("long").step("wait", lambda c: release.wait(10) and {"waited": True}))
+    with override_settings(STEPKIT={"EXECUTOR": "inline", "LEASE_SECONDS": 1.0}):
+
+        def run_in_thread():
+            try:
+                start("long", {})
+            finally:
+                connections.close_all()
+
+        worker = threading.Thread(target=run_in_thread)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not PipelineRun.objects.filter(status=RunStatus.RUNNING).exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(2.5)  # more than two lease lengths: only renewals keep it
+            assert recover() == 0
+            run = PipelineRun.objects.get()
+            assert run.status == RunStatus.RUNNING and run.lease_expires_at > timezone.now()
+        finally:
+            release.set()
+            worker.join(15)
+    assert PipelineRun.objects.get().status == RunStatus.COMPLETED
+
+
+@pytest.mark.django_db
+def test_stepkit_recover_command(registered_pipelines):
+    registered_pipelines(stepkit("stuck").step("s", lambda c: {"ok": True}))
+    with override_settings(STEPKIT={"EXECUTOR": "tasks"}):
+        run = start("stuck", {})
+    acquire(run.pk, "dead-worker")
+    PipelineRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(minutes=5))
+    out = StringIO()
+    call_command("stepkit_recover", stdout=out)  # inline executor: finishes it here
+    assert out.getvalue().strip() == "1 run(s) re-queued."
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert run.events.get(action="run_recovered").data["lease_owner"] == "dead-worker"
