@@ -47,7 +47,10 @@ demo: $(VENV)/.installed
 	@echo "  Queue overview:       http://127.0.0.1:8000/admin/stepkit_django/checkpoint/overview/"
 	@echo "  REST API:             http://127.0.0.1:8000/api/stepkit/"
 	@echo "  OpenAPI schema:       http://127.0.0.1:8000/api/stepkit/schema/"
+	@echo "  A db_worker process advances the runs; Ctrl-C stops both."
 	@echo ""
+	$(VENV)/bin/python manage.py db_worker --interval 0.5 --no-reload & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/python manage.py runserver 127.0.0.1:8000
 
 demo-cli: $(VENV)/.installed

@@ -1,6 +1,7 @@
 """Settings of the example project: SQLite next to this file unless DATABASE_URL says otherwise."""
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -32,9 +33,12 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "django_tasks_db",
     "stepkit_django",
     "example_project.demo",
 ]
+if find_spec("django.tasks") is None:  # Django 5.2: the tasks framework comes from the backport
+    INSTALLED_APPS.insert(0, "django_tasks")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -78,7 +82,12 @@ SPECTACULAR_SETTINGS = {
 STEPKIT = {
     # Checkpoints older than a week are refused.
     "CHECKPOINT_MAX_AGE": 7 * 24 * 3600,
+    # Runs advance in `manage.py db_worker` (django-tasks-db), not in web requests.
+    "EXECUTOR": os.environ.get("STEPKIT_EXECUTOR", "tasks"),
 }
+
+# The embedded database worker: no broker to install.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
 LOGGING = {
     "version": 1,

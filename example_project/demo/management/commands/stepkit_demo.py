@@ -8,8 +8,10 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.test.utils import override_settings
 
 from example_project.demo.pipelines import OUTBOX
 from stepkit_django import review, start
@@ -26,6 +28,11 @@ class Command(BaseCommand):
         parser.add_argument("--reject", action="store_true", help="The reviewer rejects the draft.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # The story runs in this process from start to end, so no worker is needed.
+        with override_settings(STEPKIT={**getattr(settings, "STEPKIT", {}), "EXECUTOR": "inline"}):
+            self._story(**options)
+
+    def _story(self, **options: Any) -> None:
         requester, editor = self._users()
         heading = self.style.MIGRATE_HEADING
 
