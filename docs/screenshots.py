@@ -13,15 +13,20 @@ OUT = Path(__file__).resolve().parent / "images"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
+def logged_in(browser, username: str, password: str):  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{BASE}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    return page
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.goto(f"{BASE}/admin/login/")
-        page.fill("#id_username", "editor")
-        page.fill("#id_password", "editor-demo-pw")
-        page.click("input[type=submit]")
+        page = logged_in(browser, "editor", "editor-demo-pw")
         page.goto(f"{BASE}/admin/stepkit_django/checkpoint/")
         page.screenshot(path=OUT / "queue.png")
         page.click("#result_list tbody tr:first-child th a")
@@ -29,11 +34,7 @@ def main() -> None:
             page.locator("textarea[name=edit__body]").input_value().replace("within one business day", "today")
         )
         page.screenshot(path=OUT / "review.png", full_page=True)
-        admin = browser.new_page(viewport={"width": 1280, "height": 800})
-        admin.goto(f"{BASE}/admin/login/")
-        admin.fill("#id_username", "admin")
-        admin.fill("#id_password", "admin-demo-pw")
-        admin.click("input[type=submit]")
+        admin = logged_in(browser, "admin", "admin-demo-pw")
         admin.goto(f"{BASE}/admin/stepkit_django/checkpoint/overview/")
         admin.screenshot(path=OUT / "overview.png")
         browser.close()

@@ -244,6 +244,15 @@ def _check_claim(checkpoint: Checkpoint, user: AbstractBaseUser) -> None:
         raise ReviewConflict(f"This checkpoint is claimed by {checkpoint.claimed_by}.")
 
 
+def _open(checkpoint: Checkpoint, by: User, expected_version: int | None) -> tuple[Checkpoint, Any]:
+    """Reload ``checkpoint`` and check that ``by`` may decide it now: pending, allowed, not claimed by another."""
+    cp = _load(checkpoint)
+    check_pending(cp, expected_version)
+    reviewer = _check_reviewer(cp, by)
+    _check_claim(cp, reviewer)
+    return cp, reviewer
+
+
 def _cas(checkpoint: Checkpoint, **changes: Any) -> None:
     """Apply ``changes`` if the checkpoint is still pending at the version we read; else ReviewConflict."""
     now = timezone.now()
@@ -348,10 +357,7 @@ def reassign(
     expected_version: int | None = None,
 ) -> Checkpoint:
     """Assign ``checkpoint`` to other users and/or groups (replacing the assignment) and drop any claim."""
-    cp = _load(checkpoint)
-    check_pending(cp, expected_version)
-    reviewer = _check_reviewer(cp, by)
-    _check_claim(cp, reviewer)
+    cp, reviewer = _open(checkpoint, by, expected_version)
     if to_users is None and to_groups is None:
         raise ReviewMisconfigured("reassign() needs to_users and/or to_groups")
     users = _resolve_users(list(to_users or []), cp.context, cp.step)
@@ -385,10 +391,7 @@ def edit(
     checkpoint: Checkpoint, by: User, override_data: Mapping[str, Any], expected_version: int | None = None
 ) -> Checkpoint:
     """Save edits to the data the run will resume with; validated, and audited as before → after."""
-    cp = _load(checkpoint)
-    check_pending(cp, expected_version)
-    reviewer = _check_reviewer(cp, by)
-    _check_claim(cp, reviewer)
+    cp, reviewer = _open(checkpoint, by, expected_version)
     data = _validated(cp, override_data)
     before = cp.effective_context
     merged = {**cp.override_data, **data}
@@ -436,10 +439,7 @@ def approve(
     expected_version: int | None = None,
 ) -> Checkpoint:
     """Record ``by``'s approval; with the last required approval, resume the run with the edits merged."""
-    cp = _load(checkpoint)
-    check_pending(cp, expected_version)
-    reviewer = _check_reviewer(cp, by)
-    _check_claim(cp, reviewer)
+    cp, reviewer = _open(checkpoint, by, expected_version)
     if cp.approvals.filter(user=reviewer).exists():
         raise ReviewConflict("You have already approved this checkpoint.")
     data = _validated(cp, override_data) if override_data else {}
@@ -490,10 +490,7 @@ def approve(
 
 def reject(checkpoint: Checkpoint, by: User, comment: str = "", expected_version: int | None = None) -> Checkpoint:
     """Reject ``checkpoint``: the run ends as ``rejected`` and runs nothing more."""
-    cp = _load(checkpoint)
-    check_pending(cp, expected_version)
-    reviewer = _check_reviewer(cp, by)
-    _check_claim(cp, reviewer)
+    cp, reviewer = _open(checkpoint, by, expected_version)
     now = timezone.now()
     with transaction.atomic():
         _cas(cp, status=CheckpointStatus.REJECTED, decided_by=reviewer, decided_at=now, comment=comment)
