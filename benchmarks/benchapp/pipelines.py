@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from stepkit_django import register, stepkit
+from stepkit_django import Review, register, stepkit
 
 
 def bump(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -12,3 +12,15 @@ def bump(ctx: dict[str, Any]) -> dict[str, Any]:
 bench_five = register(
     stepkit("bench-five").step("s1", bump).step("s2", bump).step("s3", bump).step("s4", bump).step("s5", bump)
 )
+
+
+def _twenty() -> Any:
+    p = stepkit("bench-twenty")
+    for i in range(20):
+        p = p.step(f"s{i}", bump)
+    return p
+
+
+bench_twenty = register(_twenty())
+
+bench_pause = register(stepkit("bench-pause").step("s1", bump, review=Review()).step("s2", bump))
