@@ -113,7 +113,7 @@ def header() -> list[str]:
     import psycopg
 
     with psycopg.connect(LIMIT_URL) as conn:
-        server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        server = conn.execute("SHOW server_version").fetchone()[0]
     return [
         "# Benchmark results",
         "",
@@ -131,16 +131,23 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     lines = header()
     with override_settings(STEPKIT={"EXECUTOR": "inline"}):
-        systems = [peers.Ours(), peers.LangGraph(LIMIT_URL), peers.Dbos(DBOS_URL), peers.Limit(LIMIT_URL)]
+        ours, fast = peers.Ours(), peers.Ours(durability="pause")
+        dbos = peers.Dbos(DBOS_URL)
+        systems = [ours, fast, peers.LangGraph(LIMIT_URL), dbos, peers.Limit(LIMIT_URL)]
         try:
             lines += scenario_durable(systems)
             lines += scenario_resume(systems)
         finally:
-            systems[2].close()
+            dbos.close()
     from benchmarks import queue_bench
 
     lines += queue_bench.scenario_queue(quick=QUICK)
-    lines += queue_bench.scenario_decisions(quick=QUICK)
+    lines += [
+        "## 4. Decisions under load",
+        "",
+        "Not measured yet: approvals per second through the API with 8 concurrent clients on a real server.",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     (ROOT / "benchmarks" / "results.md").write_text(text + "\n")

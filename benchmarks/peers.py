@@ -16,23 +16,26 @@ STEPS = 20
 
 
 class Ours:
-    name = "stepkit_django"
+    """This app with the inline executor; ``durability="pause"`` saves only at pauses, failures and the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, durability: str = "step") -> None:
         from django.contrib.auth.models import User
 
+        suffix = "" if durability == "step" else "-fast"
+        self.name = "stepkit_django" + ("" if durability == "step" else ' (durability="pause")')
+        self.twenty, self.pausing = f"bench-twenty{suffix}", f"bench-pause{suffix}"
         self.reviewer, _ = User.objects.get_or_create(username="bench-reviewer", defaults={"is_superuser": True})
 
     def run(self, context: dict[str, Any]) -> None:
         from stepkit_django import start
 
-        run = start("bench-twenty", context)
+        run = start(self.twenty, context)
         assert run.status == "completed", run.error
 
     def prepare_pause(self) -> Any:
         from stepkit_django import start
 
-        run = start("bench-pause", {"n": 0})
+        run = start(self.pausing, {"n": 0})
         return run.checkpoints.get()
 
     def resume(self, checkpoint: Any) -> None:

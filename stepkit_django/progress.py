@@ -20,22 +20,23 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from .models import AuditEvent, PipelineRun
 from .status import AuditAction, RunStatus
 
-__all__ = ["save_step"]
+__all__ = ["insert_events", "save_step"]
 
 _SET = ("context", "outer_contexts", "position", "current_step", "lease_expires_at", "updated_at")
 _INSERT = ("run", "pipeline_name", "action", "timestamp", "data", "note")
 
 
 @cache
-def _statements(vendor: str, quote: Any) -> tuple[str, str]:
+def _statements(vendor: str, quote: Any, rows: int = 1) -> tuple[str, str]:
     run_fields = {name: PipelineRun._meta.get_field(name) for name in (*_SET, "id", "status", "lease_owner")}
     event_fields = [AuditEvent._meta.get_field(name) for name in _INSERT]
     assignments = ", ".join(f"{quote(run_fields[name].column)} = %s" for name in _SET)  # type: ignore[union-attr]
     where = " AND ".join(f"{quote(run_fields[n].column)} = %s" for n in ("id", "status", "lease_owner"))  # type: ignore[union-attr]
     update = f"UPDATE {quote(PipelineRun._meta.db_table)} SET {assignments} WHERE {where}"
     columns = ", ".join(quote(f.column) for f in event_fields)  # type: ignore[union-attr]
-    placeholders = ", ".join("%s" for _ in event_fields)
-    insert = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES ({placeholders})"
+    placeholders = "(" + ", ".join("%s" for _ in event_fields) + ")"
+    values = ", ".join(placeholders for _ in range(rows))
+    insert = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES {values}"
     return update, insert
 
 
@@ -51,12 +52,16 @@ def save_step(
     outer_contexts: list[dict[str, Any]],
     position: list[int],
     step: str,
-    duration_ms: float,
+    events: list[tuple[str, float, datetime]],
     now: datetime,
     lease_until: datetime,
 ) -> bool:
-    """Save the progress if ``owner`` still holds the running run; write the event. Call inside atomic()."""
-    update, insert = _statements(connection.vendor, connection.ops.quote_name)
+    """Save the progress if ``owner`` still holds the running run; write its step events. Call inside atomic().
+
+    ``events`` are ``(step, duration in ms, completed at)``: one per step, or several
+    when steps were buffered (``durability="pause"``).
+    """
+    update, insert = _statements(connection.vendor, connection.ops.quote_name, len(events))
     values = {
         "context": context,
         "outer_contexts": outer_contexts,
@@ -75,15 +80,30 @@ def save_step(
         cursor.execute(update, params)
         if cursor.rowcount != 1:
             return False
-        cursor.execute(
-            insert,
-            [
-                _prep(PipelineRun, "id", run.pk, connection),
-                run.pipeline_name,
-                AuditAction.STEP_COMPLETED.value,
-                _prep(AuditEvent, "timestamp", now, connection),
-                _prep(AuditEvent, "data", {"step": step, "duration_ms": duration_ms}, connection),
-                "",
-            ],
-        )
+        if events:
+            cursor.execute(insert, _event_params(run, events))
     return True
+
+
+def insert_events(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> None:
+    """Write buffered ``step_completed`` events (one multi-row INSERT). Call inside atomic()."""
+    if not events:
+        return
+    _, insert = _statements(connection.vendor, connection.ops.quote_name, len(events))
+    with connection.cursor() as cursor:
+        cursor.execute(insert, _event_params(run, events))
+
+
+def _event_params(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> list[Any]:
+    run_id = _prep(PipelineRun, "id", run.pk, connection)
+    params: list[Any] = []
+    for step, duration_ms, at in events:
+        params += [
+            run_id,
+            run.pipeline_name,
+            AuditAction.STEP_COMPLETED.value,
+            _prep(AuditEvent, "timestamp", at, connection),
+            _prep(AuditEvent, "data", {"step": step, "duration_ms": duration_ms}, connection),
+            "",
+        ]
+    return params

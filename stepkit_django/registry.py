@@ -21,23 +21,34 @@ __all__ = ["Migration", "get_pipeline", "get_registration", "register", "registe
 Migration = Callable[[dict[str, Any], str], "dict[str, Any] | tuple[dict[str, Any], str]"]
 
 
+DURABILITY = ("step", "pause")
+
+
 @dataclass(frozen=True)
 class Registration:
     pipeline: Pipeline
     migrations: Mapping[int, Migration] = field(default_factory=dict)
+    #: "step": progress saved after every step; "pause": only at pauses, failures and the end.
+    durability: str = "step"
 
 
 _lock = threading.Lock()
 _registry: dict[str, Registration] = {}
 
 
-def register(pipeline: Pipeline, *, migrations: Mapping[int, Migration] | None = None) -> Pipeline:
+def register(
+    pipeline: Pipeline, *, migrations: Mapping[int, Migration] | None = None, durability: str = "step"
+) -> Pipeline:
     """Register ``pipeline`` under its name and return it.
 
     ``migrations`` maps an older version to a function that adapts a checkpoint
     of that version: ``fn(context, step) -> context`` or ``-> (context, step)``.
-    Registering a name again replaces the earlier pipeline.
+    ``durability="pause"`` saves progress only when the run pauses, fails or ends
+    (a crash then repeats the steps since the last save); the default ``"step"``
+    saves after every step. Registering a name again replaces the earlier pipeline.
     """
+    if durability not in DURABILITY:
+        raise ValueError(f"durability must be one of {', '.join(DURABILITY)}; got {durability!r}")
     if not isinstance(pipeline, Pipeline):
         raise TypeError(f"register() takes a Pipeline, got {pipeline!r}")
     if not pipeline.name:
@@ -48,7 +59,7 @@ def register(pipeline: Pipeline, *, migrations: Mapping[int, Migration] | None =
         if not callable(fn):
             raise TypeError(f"Migration for version {version} must be callable")
     with _lock:
-        _registry[pipeline.name] = Registration(pipeline, dict(migrations or {}))
+        _registry[pipeline.name] = Registration(pipeline, dict(migrations or {}), durability)
     return pipeline
 
 

@@ -210,63 +210,75 @@ def saved_resume_point(run: PipelineRun, pipeline: Pipeline) -> Resume | None:
 
 
 def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | None) -> PipelineRun:
+    progress = Progress(run, owner, buffered=get_registration(run.pipeline_name).durability == "pause")
     failed_step: list[str] = []
     config = {
-        "on_step_complete": partial(_step_completed, run, owner),
+        "on_step_complete": progress.step_completed,
         "on_error": lambda step, exc: failed_step.append(step),
     }
     try:
         context = run_sync(pipeline, run.input if resume is None else None, resume, config)
+        if run.status != RunStatus.PAUSED:
+            _finish_completed(run, owner, context, progress)
     except _RunInterrupted:
         run.refresh_from_db()
-        return run
     except Exception as exc:
-        _finish_failed(run, owner, exc, failed_step[-1] if failed_step else run.current_step)
-        return run
-    if run.status == RunStatus.PAUSED:
-        return run
-    _finish_completed(run, owner, context)
+        _finish_failed(run, owner, exc, failed_step[-1] if failed_step else run.current_step, progress)
     return run
 
 
-def _step_completed(run: PipelineRun, owner: str, event: StepCompleteEvent) -> None:
-    from .leases import lease_duration
-    from .progress import save_step
+class Progress:
+    """Writes a run's progress: after every step (durability ``"step"``), or, with
+    ``"pause"``, only when the run pauses, fails or ends (the step events are kept
+    in memory until then and written together)."""
 
-    contexts = event.contexts
-    outer = list(contexts[:-1])
-    position = list(event.position)
-    now = timezone.now()
-    try:
+    def __init__(self, run: PipelineRun, owner: str, *, buffered: bool) -> None:
+        self.run, self.owner, self.buffered = run, owner, buffered
+        self.pending: list[tuple[str, float, Any]] = []  # step events not written yet
+        run._stepkit_progress = self  # type: ignore[attr-defined]  # pause() saves before pausing
+
+    def step_completed(self, event: StepCompleteEvent) -> None:
+        """The engine's ``on_step_complete``: record the step, save it (or not), send ``step_completed``."""
+        run, contexts = self.run, event.contexts
+        run.context, run.outer_contexts = contexts[-1], list(contexts[:-1])
+        run.position, run.current_step = list(event.position), event.step_name
+        self.pending.append((event.step_name, round(event.duration * 1000, 3), timezone.now()))
         with transaction.atomic():
-            # One UPDATE saves the progress and renews the lease; it fails if the run was
-            # cancelled or another process took it over after our lease expired.
+            if not self.buffered:
+                self.save()
+            step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=partial(pause, run, event))
+
+    def save(self) -> None:
+        """Write the progress and the pending step events (call inside atomic()); one UPDATE also renews the lease.
+
+        Raises _RunInterrupted if the run was cancelled or taken over by another process.
+        """
+        from .leases import lease_duration
+        from .progress import save_step
+
+        if not self.pending:
+            return
+        run, now = self.run, timezone.now()
+        try:
             saved = save_step(
                 run,
-                owner,
-                context=contexts[-1],
-                outer_contexts=outer,
-                position=position,
-                step=event.step_name,
-                duration_ms=round(event.duration * 1000, 3),
+                self.owner,
+                context=run.context,
+                outer_contexts=run.outer_contexts,
+                position=run.position,
+                step=run.current_step,
+                events=self.pending,
                 now=now,
                 lease_until=now + lease_duration(),
             )
-            if not saved:
-                raise _RunInterrupted
-            run.context, run.outer_contexts, run.position, run.current_step = (
-                contexts[-1],
-                outer,
-                position,
-                event.step_name,
-            )
-            step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=partial(pause, run, event))
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, StepkitError):
+        except (TypeError, ValueError) as exc:
+            if not isinstance(exc, StepkitError):
+                for ctx in (*run.outer_contexts, run.context):
+                    _json(ctx)  # name the key that cannot be stored
             raise
-        for ctx in contexts:
-            _json(ctx)  # name the key that cannot be stored
-        raise
+        if not saved:
+            raise _RunInterrupted
+        self.pending = []
 
 
 def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = None) -> None:
@@ -279,22 +291,32 @@ def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = No
 
     if run.status == RunStatus.PAUSED:
         return
+    progress = getattr(run, "_stepkit_progress", None)
+    if progress is not None:
+        progress.save()  # with durability="pause", the steps so far are written now
     create_checkpoint(run, event, review or Review())
     event.stop_pipeline()
 
 
-def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any]) -> None:
+def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], progress: Progress) -> None:
+    from .progress import insert_events
+
     now = timezone.now()
     with transaction.atomic():
         done = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(
             status=RunStatus.COMPLETED,
             context=context,
             outer_contexts=[],
+            position=run.position,
+            current_step=run.current_step,
             finished_at=now,
             updated_at=now,
             lease_owner="",
             lease_expires_at=None,
         )
+        if done:
+            insert_events(run, progress.pending)
+            progress.pending = []
         if done:
             run.status, run.context, run.outer_contexts, run.finished_at = RunStatus.COMPLETED, context, [], now
             audit(run, AuditAction.RUN_COMPLETED)
@@ -304,10 +326,20 @@ def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any]) -> 
         run.refresh_from_db()
 
 
-def _finish_failed(run: PipelineRun, owner: str, exc: BaseException, step: str) -> None:
+def _finish_failed(
+    run: PipelineRun, owner: str, exc: BaseException, step: str, progress: Progress | None = None
+) -> None:
     now = timezone.now()
     error = f"{type(exc).__name__}: {exc}"
     trace = "".join(traceback.format_exception(exc))
+    if progress is not None and progress.pending:
+        try:
+            with transaction.atomic():
+                progress.save()  # keep the steps that did complete, so a retry does not repeat them
+        except (
+            Exception
+        ):  # the save itself failed (the same unstorable value, or the run was taken): record the failure
+            progress.pending = []
     with transaction.atomic():
         failed = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(
             status=RunStatus.FAILED,

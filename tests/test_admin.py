@@ -102,7 +102,9 @@ def test_search_by_run_id_and_by_text_in_the_context(people, bob):
 def test_facet_counts_and_date_hierarchy(people, bob):
     paused(people, 2)
     html = bob.get(QUEUE).content.decode()
-    assert "Pending (2)" in html  # facets on
+    assert "Pending (2)" not in html  # counts are on demand on a large queue
+    assert "_facets=True" in html  # the "Show counts" link
+    assert "Pending (2)" in bob.get(QUEUE + "?_facets=True").content.decode()
     assert "created_at__year=" in html  # the date hierarchy
 
 

@@ -24,3 +24,9 @@ def _twenty() -> Any:
 bench_twenty = register(_twenty())
 
 bench_pause = register(stepkit("bench-pause").step("s1", bump, review=Review()).step("s2", bump))
+
+bench_twenty_fast = register(_twenty().__class__("bench-twenty-fast", steps=_twenty().steps), durability="pause")
+
+bench_pause_fast = register(
+    stepkit("bench-pause-fast").step("s1", bump, review=Review()).step("s2", bump), durability="pause"
+)

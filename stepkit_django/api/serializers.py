@@ -73,7 +73,8 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_approvals_count(self, obj: Checkpoint) -> int:
-        return len(obj.approvals.all())  # prefetched
+        total = getattr(obj, "approvals_total", None)  # annotated on the list
+        return int(total) if total is not None else len(obj.approvals.all())
 
     @extend_schema_field(OpenApiTypes.STR)
     def get_title(self, obj: Checkpoint) -> str:

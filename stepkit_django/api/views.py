@@ -19,7 +19,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import Serializer
+from rest_framework.serializers import DateTimeField, Serializer
 
 from .. import review
 from ..describe import describe_pipeline
@@ -32,7 +32,7 @@ from ..exceptions import (
     ReviewMisconfigured,
     ReviewPermissionDenied,
 )
-from ..models import AuditEvent, Checkpoint, PipelineRun
+from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
 from ..registry import get_pipeline, registered
 from ..runner import RunNotResumable, start
 from . import serializers as s
@@ -100,6 +100,73 @@ IF_MATCH = OpenApiParameter(
 )
 
 
+QUEUE_FIELDS = (
+    "id",
+    "run_id",
+    "pipeline_name",
+    "step",
+    "review",
+    "status",
+    "claimed_by_id",
+    "claimed_by__username",
+    "claimed_at",
+    "approvals_total",
+    "decided_by_id",
+    "decided_by__username",
+    "decided_at",
+    "expires_at",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+
+def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``values()`` rows of the queue, in the shape of CheckpointSerializer; two queries for the assignments."""
+    from django.contrib.auth.models import Group
+
+    ids = [row["id"] for row in rows]
+    users: dict[Any, list[dict[str, Any]]] = {i: [] for i in ids}
+    groups: dict[Any, list[str]] = {i: [] for i in ids}
+    through_users = Checkpoint.assigned_users.through.objects.filter(checkpoint_id__in=ids)
+    for cp, uid, name in through_users.values_list("checkpoint_id", "user_id", "user__username"):
+        users[cp].append({"id": uid, "username": name})
+    through_groups = Group.objects.filter(stepkit_assigned_checkpoints__in=ids)
+    for cp, name in through_groups.values_list("stepkit_assigned_checkpoints", "name"):
+        groups[cp].append(name)
+    field = DateTimeField()
+
+    def user(pk: Any, name: Any) -> dict[str, Any] | None:
+        return None if pk is None else {"id": pk, "username": name}
+
+    def when(value: Any) -> Any:
+        return None if value is None else field.to_representation(value)
+
+    return [
+        {
+            "id": str(row["id"]),
+            "run": str(row["run_id"]),
+            "pipeline": row["pipeline_name"],
+            "step": row["step"],
+            "title": str((row["review"] or {}).get("title", "")),
+            "status": row["status"],
+            "assigned_users": users[row["id"]],
+            "assigned_groups": groups[row["id"]],
+            "claimed_by": user(row["claimed_by_id"], row["claimed_by__username"]),
+            "claimed_at": when(row["claimed_at"]),
+            "approvals_count": row["approvals_total"],
+            "approvals_required": int((row["review"] or {}).get("approvals_required", 1)),
+            "decided_by": user(row["decided_by_id"], row["decided_by__username"]),
+            "decided_at": when(row["decided_at"]),
+            "expires_at": when(row["expires_at"]),
+            "version": row["version"],
+            "created_at": when(row["created_at"]),
+            "updated_at": when(row["updated_at"]),
+        }
+        for row in rows
+    ]
+
+
 def etag(checkpoint: Checkpoint) -> str:
     return f'"{checkpoint.pk}-{checkpoint.version}"'
 
@@ -129,7 +196,11 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     ordering = ["created_at"]
 
     def get_queryset(self) -> QuerySet[Checkpoint]:
-        return self._with_relations(Checkpoint.objects.for_user(self.request.user))
+        queryset = Checkpoint.objects.for_user(self.request.user)
+        if self.action == "list":
+            # The queue page: no run join, no heavy columns, approvals counted in the same query.
+            return queryset.annotate(approvals_total=approvals_count())
+        return self._with_relations(queryset)
 
     @staticmethod
     def _with_relations(queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
@@ -139,6 +210,14 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
 
     def get_serializer_class(self) -> type[Serializer[Any]]:
         return s.CheckpointSerializer if self.action == "list" else s.CheckpointDetailSerializer
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # The queue page is read far more than anything else: rows come from values(), not model
+        # instances, and are shaped like CheckpointSerializer (which documents them).
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset.values(*QUEUE_FIELDS))
+        rows = list(page or [])
+        return self.get_paginated_response(queue_rows(rows))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         checkpoint = self.get_object()
