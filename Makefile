@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # PostgreSQL used by the *-pg targets; pytest-django creates and drops test_<name> on it.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/stepkit
 
-.PHONY: help venv demo demo-cli test lint test-main test-main-pg test-compat test-compat-pg bench-engine bench-workers clean
+.PHONY: help venv demo demo-cli test lint test-main test-main-pg test-compat test-compat-pg bench bench-engine bench-workers clean
 
 help:
 	@echo "make demo          serve the demo on 127.0.0.1:8000 (creates .venv, migrates SQLite, seeds users and runs)"
@@ -23,6 +23,7 @@ help:
 	@echo "make test          lint, type-check and run the suite on both Python/Django pairs, SQLite and PostgreSQL"
 	@echo "make bench-engine  print the engine's per-step overhead"
 	@echo "make bench-workers runs/s and per-step latency of 1, 2 and 4 db_worker processes on PostgreSQL"
+	@echo "make bench         this app against LangGraph, DBOS and raw psycopg; writes benchmarks/results.md"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +84,11 @@ bench-engine: $(VENV)/.installed
 
 bench-workers: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/workers.py
+
+# Side by side with LangGraph and DBOS on the local PostgreSQL; writes benchmarks/results.md.
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install --quiet --group bench
+	$(VENV)/bin/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) $(VENV311) build *.egg-info example_project/db.sqlite3

@@ -142,12 +142,9 @@ def main() -> None:
     from benchmarks import queue_bench
 
     lines += queue_bench.scenario_queue(quick=QUICK)
-    lines += [
-        "## 4. Decisions under load",
-        "",
-        "Not measured yet: approvals per second through the API with 8 concurrent clients on a real server.",
-        "",
-    ]
+    from benchmarks import load_bench
+
+    lines += load_bench.scenario_decisions(quick=QUICK)
     text = "\n".join(lines)
     print(text)
     (ROOT / "benchmarks" / "results.md").write_text(text + "\n")

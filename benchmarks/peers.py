@@ -141,13 +141,11 @@ class Dbos:
 
     def prepare_pause(self) -> Any:
         handle = self.DBOS.start_workflow(self.pausing)
-        # wait until the workflow is blocked in recv (its first step is recorded)
+        # wait until its first step is recorded; then it is (or is about to be) blocked in recv
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            steps = self.DBOS.list_workflow_steps(handle.workflow_id)
-            if any(s["function_name"].endswith("recv") for s in steps):
-                break
+        while not self.DBOS.list_workflow_steps(handle.workflow_id) and time.monotonic() < deadline:
             time.sleep(0.002)
+        time.sleep(0.02)
         return handle
 
     def resume(self, handle: Any) -> None:

@@ -9,5 +9,6 @@ from tests.settings import *  # noqa: F403
 INSTALLED_APPS = [*INSTALLED_APPS, "benchmarks.benchapp"]  # noqa: F405
 DATABASES["default"]["CONN_MAX_AGE"] = None  # noqa: F405  # persistent connections, as in production
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
-STEPKIT = {"EXECUTOR": "tasks"}
+STEPKIT = {"EXECUTOR": os.environ.get("STEPKIT_BENCH_EXECUTOR", "tasks")}
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+ROOT_URLCONF = "benchmarks.urls"

@@ -32,12 +32,12 @@ from .exceptions import (
     ReviewMisconfigured,
     ReviewPermissionDenied,
 )
-from .executors import dispatch
+from .executors import dispatch, executor_name
 from .models import Approval, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
 from .registry import get_registration
 from .review_spec import Review
-from .runner import audit
+from .runner import audit, audit_all, audit_event
 from .signals import checkpoint_created, checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus
 
@@ -440,11 +440,12 @@ def approve(
 ) -> Checkpoint:
     """Record ``by``'s approval; with the last required approval, resume the run with the edits merged."""
     cp, reviewer = _open(checkpoint, by, expected_version)
-    if cp.approvals.filter(user=reviewer).exists():
+    approvers = list(cp.approvals.values_list("user_id", flat=True))
+    if reviewer.pk in approvers:
         raise ReviewConflict("You have already approved this checkpoint.")
     data = _validated(cp, override_data) if override_data else {}
     override = {**cp.override_data, **data}
-    count = cp.approvals.count() + 1
+    count = len(approvers) + 1
     required = cp.approvals_required
     quorum = count >= required
     run_fields = _resume_state(cp, override)[0] if quorum else None
@@ -464,19 +465,26 @@ def approve(
             else:
                 _cas(cp, override_data=override)
             Approval.objects.create(checkpoint=cp, user=reviewer, created_at=now)
+            events = []
             if data:
-                audit(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data={"changes": diff(before, data)})
-            audit(
-                cp.run,
-                AuditAction.APPROVED,
-                checkpoint=cp,
-                actor=reviewer,
-                data={"approvals": count, "required": required},
-                note=comment,
+                changes = {"changes": diff(before, data)}
+                events.append(audit_event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=changes))
+            events.append(
+                audit_event(
+                    cp.run,
+                    AuditAction.APPROVED,
+                    checkpoint=cp,
+                    actor=reviewer,
+                    data={"approvals": count, "required": required},
+                    note=comment,
+                )
             )
             if run_fields is not None:
                 _move_run(cp.run, RunStatus.PAUSED, RunStatus.QUEUED, **run_fields)
-                audit(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step})
+                events.append(
+                    audit_event(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step})
+                )
+            audit_all(events)
     except IntegrityError:
         raise ReviewConflict("You have already approved this checkpoint.") from None
     if quorum:
@@ -484,7 +492,8 @@ def approve(
             sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.APPROVED, user=reviewer
         )
         dispatch(cp.run)
-        cp.run.refresh_from_db()
+        if executor_name() == "inline":
+            cp.run.refresh_from_db()  # it ran here; otherwise it is simply queued
     return cp
 
 

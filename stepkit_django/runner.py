@@ -67,6 +67,27 @@ def _json(value: Any) -> Any:
     return to_json_ready(value)
 
 
+def audit_event(
+    run: PipelineRun,
+    action: str,
+    *,
+    checkpoint: Any = None,
+    actor: User = None,
+    data: dict[str, Any] | None = None,
+    note: str = "",
+) -> AuditEvent:
+    """An unsaved audit event (see :func:`audit` and :func:`audit_all`)."""
+    return AuditEvent(
+        run=run,
+        checkpoint=checkpoint,
+        pipeline_name=run.pipeline_name,
+        action=action,
+        actor=_user_or_none(actor),
+        data=data or {},
+        note=note,
+    )
+
+
 def audit(
     run: PipelineRun,
     action: str,
@@ -77,15 +98,14 @@ def audit(
     note: str = "",
 ) -> AuditEvent:
     """Append an audit event (call inside the transaction of the change it records)."""
-    return AuditEvent.objects.create(
-        run=run,
-        checkpoint=checkpoint,
-        pipeline_name=run.pipeline_name,
-        action=action,
-        actor=_user_or_none(actor),
-        data=data or {},
-        note=note,
-    )
+    event = audit_event(run, action, checkpoint=checkpoint, actor=actor, data=data, note=note)
+    event.save()
+    return event
+
+
+def audit_all(events: list[AuditEvent]) -> None:
+    """Append several audit events with one INSERT (inside the transaction of the change)."""
+    AuditEvent.objects.bulk_create(events)
 
 
 def start(

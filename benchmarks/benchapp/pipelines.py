@@ -30,3 +30,5 @@ bench_twenty_fast = register(_twenty().__class__("bench-twenty-fast", steps=_twe
 bench_pause_fast = register(
     stepkit("bench-pause-fast").step("s1", bump, review=Review()).step("s2", bump), durability="pause"
 )
+
+bench_decide = register(stepkit("bench-decide").step("s1", bump, review=Review()).step("s2", bump))
