@@ -174,3 +174,18 @@ def test_api_claim_next_never_hands_the_same_checkpoint_to_two_callers(people):
     assert errors == [None] * 6
     claimed = [pk for got in results for pk in got]
     assert len(claimed) == len(set(claimed)) == 12
+
+
+def test_the_database_refuses_to_rewrite_the_audit_trail(people):
+    from django.db import DatabaseError, transaction
+
+    run = start("email-approval", {"message": "m", "customer": "c", "to": "t"}, user=people.alice)
+    count = AuditEvent.objects.filter(run=run).count()
+    for sql in (
+        "UPDATE stepkit_django_auditevent SET note = 'rewritten'",
+        "DELETE FROM stepkit_django_auditevent",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql)
+    assert AuditEvent.objects.filter(run=run).count() == count
+    assert not AuditEvent.objects.filter(note="rewritten").exists()
