@@ -395,3 +395,97 @@ def test_schema_validates_with_fail_on_warn(tmp_path):
     out = StringIO()
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"), stderr=out)
     assert (tmp_path / "schema.yml").read_text().startswith("openapi: 3")
+
+
+# -- hostile input -----------------------------------------------------------------------------
+
+
+def unchanged(fn):
+    before = (list(Checkpoint.objects.values()), AuditEvent.objects.count(), PipelineRun.objects.count())
+    response = fn()
+    assert (list(Checkpoint.objects.values()), AuditEvent.objects.count(), PipelineRun.objects.count()) == before
+    return response
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"override_data": {"body": "a\\u0000b"}}', "NUL characters"),
+        ('{"override_data": {"bo\\u0000dy": "x"}}', "NUL characters"),
+        ('{"override_data": {"body": NaN}}', "Out of range float values"),
+        ('{"override_data": {"body": Infinity}}', "Out of range float values"),
+        ("[" * 10_000 + "]" * 10_000, "nested more than 64 levels"),
+        ('{"override_data": ' + '{"a":' * 100 + "1" + "}" * 100 + "}", "nested more than 64 levels"),
+        ('{"override_data": {"body": "x"', "JSON parse error"),
+    ],
+)
+def test_hostile_bodies_are_400_and_change_nothing(people, body, message):
+    cp = paused(people).checkpoints.get()
+    client = client_for(people.bob)
+    for action in ("edit", "approve"):
+        response = unchanged(
+            lambda action=action: client.generic("POST", url(cp, action), body, content_type="application/json")
+        )
+        assert response.status_code == 400, response.content
+        assert message in response.json()["detail"]
+
+
+def test_nul_in_a_comment_or_a_query_parameter_is_400(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    response = unchanged(lambda: bob.post(url(cp, "reject"), {"comment": "no\x00pe"}, format="json"))
+    assert response.status_code == 400 and "NUL characters" in response.json()["detail"]
+    response = bob.get(f"{API}/checkpoints/?pipeline=a%00b")
+    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+
+
+def test_unicode_in_every_text_field_round_trips(people):
+    run = paused(people, customer="Zoë 😀 Łódź")
+    cp = run.checkpoints.get()
+    bob = client_for(people.bob)
+    text = "Ünïcödé ✓ 中文 עברית 😀"
+    response = bob.post(
+        url(cp, "approve"), {"override_data": {"subject": text, "body": text}, "comment": text}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["comment"] == text
+    assert SideEffect.objects.get().payload == {"subject": text, "body": text}
+
+
+def test_a_body_over_the_size_limit_is_refused(people, settings):
+    settings.STEPKIT = {"MAX_OVERRIDE_BYTES": 10_000}
+    cp = paused(people).checkpoints.get()
+    response = unchanged(
+        lambda: client_for(people.bob).post(url(cp, "edit"), {"override_data": {"body": "x" * 20_000}}, format="json")
+    )
+    assert response.status_code == 400 and "the limit is 10000 bytes" in str(response.json())
+
+
+def test_the_api_answers_503_with_a_retry_hint_when_the_database_is_unreachable(people, monkeypatch):
+    from django.db import OperationalError
+
+    from stepkit_django.api import views
+
+    paused(people)
+
+    def unreachable(*args, **kwargs):
+        raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+
+    monkeypatch.setattr(views.CheckpointViewSet, "get_queryset", unreachable)
+    response = client_for(people.bob).get(f"{API}/checkpoints/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json() == {"detail": "The database is unavailable; retry shortly."}
+
+
+def test_a_checkpoint_signed_before_a_key_rotation_is_approved_with_the_stored_token(people, settings):
+    old = "the-old-secret-key-the-old-secret-key-123"
+    settings.SECRET_KEY = old
+    cp = paused(people).checkpoints.get()
+    settings.SECRET_KEY = "the-new-secret-key-the-new-secret-key-456"
+    settings.SECRET_KEY_FALLBACKS = [old]
+    response = client_for(people.bob).post(
+        url(cp, "approve"), {"override_data": {"body": "after rotation"}}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["status"] == "approved"
+    assert SideEffect.objects.get().payload["body"] == "after rotation"

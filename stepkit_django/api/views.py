@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -13,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, NotFound, ParseError, PermissionDenied, ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
@@ -37,6 +38,7 @@ from ..registry import get_pipeline, registered
 from ..runner import RunNotResumable, start
 from . import serializers as s
 from .filters import AuditEventFilter, CheckpointFilter, RunFilter
+from .parsers import StepkitJSONParser
 
 
 class Conflict(APIException):
@@ -79,8 +81,22 @@ class StepkitViewMixin:
     schema = AutoSchema()
     permission_classes = [IsAuthenticated]
     pagination_class = StepkitPagination
+    parser_classes = [StepkitJSONParser]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        for key, values in request.query_params.lists():
+            if "\x00" in key or any("\x00" in value for value in values):
+                raise ParseError("Query parameters must not contain NUL characters.")
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
 
     def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            # The database is unreachable (restarting, failing over): tell clients to come back.
+            response = Response(
+                {"detail": "The database is unavailable; retry shortly."}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+            response["Retry-After"] = "5"
+            return response
         return super().handle_exception(api_error(exc))  # type: ignore[misc,no-any-return]
 
 
