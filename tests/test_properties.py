@@ -46,6 +46,13 @@ def drop(i):
     return transform
 
 
+def divisible_by(modulus):
+    def predicate(ctx):
+        return sum(v for v in ctx.values() if isinstance(v, int)) % modulus == 0
+
+    return predicate
+
+
 def build(items, prefix="p"):
     p = stepkit(prefix if prefix == "p" else None)
     for n, item in enumerate(items):
@@ -58,11 +65,7 @@ def build(items, prefix="p"):
             p = p.step(name, build(item[1], prefix=f"{prefix}.{n}"))
         else:
             modulus, then, other = item[1], item[2], item[3]
-            p = p.branch_on(
-                name,
-                when(lambda c, m=modulus: sum(v for v in c.values() if isinstance(v, int)) % m == 0, build(then, "x")),
-                otherwise(build(other, "y")),
-            )
+            p = p.branch_on(name, when(divisible_by(modulus), build(then, "x")), otherwise(build(other, "y")))
     return p
 
 
