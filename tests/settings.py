@@ -7,6 +7,7 @@ import dj_database_url
 
 SECRET_KEY = "stepkit-django-tests-not-secret"
 DEBUG = False
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
 TIME_ZONE = "UTC"
 ROOT_URLCONF = "tests.urls"

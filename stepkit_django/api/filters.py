@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import django_filters
@@ -10,6 +11,32 @@ from django.utils import timezone
 
 from ..models import AuditEvent, Checkpoint, PipelineRun
 from ..status import AuditAction, CheckpointStatus, RunStatus
+
+
+def user_id(request: Any, name: str, value: str) -> int | None:
+    """``"me"`` is the requesting user; anything else must be a user id (a positive 63-bit integer)."""
+    if value == "me":
+        user = getattr(request, "user", None)
+        return int(user.pk) if user is not None and user.is_authenticated else None
+    if not value.isdigit() or int(value) >= 2**63:
+        from rest_framework.exceptions import ValidationError
+
+        raise ValidationError({name: ['Use "me" or a numeric user id.']})
+    return int(value)
+
+
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time, compared in UTC (PostgreSQL refuses offsets beyond ±15:59)."""
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if value is not None:
+            try:
+                value = value.astimezone(datetime.UTC)
+            except (OverflowError, ValueError):
+                from rest_framework.exceptions import ValidationError
+
+                raise ValidationError({"detail": "Date and time out of range."}) from None
+        return super().filter(qs, value)  # type: ignore[no-any-return]
 
 
 class UserRefFilter(django_filters.CharFilter):
@@ -28,23 +55,15 @@ class CheckpointFilter(django_filters.FilterSet):
     claimed_by = UserRefFilter(method="filter_claimed_by")
     unclaimed = django_filters.BooleanFilter(method="filter_unclaimed", help_text="Pending and claimed by nobody.")
     overdue = django_filters.BooleanFilter(method="filter_overdue", help_text="Pending past its deadline.")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Checkpoint
         fields = ["status", "pipeline", "step"]
 
     def _uid(self, name: str, value: str) -> int | None:
-        """``"me"`` is the requesting user; anything else must be a numeric user id."""
-        if value == "me":
-            user = getattr(self.request, "user", None)
-            return int(user.pk) if user is not None and user.is_authenticated else None
-        if not value.isdigit():
-            from rest_framework.exceptions import ValidationError
-
-            raise ValidationError({name: ['Use "me" or a numeric user id.']})
-        return int(value)
+        return user_id(self.request, name, value)
 
     def filter_assigned_to(self, queryset: QuerySet[Checkpoint], name: str, value: str) -> QuerySet[Checkpoint]:
         uid = self._uid(name, value)
@@ -65,8 +84,8 @@ class CheckpointFilter(django_filters.FilterSet):
 class RunFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
     pipeline = django_filters.CharFilter(field_name="pipeline_name")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = PipelineRun
@@ -77,11 +96,14 @@ class AuditEventFilter(django_filters.FilterSet):
     run = django_filters.UUIDFilter(field_name="run_id")
     checkpoint = django_filters.UUIDFilter(field_name="checkpoint_id")
     action = django_filters.ChoiceFilter(choices=AuditAction.choices)
-    actor = django_filters.NumberFilter(field_name="actor_id")
+    actor = UserRefFilter(method="filter_actor")
     pipeline = django_filters.CharFilter(field_name="pipeline_name")
-    after = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    before = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    after = UTCDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    before = UTCDateTimeFilter(field_name="timestamp", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent
         fields = ["run", "checkpoint", "action", "actor", "pipeline"]
+
+    def filter_actor(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
+        return queryset.filter(actor_id=user_id(self.request, name, value))

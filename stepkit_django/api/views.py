@@ -77,8 +77,31 @@ def api_error(exc: Exception) -> Exception:
     return exc
 
 
+# Every operation may answer these; documented once so clients (and fuzzers) find them in the schema.
+COMMON_ERRORS = {
+    "400": 'Invalid input: a body mapping each field to its errors, or {"detail": ...}.',
+    "401": "Not authenticated.",
+    "403": "Not allowed.",
+    "404": "Not found (or not in your queue), or a page past the end.",
+    "503": "The database is unavailable; retry after the Retry-After seconds.",
+}
+ERROR_BODY = {"type": "object", "additionalProperties": True, "description": 'Usually {"detail": "..."}.'}
+
+
+class StepkitAutoSchema(AutoSchema):
+    """Adds the errors every operation may answer to each operation's responses."""
+
+    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
+        responses: dict[str, Any] = super()._get_response_bodies(direction)
+        for code, description in COMMON_ERRORS.items():
+            responses.setdefault(
+                code, {"description": description, "content": {"application/json": {"schema": ERROR_BODY}}}
+            )
+        return responses
+
+
 class StepkitViewMixin:
-    schema = AutoSchema()
+    schema = StepkitAutoSchema()
     permission_classes = [IsAuthenticated]
     pagination_class = StepkitPagination
     parser_classes = [StepkitJSONParser]
@@ -208,6 +231,7 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
 
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = CheckpointFilter
+    lookup_value_regex = "[^/]+"  # any id reaches the view, which answers a JSON 404
     ordering_fields = ["created_at", "expires_at", "updated_at"]
     ordering = ["created_at"]
 
@@ -347,6 +371,7 @@ class RunViewSet(  # type: ignore[misc]
     StepkitViewMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet[PipelineRun]
 ):
     serializer_class = s.RunSerializer
+    lookup_value_regex = "[^/]+"
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = RunFilter
     ordering_fields = ["created_at", "updated_at"]
@@ -406,6 +431,7 @@ class RunViewSet(  # type: ignore[misc]
 )
 class AuditEventViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[AuditEvent]):  # type: ignore[misc]
     serializer_class = s.AuditEventSerializer
+    lookup_value_regex = "[^/]+"
     filter_backends = [DjangoFilterBackend, OrderingFilter]
     filterset_class = AuditEventFilter
     ordering_fields = ["timestamp"]
