@@ -489,3 +489,19 @@ def test_a_checkpoint_signed_before_a_key_rotation_is_approved_with_the_stored_t
     )
     assert response.status_code == 200 and response.json()["status"] == "approved"
     assert SideEffect.objects.get().payload["body"] == "after rotation"
+
+
+def test_a_client_supplied_token_is_ignored_the_stored_one_is_used(people):
+    from stepkit_django import stepkit
+
+    cp = paused(people).checkpoints.get()
+    # a token for another pipeline, forged context and all, sent along with the approval
+    forged = {}
+    stepkit("email-approval").step("generate", lambda c: {"to": "attacker@example.com"}).step("send").run(
+        {}, on_step_complete=lambda e: forged.setdefault("token", e.checkpoint)
+    )
+    response = client_for(people.bob).post(
+        url(cp, "approve"), {"token": forged["token"], "checkpoint": forged["token"]}, format="json"
+    )
+    assert response.status_code == 200
+    assert SideEffect.objects.get().key == "ada@example.com"  # the context of the stored token
