@@ -88,17 +88,12 @@ def audit_event(
     )
 
 
-def audit(
-    run: PipelineRun,
-    action: str,
-    *,
-    checkpoint: Any = None,
-    actor: User = None,
-    data: dict[str, Any] | None = None,
-    note: str = "",
-) -> AuditEvent:
-    """Append an audit event (call inside the transaction of the change it records)."""
-    event = audit_event(run, action, checkpoint=checkpoint, actor=actor, data=data, note=note)
+def audit(run: PipelineRun, action: str, **fields: Any) -> AuditEvent:
+    """Append an audit event (call inside the transaction of the change it records).
+
+    ``fields``: ``checkpoint``, ``actor``, ``data``, ``note`` as for :func:`audit_event`.
+    """
+    event = audit_event(run, action, **fields)
     event.save()
     return event
 

@@ -106,6 +106,7 @@ def test_only_one_owner_can_take_a_run(registered_pipelines):
     assert run.lease_owner == second
 
 
+@pytest.mark.postgres  # three threads writing at once: SQLite's shared in-memory database locks whole tables
 @pytest.mark.django_db(transaction=True)
 def test_the_heartbeat_keeps_a_long_step_leased(registered_pipelines):
     release = threading.Event()
