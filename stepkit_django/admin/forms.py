@@ -52,16 +52,9 @@ def field_for(key: str, schema: dict[str, Any] | None, current: Any) -> forms.Fi
             help_text=help_text,
             empty_value="",
         )
-    if kind == "integer":
-        return forms.IntegerField(
-            label=label,
-            required=required,
-            min_value=spec.get("minimum"),
-            max_value=spec.get("maximum"),
-            help_text=help_text,
-        )
-    if kind == "number":
-        return forms.FloatField(
+    if kind in ("integer", "number"):
+        number = forms.IntegerField if kind == "integer" else forms.FloatField
+        return number(
             label=label,
             required=required,
             min_value=spec.get("minimum"),
