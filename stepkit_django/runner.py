@@ -16,7 +16,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.utils import timezone
 
 from .engine import Pipeline, StepCompleteEvent
@@ -237,9 +237,28 @@ def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | 
             _finish_completed(run, owner, context, progress)
     except _RunInterrupted:
         run.refresh_from_db()
+    except DatabaseError as exc:
+        if _connection_lost():
+            # The database went away (a restart, a failover): this is not the step's failure.
+            # Leave the run running; its lease expires and recover() queues it again.
+            raise
+        _finish_failed(run, owner, exc, failed_step[-1] if failed_step else run.current_step, progress)
     except Exception as exc:
         _finish_failed(run, owner, exc, failed_step[-1] if failed_step else run.current_step, progress)
     return run
+
+
+def _connection_lost() -> bool:
+    """Whether the default database connection broke; it is closed so that the next use reconnects.
+
+    Django drops a connection it could not roll back; an open one is probed unless a
+    caller's transaction is in progress (a failed statement there is the caller's to handle).
+    """
+    connection = connections["default"]
+    if connection.connection is not None and (connection.in_atomic_block or connection.is_usable()):
+        return False
+    connection.close()
+    return True
 
 
 class Progress:

@@ -149,3 +149,34 @@ def test_stepkit_recover_command(registered_pipelines):
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED
     assert run.events.get(action="run_recovered").data["lease_owner"] == "dead-worker"
+
+
+@pytest.mark.postgres  # the server ends the step's own connection, as a database restart does
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_database_connection_is_not_the_runs_failure(registered_pipelines):
+    from django.db import OperationalError, connection
+
+    from stepkit_django.runner import advance
+
+    attempts = []
+
+    def cut_the_connection(ctx):
+        attempts.append(1)
+        if len(attempts) == 1:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        return {"done": True}
+
+    registered_pipelines(stepkit("cut").step("first", lambda c: {"first": True}).step("cut", cut_the_connection))
+    with override_settings(STEPKIT={"EXECUTOR": "tasks", "LEASE_SECONDS": 1.0}):
+        run = start("cut", {})
+        with pytest.raises(OperationalError):
+            advance(run.pk)
+        run.refresh_from_db()  # a new connection
+        assert run.status == RunStatus.RUNNING and run.current_step == "first"  # not failed: left for recovery
+        assert not run.error
+        PipelineRun.objects.filter(pk=run.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+        assert recover() == 1
+        advance(run.pk)
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED and len(attempts) == 2

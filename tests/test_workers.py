@@ -6,14 +6,10 @@ killed with SIGKILL where the test says so.
 
 import os
 import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.db.models import Count
 from django.test import override_settings
 from django.utils import timezone
@@ -21,60 +17,10 @@ from django.utils import timezone
 from stepkit_django import review, start
 from stepkit_django.models import AuditEvent, PipelineRun
 from stepkit_django.status import RunStatus
+from tests.processes import TASKS, db_worker, spawn, stop, wait_for
 from tests.testapp.models import SideEffect
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-ROOT = Path(__file__).resolve().parent.parent
-TASKS = {"EXECUTOR": "tasks", "LEASE_SECONDS": 2.0}
-
-
-def database_url():
-    s = connection.settings_dict
-    auth = s.get("USER") or "postgres"
-    if s.get("PASSWORD"):
-        auth += f":{s['PASSWORD']}"
-    return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
-
-
-def spawn(args, log_path, **env):
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url(),
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
-    log = open(log_path, "w")  # noqa: SIM115 - closed by the caller through the process
-    return subprocess.Popen(args, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
-
-
-def db_worker(log_path, worker_id, *extra, **env):
-    args = [sys.executable, "-m", "django", "db_worker", "--interval", "0.1", "--no-startup-delay"]
-    args += ["--no-reload", "--worker-id", worker_id, *extra]
-    return spawn(args, log_path, STEPKIT_EXECUTOR="tasks", STEPKIT_LEASE_SECONDS="2", **env)
-
-
-def stop(*processes):
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_for(condition, timeout, message, logs=()):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    details = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs if p.exists())
-    pytest.fail(f"Timed out after {timeout}s waiting for {message}\n{details}")
 
 
 def test_two_db_workers_run_200_runs_each_exactly_once(tmp_path):

@@ -108,3 +108,26 @@ def _slow_first_time(ctx: dict[str, Any]) -> dict[str, Any]:
 slow_middle = register(
     stepkit("slow-middle").step("a", _recorded("a")).step("slow", _slow_first_time).step("c", _recorded("c"))
 )
+
+
+def _draft(ctx: dict[str, Any]) -> dict[str, Any]:
+    return {"text": f"draft {ctx['n']}"}
+
+
+def _publish(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Records each execution with the text it published and its idempotency key."""
+    from stepkit_django import current_step
+
+    step = current_step()
+    assert step is not None
+    SideEffect.objects.create(
+        kind="publish", key=str(step.run_id), payload={"text": ctx["text"], "key": step.idempotency_key}
+    )
+    return {"published": True}
+
+
+load_review = register(
+    stepkit("load-review")
+    .step("draft", _draft, review=Review(editable=["text"], assign_to_group="editors"))
+    .step("publish", _publish)
+)
