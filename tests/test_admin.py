@@ -282,6 +282,45 @@ def test_conflict_and_permission_messages(people, bob, client):
     assert Checkpoint.objects.get(pk=cp.pk).status == CheckpointStatus.PENDING
 
 
+def test_reassign_replaces_the_assignment_and_drops_the_claim(people, bob):
+    cp = paused(people).checkpoints.get()
+    review.claim(cp, people.bob)
+    cp.refresh_from_db()
+    response = bob.post(
+        page(cp),
+        {"_action": "reassign", "expected_version": cp.version, "reassign-to_users": "dave, carol",
+         "reassign-to_groups": ["managers"]},
+        follow=True,
+    )  # fmt: skip
+    assert "Reassigned to dave, carol, managers." in response.content.decode()
+    assert response.redirect_chain[-1][0] == QUEUE  # bob no longer reviews it: back to his queue
+    cp.refresh_from_db()
+    assert sorted(u.username for u in cp.assigned_users.all()) == ["carol", "dave"]
+    assert [g.name for g in cp.assigned_groups.all()] == ["managers"]
+    assert cp.claimed_by is None
+    event = AuditEvent.objects.get(checkpoint=cp, action="reassigned")
+    assert event.actor == people.bob and event.data["after"]["groups"] == ["managers"]
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"reassign-to_users": "nobody, dave"}, "Unknown user(s): nobody."),
+        ({}, "Choose at least one user or group."),
+        ({"reassign-to_groups": ["no such group"]}, "Select a valid choice."),
+    ],
+)
+def test_reassign_errors_are_shown_and_change_nothing(people, bob, data, error):
+    cp = paused(people).checkpoints.get()
+    before = (cp.version, AuditEvent.objects.count())
+    response = bob.post(page(cp), {"_action": "reassign", "expected_version": cp.version, **data})
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    cp.refresh_from_db()
+    assert (cp.version, AuditEvent.objects.count()) == before
+    assert [g.name for g in cp.assigned_groups.all()] == ["editors"]
+
+
 def test_decided_checkpoints_are_read_only(people, bob):
     cp = paused(people).checkpoints.get()
     review.reject(cp, people.carol, comment="no")

@@ -112,46 +112,88 @@ def test_reviewers_of_one_group_do_not_see_another_groups_contexts_or_events(peo
     assert "email-approval" not in body and "finance" in body
 
 
+ADMIN = "/admin/stepkit_django"
+# role -> action -> (status, effect). Pages: the status of the GET, effect "listed"/"hidden" for the item.
+# Actions: the status of the POST and whether the database changed ("done") or not ("refused").
 ADMIN_MATRIX = {
-    # role: (changelist status, item listed, review page status, approve outcome)
-    "anonymous": (302, False, 302, "refused"),
-    "no permission": (403, False, 404, "refused"),  # 404: the item is not revealed
-    "reviewer outside the group": (200, False, 404, "refused"),
-    "the run's starter": (200, True, 200, "refused"),
-    "assigned reviewer": (200, True, 200, "approved"),
-    "superuser": (200, True, 200, "approved"),
-}
+    "anonymous": {
+        "list": (302, "hidden"), "retrieve": (302, "hidden"), "claim": (302, "refused"), "edit": (302, "refused"),
+        "approve": (302, "refused"), "reject": (302, "refused"), "reassign": (302, "refused"),
+        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"),
+    },
+    "no permission": {
+        "list": (403, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
+        "approve": (404, "refused"), "reject": (404, "refused"), "reassign": (404, "refused"),
+        "cancel": (403, "refused"), "retry": (403, "refused"), "events": (403, "hidden"),
+    },
+    "reviewer outside the group": {
+        "list": (200, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
+        "approve": (404, "refused"), "reject": (404, "refused"), "reassign": (404, "refused"),
+        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"),
+    },
+    "the run's starter": {
+        "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "refused"), "edit": (302, "refused"),
+        "approve": (302, "refused"), "reject": (302, "refused"), "reassign": (302, "refused"),
+        "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
+    },
+    "assigned reviewer": {
+        "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "reassign": (302, "done"),
+        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),
+    },
+    "superuser": {
+        "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "reassign": (302, "done"),
+        "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
+    },
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("role", list(ADMIN_MATRIX))
-def test_admin_permission_matrix(people, client, role):
+def admin_call(client, action, run, checkpoint):
+    """Do ``action`` through the admin; return (status, effect) as in ADMIN_MATRIX."""
+    page = f"{ADMIN}/checkpoint/{checkpoint.pk}/change/"
+    if action in ("list", "retrieve", "events"):
+        url = {
+            "list": f"{ADMIN}/checkpoint/",
+            "retrieve": page,
+            "events": f"{ADMIN}/pipelinerun/{run.pk}/change/",
+        }[action]
+        response = client.get(url)
+        shown = response.status_code == 200 and (
+            checkpoint in response.context["cl"].result_list if action == "list" else True
+        )
+        if action == "events" and response.status_code == 200:
+            trail = client.get(f"{ADMIN}/auditevent/")  # the audit trail lists this run's events too
+            listed = {e.run_id for e in trail.context["cl"].result_list}
+            assert (run.pk in listed) is shown
+        return response.status_code, "listed" if shown else "hidden"
+    before = state()
+    version = checkpoint.version
+    edits = {"edit__subject": "Re: m", "edit__body": "edited", "comment": ""}
+    data = {
+        "claim": {"_action": "claim", "expected_version": version},
+        "edit": {"_action": "edit", "expected_version": version, **edits},
+        "approve": {"_action": "approve", "expected_version": version, **edits},
+        "reject": {"_action": "reject", "expected_version": version, **edits},
+        "reassign": {"_action": "reassign", "expected_version": version, "reassign-to_groups": ["managers"]},
+        "cancel": {"action": "cancel_runs", "_selected_action": [str(run.pk)]},
+        "retry": {"action": "retry_runs", "_selected_action": [str(run.pk)]},
+    }[action]
+    url = f"{ADMIN}/pipelinerun/" if action in ("cancel", "retry") else page
+    response = client.post(url, data)
+    return response.status_code, "refused" if state() == before else "done"
+
+
+@pytest.mark.parametrize(
+    ("role", "action"), [(role, action) for role, actions in ADMIN_MATRIX.items() for action in actions]
+)
+def test_admin_permission_matrix(people, client, role, action):
     user = actor(role, people)
     if user is not None:
         user.is_staff = True
         user.save()
         client.force_login(user)
     starter = people.carol if role == "the run's starter" else people.alice
-    checkpoint = start("email-approval", EMAIL, user=starter).checkpoints.get()
-    queue = "/admin/stepkit_django/checkpoint/"
-    changelist_status, listed, page_status, outcome = ADMIN_MATRIX[role]
-    response = client.get(queue)
-    assert response.status_code == changelist_status
-    if changelist_status == 200:
-        assert (checkpoint in response.context["cl"].result_list) is listed
-    assert client.get(f"{queue}{checkpoint.pk}/change/").status_code == page_status
-    before = state()
-    client.post(
-        f"{queue}{checkpoint.pk}/change/",
-        {
-            "_action": "approve",
-            "expected_version": checkpoint.version,
-            "edit__subject": "s",
-            "edit__body": "b",
-            "comment": "",
-        },
-    )
-    checkpoint.refresh_from_db()
-    if outcome == "approved":
-        assert checkpoint.status == "approved"
-    else:
-        assert checkpoint.status == "pending" and state() == before
+    run = start("email-approval", EMAIL, user=starter)
+    checkpoint = run.checkpoints.get()
+    assert admin_call(client, action, run, checkpoint) == ADMIN_MATRIX[role][action]

@@ -24,7 +24,7 @@ from ..models import Checkpoint, approvals_count
 from ..registry import registered
 from ..status import CheckpointStatus
 from .filters import AssignedToMeFilter, ClaimedByMeFilter, OverdueFilter, StatusFilter, UnclaimedFilter
-from .forms import ReviewForm
+from .forms import ReassignForm, ReviewForm
 from .overview import overview_context
 from .trail import trail_rows
 
@@ -175,12 +175,15 @@ class CheckpointAdmin(admin.ModelAdmin):
             raise Http404(f"No checkpoint {object_id} in your queue.")
         if not self.has_view_permission(request, checkpoint):
             raise Http404
-        form = self._form(checkpoint, data=request.POST if request.method == "POST" else None)
+        posted = request.POST if request.method == "POST" else None
+        reassigning = posted is not None and posted.get("_action") == "reassign"
+        form = self._form(checkpoint, data=None if reassigning else posted)
+        reassign_form = ReassignForm(posted if reassigning else None, prefix="reassign")
         if request.method == "POST":
-            response = self._post(request, checkpoint, form)
+            response = self._post(request, checkpoint, form, reassign_form)
             if response is not None:
                 return response
-        return self._render(request, checkpoint, form)
+        return self._render(request, checkpoint, form, reassign_form)
 
     def _form(self, checkpoint: Checkpoint, data: Any = None) -> ReviewForm:
         return ReviewForm(
@@ -191,7 +194,9 @@ class CheckpointAdmin(admin.ModelAdmin):
             initial={"expected_version": checkpoint.version, "comment": ""},
         )
 
-    def _post(self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm) -> HttpResponse | None:
+    def _post(
+        self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm, reassign_form: ReassignForm
+    ) -> HttpResponse | None:
         action = request.POST.get("_action", "")
         here = HttpResponseRedirect(request.path)
         if not self.has_change_permission(request, checkpoint):
@@ -209,6 +214,17 @@ class CheckpointAdmin(admin.ModelAdmin):
             elif action == "release":
                 review.release(checkpoint, user, expected_version=version)
                 self.message_user(request, "You released your claim.", messages.SUCCESS)
+            elif action == "reassign":
+                review.check_pending(checkpoint, version)
+                if not reassign_form.is_valid():
+                    self.message_user(request, "Please correct the errors below.", messages.ERROR)
+                    return None
+                users, groups = reassign_form.cleaned_data["to_users"], reassign_form.cleaned_data["to_groups"]
+                review.reassign(checkpoint, user, to_users=users, to_groups=groups, expected_version=version)
+                names = [*users, *(group.name for group in groups)]
+                self.message_user(request, f"Reassigned to {', '.join(names)}.", messages.SUCCESS)
+                if not self.get_queryset(request).filter(pk=checkpoint.pk).exists():
+                    return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_changelist"))
             elif action in ("edit", "approve", "reject"):
                 review.check_pending(checkpoint, version)
                 if not form.is_valid():
@@ -250,7 +266,9 @@ class CheckpointAdmin(admin.ModelAdmin):
             ],
         }
 
-    def _render(self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm) -> TemplateResponse:
+    def _render(
+        self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm, reassign_form: ReassignForm
+    ) -> TemplateResponse:
         checkpoint = self.get_queryset(request).get(pk=checkpoint.pk)
         pipeline_steps = self._steps(checkpoint)
         context = {
@@ -265,6 +283,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             "context_json": json.dumps(checkpoint.context, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder),
             "edits_json": json.dumps(checkpoint.override_data, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder),
             "form": form,
+            "reassign_form": reassign_form,
             "pending": checkpoint.is_pending,
             "can_review": review.can_review(checkpoint, request.user),
             "claimed_by_me": checkpoint.claimed_by_id == request.user.pk,

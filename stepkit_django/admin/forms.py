@@ -1,4 +1,4 @@
-"""The review form: one field per editable key, typed from the Review's JSON Schema."""
+"""The review page's forms: edits (one field per editable key, typed from the Review's JSON Schema) and reassignment."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 
 ANY_KEY_FIELD = "override_data"
@@ -124,3 +126,38 @@ class ReviewForm(forms.Form):
             name = ANY_KEY_FIELD if self.editable is None else FIELD_PREFIX + key
             for message in messages:
                 self.add_error(name if name in self.fields else None, message)
+
+
+class ReassignForm(forms.Form):
+    """Assign a checkpoint to other users and/or groups (replacing the current assignment)."""
+
+    to_users = forms.CharField(
+        label="Users",
+        required=False,
+        max_length=2000,
+        help_text="Usernames, separated by commas.",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+    to_groups = forms.ModelMultipleChoiceField(
+        label="Groups",
+        queryset=Group.objects.order_by("name"),
+        required=False,
+        to_field_name="name",
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def clean_to_users(self) -> list[str]:
+        names = [name.strip() for name in self.cleaned_data["to_users"].split(",") if name.strip()]
+        user_model = get_user_model()
+        field = user_model.USERNAME_FIELD
+        known = set(user_model._default_manager.filter(**{f"{field}__in": names}).values_list(field, flat=True))
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise forms.ValidationError(f"Unknown user(s): {', '.join(unknown)}.")
+        return names
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors and not data.get("to_users") and not data.get("to_groups"):
+            raise forms.ValidationError("Choose at least one user or group.")
+        return data

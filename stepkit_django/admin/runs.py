@@ -107,7 +107,9 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return user.has_perm("stepkit_django.review_checkpoint") or super().has_view_permission(request, obj)
 
     def has_manage_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(MANAGE_PERMISSION)
+        # Offered to whoever sees runs; the services decide per run (its starter, or MANAGE_PERMISSION),
+        # as in the API, and the message names the runs they refused.
+        return self.has_view_permission(request)
 
     @admin.display(description=_("run"), ordering="id")
     def short_id(self, obj: PipelineRun) -> str:
