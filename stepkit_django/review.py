@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, Group, Permission
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from .conf import settings
@@ -313,19 +313,26 @@ def release(checkpoint: Checkpoint, by: User, *, expected_version: int | None = 
     return cp
 
 
-def claim_next(by: User, **filters: Any) -> Checkpoint | None:
+def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters: Any) -> Checkpoint | None:
     """Claim the oldest pending, unclaimed checkpoint ``by`` may review, or return None.
 
-    ``filters`` narrow the queue like the list (``pipeline_name="...", step="..."``).
+    ``queryset`` (a filtered ``Checkpoint`` queryset, such as the API's filtered queue)
+    and ``filters`` (``pipeline_name="...", step="..."``) narrow the candidates.
     On PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED``, so
     concurrent callers never receive the same checkpoint and never wait for each other.
     """
     reviewer = _require_active(by)
+    base = Checkpoint.objects.all() if queryset is None else queryset
+    if base.query.distinct or base.query.is_sliced:
+        # FOR UPDATE cannot lock rows of a DISTINCT or sliced query: take its ids instead.
+        base = Checkpoint.objects.filter(pk__in=base.values("pk"))
     queue = (
-        Checkpoint.objects.visible_to(reviewer)
+        base.visible_to(reviewer)  # type: ignore[attr-defined]
         .filter(status=CheckpointStatus.PENDING, claimed_by__isnull=True, **filters)
         .order_by("created_at", "pk")
     )
+    if not reviewer.is_superuser:  # skip, in SQL, what needs a permission the reviewer lacks
+        queue = queue.filter(review__permission__in=sorted(reviewer.get_all_permissions()))
     skip_locked = connection.features.has_select_for_update_skip_locked
     passed_over: list[Any] = []
     while True:

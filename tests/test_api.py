@@ -9,7 +9,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from stepkit_django import Review, start, stepkit
+from stepkit_django import Review, review, start, stepkit
 from stepkit_django.models import AuditEvent, Checkpoint, PipelineRun
 from stepkit_django.status import CheckpointStatus, RunStatus
 from tests.testapp.models import SideEffect
@@ -283,6 +283,21 @@ def test_claim_next_respects_filters(people, registered_pipelines):
     other = start("other", {}, user=people.alice)
     response = client_for(people.bob).post(f"{API}/checkpoints/claim-next/?pipeline=other")
     assert response.json()["run"] == str(other.pk)
+
+
+def test_claim_next_with_a_distinct_filter_and_a_permission_the_reviewer_lacks(people, registered_pipelines):
+    registered_pipelines(
+        stepkit("managed").step("s", lambda c: {}, review=Review(permission="stepkit_django.manage_pipelinerun"))
+    )
+    start("managed", {}, user=people.alice)  # older, but bob lacks its permission: never handed to him
+    mine = start("email-approval", EMAIL, user=people.alice).checkpoints.get()
+    review.reassign(mine, people.root, to_users=["bob"])
+    group_item = paused(people).checkpoints.get()  # assigned to bob's group, the editors
+    bob = client_for(people.bob)
+    claimed = [bob.post(f"{API}/checkpoints/claim-next/?assigned_to=me") for _ in range(3)]  # joins: DISTINCT
+    assert [r.status_code for r in claimed] == [200, 200, 204]
+    assert [r.json()["id"] for r in claimed[:2]] == [str(mine.pk), str(group_item.pk)]
+    assert bob.post(f"{API}/checkpoints/claim-next/?pipeline=managed").status_code == 204
 
 
 # -- runs ------------------------------------------------------------------------------------

@@ -346,8 +346,9 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     )
     @action(detail=False, methods=["post"], url_path="claim-next")
     def claim_next(self, request: Request) -> Response:
-        queue = self.filter_queryset(self.get_queryset())
-        checkpoint = review.claim_next(request.user, pk__in=queue.values("pk"))
+        # The list's filters on the bare table: claim_next() adds visibility and checks the permission.
+        queue = self.filter_queryset(Checkpoint.objects.all())
+        checkpoint = review.claim_next(request.user, queryset=queue)
         if checkpoint is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return self._respond(checkpoint)
