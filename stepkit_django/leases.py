@@ -2,8 +2,8 @@
 
 A process takes a run with one conditional UPDATE (``queued`` → ``running``, or
 ``running`` with an expired lease → ``running``), so two workers never execute
-the same run at once. The lease is renewed with every saved step and, while a
-long step runs, by a heartbeat thread. ``recover()`` puts runs whose lease
+the same run at once. The lease is renewed by a saved step once half of it has
+passed and, while a long step runs, by a heartbeat thread. ``recover()`` puts runs whose lease
 expired back in the queue: their completed steps are not run again, the step that
 was running is (at least once), and it can read a stable idempotency key from
 :func:`stepkit_django.current_step`.

@@ -22,15 +22,17 @@ from .status import AuditAction, RunStatus
 
 __all__ = ["insert_events", "save_step"]
 
-_SET = ("context", "outer_contexts", "position", "current_step", "lease_expires_at", "updated_at")
+_SET = ("context", "outer_contexts", "position", "current_step", "updated_at")
+_LEASE = ("lease_expires_at",)
 _INSERT = ("run", "pipeline_name", "action", "timestamp", "data", "note")
 
 
 @cache
-def _statements(vendor: str, quote: Any, rows: int = 1) -> tuple[str, str]:
-    run_fields = {name: PipelineRun._meta.get_field(name) for name in (*_SET, "id", "status", "lease_owner")}
+def _statements(vendor: str, quote: Any, rows: int = 1, renew: bool = True) -> tuple[str, str]:
+    columns_set = (*_SET, *_LEASE) if renew else _SET
+    run_fields = {name: PipelineRun._meta.get_field(name) for name in (*columns_set, "id", "status", "lease_owner")}
     event_fields = [AuditEvent._meta.get_field(name) for name in _INSERT]
-    assignments = ", ".join(f"{quote(run_fields[name].column)} = %s" for name in _SET)  # type: ignore[union-attr]
+    assignments = ", ".join(f"{quote(run_fields[name].column)} = %s" for name in columns_set)  # type: ignore[union-attr]
     where = " AND ".join(f"{quote(run_fields[n].column)} = %s" for n in ("id", "status", "lease_owner"))  # type: ignore[union-attr]
     update = f"UPDATE {quote(PipelineRun._meta.db_table)} SET {assignments} WHERE {where}"
     columns = ", ".join(quote(f.column) for f in event_fields)  # type: ignore[union-attr]
@@ -54,14 +56,17 @@ def save_step(
     step: str,
     events: list[tuple[str, float, datetime]],
     now: datetime,
-    lease_until: datetime,
+    lease_until: datetime | None,
 ) -> bool:
     """Save the progress if ``owner`` still holds the running run; write its step events. Call inside atomic().
 
     ``events`` are ``(step, duration in ms, completed at)``: one per step, or several
-    when steps were buffered (``durability="pause"``).
+    when steps were buffered (``durability="pause"``). ``lease_until`` renews the
+    lease in the same UPDATE; None leaves it (no indexed column changes then, so
+    PostgreSQL can update the row in place, without new index entries).
     """
-    update, insert = _statements(connection.vendor, connection.ops.quote_name, len(events))
+    renew = lease_until is not None
+    update, insert = _statements(connection.vendor, connection.ops.quote_name, len(events), renew)
     values = {
         "context": context,
         "outer_contexts": outer_contexts,
@@ -70,7 +75,8 @@ def save_step(
         "lease_expires_at": lease_until,
         "updated_at": now,
     }
-    params = [_prep(PipelineRun, name, values[name], connection) for name in _SET]
+    names = (*_SET, *_LEASE) if renew else _SET
+    params = [_prep(PipelineRun, name, values[name], connection) for name in names]
     params += [
         _prep(PipelineRun, "id", run.pk, connection),
         RunStatus.RUNNING.value,

@@ -447,13 +447,14 @@ def approve(
 ) -> Checkpoint:
     """Record ``by``'s approval; with the last required approval, resume the run with the edits merged."""
     cp, reviewer = _open(checkpoint, by, expected_version)
-    approvers = list(cp.approvals.values_list("user_id", flat=True))
+    required = cp.approvals_required
+    # A pending checkpoint that needs one approval has none yet (the first one decides it).
+    approvers = list(cp.approvals.values_list("user_id", flat=True)) if required > 1 else []
     if reviewer.pk in approvers:
         raise ReviewConflict("You have already approved this checkpoint.")
     data = _validated(cp, override_data) if override_data else {}
     override = {**cp.override_data, **data}
     count = len(approvers) + 1
-    required = cp.approvals_required
     quorum = count >= required
     run_fields = _resume_state(cp, override)[0] if quorum else None
     before = cp.effective_context

@@ -268,6 +268,7 @@ class Progress:
 
     def __init__(self, run: PipelineRun, owner: str, *, buffered: bool) -> None:
         self.run, self.owner, self.buffered = run, owner, buffered
+        self.lease_until = run.lease_expires_at  # as acquired; the heartbeat renews it too
         self.pending: list[tuple[str, float, Any]] = []  # step events not written yet
         run._stepkit_progress = self  # type: ignore[attr-defined]  # pause() saves before pausing
 
@@ -283,7 +284,7 @@ class Progress:
             step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=partial(pause, run, event))
 
     def save(self) -> None:
-        """Write the progress and the pending step events (call inside atomic()); one UPDATE also renews the lease.
+        """Write the progress and the pending step events (call inside atomic()); the UPDATE renews the lease when due.
 
         Raises _RunInterrupted if the run was cancelled or taken over by another process.
         """
@@ -293,6 +294,11 @@ class Progress:
         if not self.pending:
             return
         run, now = self.run, timezone.now()
+        # Renew the lease with the step once half of it is gone; until then the row is
+        # updated without touching an indexed column.
+        duration = lease_duration()
+        renew = self.lease_until is None or self.lease_until - now < duration / 2
+        lease_until = now + duration if renew else None
         try:
             saved = save_step(
                 run,
@@ -303,7 +309,7 @@ class Progress:
                 step=run.current_step,
                 events=self.pending,
                 now=now,
-                lease_until=now + lease_duration(),
+                lease_until=lease_until,
             )
         except (TypeError, ValueError) as exc:
             if not isinstance(exc, StepkitError):
@@ -312,6 +318,8 @@ class Progress:
             raise
         if not saved:
             raise _RunInterrupted
+        if lease_until is not None:
+            self.lease_until = lease_until
         self.pending = []
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
@@ -33,7 +33,7 @@ from ..exceptions import (
     ReviewMisconfigured,
     ReviewPermissionDenied,
 )
-from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
+from ..models import Approval, AuditEvent, Checkpoint, PipelineRun, approvals_count
 from ..registry import get_pipeline, registered
 from ..runner import RunNotResumable, start
 from . import serializers as s
@@ -206,6 +206,10 @@ def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+#: Actions that change a checkpoint through the review services.
+DECISIONS = frozenset({"claim", "release", "edit", "approve", "reject", "reassign"})
+
+
 def etag(checkpoint: Checkpoint) -> str:
     return f'"{checkpoint.pk}-{checkpoint.version}"'
 
@@ -240,12 +244,16 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         if self.action == "list":
             # The queue page: no run join, no heavy columns, approvals counted in the same query.
             return queryset.annotate(approvals_total=approvals_count())
+        if self.action in DECISIONS:
+            # Only to find the checkpoint and check its ETag: the service reloads it, _respond() reads it back.
+            return queryset
         return self._with_relations(queryset)
 
     @staticmethod
     def _with_relations(queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
+        approvals = Prefetch("approvals", queryset=Approval.objects.select_related("user"))
         return queryset.select_related("run", "claimed_by", "decided_by").prefetch_related(
-            "assigned_users", "assigned_groups", "approvals__user"
+            "assigned_users", "assigned_groups", approvals
         )
 
     def get_serializer_class(self) -> type[Serializer[Any]]:
