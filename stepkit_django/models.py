@@ -291,7 +291,11 @@ class AuditEvent(models.Model):
     """An immutable record of something that happened to a run or a checkpoint."""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="events", verbose_name=_("run"))
+    # The run and actor columns lead the composite indexes below, which serve their lookups:
+    # no index of their own (each index is one more write per event, and a run writes one per step).
+    run = models.ForeignKey(
+        PipelineRun, on_delete=models.PROTECT, related_name="events", verbose_name=_("run"), db_index=False
+    )
     checkpoint = models.ForeignKey(
         Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="events", verbose_name=_("checkpoint")
     )
@@ -304,6 +308,7 @@ class AuditEvent(models.Model):
         on_delete=models.PROTECT,
         related_name="stepkit_audit_events",
         verbose_name=_("actor"),
+        db_index=False,
     )
     timestamp = models.DateTimeField(_("time"), default=timezone.now)
     data = _json_field(verbose_name=_("data"), default=dict, blank=True)
