@@ -119,8 +119,13 @@ def scenario_queue(quick: bool = False) -> list[str]:
             )
             c.fetchall()
 
+    def drf_floor() -> None:
+        response = clients["queue-admin"].get("/drf/queue/?pipeline=p3")
+        assert response.status_code == 200 and len(response.json()["results"]) == PAGE
+
     rows = {
         "raw SQL (count + first page): the limit": measure(raw, rounds),
+        "the same raw SQL behind a DRF view (the framework's floor)": measure(drf_floor, rounds),
         "API list as a superuser": measure(api(clients["queue-admin"]), rounds),
         "API list as a reviewer (permission and assignment filters)": measure(api(clients["queue-reviewer"]), rounds),
         "admin changelist as a superuser": measure(admin_list, rounds),

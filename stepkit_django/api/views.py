@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
@@ -206,6 +206,12 @@ def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def relations() -> tuple[Any, ...]:
+    """What the detail view reads besides the checkpoint row (new Prefetch objects each time)."""
+    approvals = Prefetch("approvals", queryset=Approval.objects.select_related("user"))
+    return ("assigned_users", "assigned_groups", approvals)
+
+
 #: Actions that change a checkpoint through the review services.
 DECISIONS = frozenset({"claim", "release", "edit", "approve", "reject", "reassign"})
 
@@ -251,10 +257,7 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
 
     @staticmethod
     def _with_relations(queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
-        approvals = Prefetch("approvals", queryset=Approval.objects.select_related("user"))
-        return queryset.select_related("run", "claimed_by", "decided_by").prefetch_related(
-            "assigned_users", "assigned_groups", approvals
-        )
+        return queryset.select_related("run", "claimed_by", "decided_by").prefetch_related(*relations())
 
     def get_serializer_class(self) -> type[Serializer[Any]]:
         return s.CheckpointSerializer if self.action == "list" else s.CheckpointDetailSerializer
@@ -272,10 +275,12 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         return self._respond(checkpoint)
 
     def _respond(self, checkpoint: Checkpoint) -> Response:
-        # Not get_queryset(): after a reassignment the checkpoint may have left the caller's queue.
-        fresh = self._with_relations(Checkpoint.objects.all()).get(pk=checkpoint.pk)
-        response = Response(s.CheckpointDetailSerializer(fresh, context=self.get_serializer_context()).data)
-        response["ETag"] = etag(fresh)
+        # The instance a service returned holds its own write (status, version, claim, decision): only
+        # the assignment and the approvals are read back. Not through get_queryset(): after a
+        # reassignment the checkpoint may have left the caller's queue.
+        prefetch_related_objects([checkpoint], *relations())
+        response = Response(s.CheckpointDetailSerializer(checkpoint, context=self.get_serializer_context()).data)
+        response["ETag"] = etag(checkpoint)
         return response
 
     def _expected_version(self, request: Request, checkpoint: Checkpoint) -> int | None:
