@@ -1,11 +1,12 @@
 """The per-step write: save a run's progress and its ``step_completed`` event.
 
 This is the hot path of every run (once per step), so it skips the ORM's query
-building: two statements are compiled once per database vendor from the models'
+building: the statements are compiled once per database vendor from the models'
 own table and column names, and each value is prepared by its model field
-(``get_db_prep_save``), exactly as the ORM would. The caller wraps them in one
-transaction. ``post_save`` is not sent for these audit events (listen to
-``step_completed`` instead).
+(``get_db_prep_save``), exactly as the ORM would. On PostgreSQL the UPDATE and the
+INSERT are one statement (a data-modifying CTE), atomic without a transaction
+block; elsewhere the caller wraps the two in one transaction. ``post_save`` is
+not sent for these audit events (listen to ``step_completed`` instead).
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def _statements(vendor: str, quote: Any, rows: int = 1, renew: bool = True) -> t
     return update, insert
 
 
+@cache
+def _combined(quote: Any, renew: bool) -> str:
+    """PostgreSQL: the UPDATE and the event's INSERT as one statement (the event is written only if the run was)."""
+    update, _ = _statements("postgresql", quote, 1, renew)
+    event_columns = [AuditEvent._meta.get_field(name).column for name in _INSERT]  # type: ignore[union-attr]
+    pk = quote(PipelineRun._meta.get_field("id").column)
+    values = ", ".join(["saved." + pk] + ["%s"] * (len(event_columns) - 1))
+    columns = ", ".join(quote(c) for c in event_columns)
+    return (
+        f"WITH saved AS ({update} RETURNING {pk}) "
+        f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) SELECT {values} FROM saved"
+    )
+
+
 def _prep(model: Any, name: str, value: Any, conn: BaseDatabaseWrapper) -> Any:
     return model._meta.get_field(name).get_db_prep_save(value, conn)
 
@@ -58,7 +73,10 @@ def save_step(
     now: datetime,
     lease_until: datetime | None,
 ) -> bool:
-    """Save the progress if ``owner`` still holds the running run; write its step events. Call inside atomic().
+    """Save the progress if ``owner`` still holds the running run; write its step events.
+
+    Call inside atomic(), except for one event on PostgreSQL (:func:`single_statement`),
+    where the UPDATE and the INSERT are one statement.
 
     ``events`` are ``(step, duration in ms, completed at)``: one per step, or several
     when steps were buffered (``durability="pause"``). ``lease_until`` renews the
@@ -67,6 +85,7 @@ def save_step(
     """
     renew = lease_until is not None
     update, insert = _statements(connection.vendor, connection.ops.quote_name, len(events), renew)
+    combined = connection.vendor == "postgresql" and len(events) == 1
     values = {
         "context": context,
         "outer_contexts": outer_contexts,
@@ -83,12 +102,20 @@ def save_step(
         owner,
     ]
     with connection.cursor() as cursor:
+        if combined:  # one round trip: the event row exists only if the run's row was updated
+            cursor.execute(_combined(connection.ops.quote_name, renew), params + _event_params(run, events)[1:])
+            return bool(cursor.rowcount == 1)
         cursor.execute(update, params)
         if cursor.rowcount != 1:
             return False
         if events:
             cursor.execute(insert, _event_params(run, events))
     return True
+
+
+def single_statement() -> bool:
+    """Whether a step's save is one statement here (PostgreSQL), atomic without a transaction block."""
+    return connection.vendor == "postgresql"
 
 
 def insert_events(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> None:

@@ -1,9 +1,10 @@
 """The Django runner: executes registered pipelines as durable ``PipelineRun`` rows.
 
 After every step the run's context and position are saved, an audit event is
-written and ``step_completed`` is sent, all in one transaction. A receiver may
-pause the run there (stepkit_django's own receiver does so for steps declared
-with ``review=Review(...)``). A run whose process died resumes from its last
+written, the run pauses if the step was declared with ``review=Review(...)``, and
+``step_completed`` is sent, all in one transaction (on PostgreSQL, a step with no
+review and no receivers is saved by one statement, atomic without a transaction
+block). A receiver may pause the run there too. A run whose process died resumes from its last
 completed step with :func:`resume_run`; completed steps do not run again.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError, IntegrityError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from .engine import Pipeline, StepCompleteEvent
@@ -24,6 +25,7 @@ from .engine.context import to_json_ready
 from .engine.executor import Resume, display_path, run_sync
 from .exceptions import PipelineChanged, StepkitError
 from .models import AuditEvent, PipelineRun
+from .progress import insert_events, save_step, single_statement
 from .registry import get_pipeline, get_registration
 from .review_spec import Review
 from .signals import run_finished, run_started, step_completed
@@ -278,18 +280,27 @@ class Progress:
         run.context, run.outer_contexts = contexts[-1], list(contexts[:-1])
         run.position, run.current_step = list(event.position), event.step_name
         self.pending.append((event.step_name, round(event.duration * 1000, 3), timezone.now()))
+        review = review_to_pause(event)
+        listeners = step_completed.has_listeners(PipelineRun)
+        if not (self.buffered or review or listeners or connection.in_atomic_block) and single_statement():
+            self.save()  # nothing else to write with it: one statement, atomic by itself
+            return
         with transaction.atomic():
             if not self.buffered:
                 self.save()
-            step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=partial(pause, run, event))
+            if review is not None:
+                pause(run, event, review)
+            if listeners:
+                step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=partial(pause, run, event))
 
     def save(self) -> None:
-        """Write the progress and the pending step events (call inside atomic()); the UPDATE renews the lease when due.
+        """Write the progress and the pending step events; the UPDATE renews the lease when due.
+
+        Call inside atomic(), unless :func:`progress.single_statement` and one event is pending.
 
         Raises _RunInterrupted if the run was cancelled or taken over by another process.
         """
         from .leases import lease_duration
-        from .progress import save_step
 
         if not self.pending:
             return
@@ -323,6 +334,16 @@ class Progress:
         self.pending = []
 
 
+def review_to_pause(event: StepCompleteEvent) -> Review | None:
+    """The ``Review`` to pause with after ``event``'s step: declared with ``review=Review(...)`` and ``when`` holds."""
+    spec = event.step.options.extra.get("review")
+    if not isinstance(spec, Review):
+        return None
+    if spec.when is not None and not spec.when(event.context):
+        return None
+    return spec
+
+
 def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = None) -> None:
     """Pause ``run`` after ``event``'s step for review (the ``stop_pipeline`` of ``step_completed``).
 
@@ -341,8 +362,6 @@ def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = No
 
 
 def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], progress: Progress) -> None:
-    from .progress import insert_events
-
     now = timezone.now()
     with transaction.atomic():
         done = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(

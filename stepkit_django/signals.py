@@ -1,4 +1,4 @@
-"""Signals sent by stepkit_django. Declarations only; our own receivers live in ``signal_handlers.py``.
+"""Signals sent by stepkit_django (declarations only; stepkit_django connects no receivers of its own).
 
 Every signal is sent with keyword arguments only; connect with
 ``@receiver(signal)`` and accept ``**kwargs``.
@@ -17,8 +17,8 @@ run_started = Signal()
 #: sender: ``PipelineRun``; kwargs: ``run`` (PipelineRun, with ``context``, ``position`` and
 #: ``current_step`` already updated), ``event`` (the engine's StepCompleteEvent),
 #: ``stop_pipeline`` (callable: pause the run after this step).
-#: Sent inside the transaction that saved the step's progress; stepkit_django's own
-#: receiver uses it to pause on steps declared with ``review=Review(...)``.
+#: Sent inside the transaction that saved the step's progress, after a step declared with
+#: ``review=Review(...)`` paused the run.
 step_completed = Signal()
 
 #: A checkpoint was created and the run paused for review.

@@ -180,3 +180,52 @@ def test_a_lost_database_connection_is_not_the_runs_failure(registered_pipelines
         advance(run.pk)
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED and len(attempts) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_cancelled_during_a_step_keeps_nothing_of_that_step(registered_pipelines):
+    def cancel_meanwhile(ctx):
+        step = current_step()
+        assert step is not None and step.run_id is not None
+        PipelineRun.objects.filter(pk=step.run_id).update(status=RunStatus.CANCELLED)
+        return {"b": True}
+
+    registered_pipelines(stepkit("cut-short").step("a", lambda c: {"a": True}).step("b", cancel_meanwhile))
+    run = start("cut-short", {})
+    assert run.status == RunStatus.CANCELLED
+    assert run.current_step == "a" and run.context == {"a": True}  # b's result was not written
+    assert [e.data["step"] for e in run.events.filter(action="step_completed")] == ["a"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_step_is_saved_by_one_statement_and_receivers_still_get_a_transaction(registered_pipelines):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from stepkit_django.signals import step_completed
+
+    registered_pipelines(stepkit("three").step("a").step("b").step("c"))
+
+    def saves(sql_list):
+        return [sql.split()[0] for sql in sql_list if "stepkit_django_auditevent" in sql and "step_completed" in sql]
+
+    with CaptureQueriesContext(connection) as alone:
+        run = start("three", {})
+    assert saves(q["sql"] for q in alone.captured_queries) == ["WITH"] * 3  # UPDATE and INSERT in one statement
+    seen = []
+
+    def listener(sender, run, event, **kwargs):
+        seen.append(connection.in_atomic_block)
+
+    step_completed.connect(listener)
+    try:
+        with CaptureQueriesContext(connection) as observed:
+            second = start("three", {})
+    finally:
+        step_completed.disconnect(listener)
+    assert seen == [True] * 3  # receivers run inside the step's transaction
+    assert saves(q["sql"] for q in observed.captured_queries) == ["WITH"] * 3
+    for r in (run, second):
+        assert [e.data["step"] for e in r.events.filter(action="step_completed")] == ["a", "b", "c"]
+        assert r.status == RunStatus.COMPLETED
