@@ -282,9 +282,12 @@ class Progress:
         self.pending.append((event.step_name, round(event.duration * 1000, 3), timezone.now()))
         review = review_to_pause(event)
         listeners = step_completed.has_listeners(PipelineRun)
-        if not (self.buffered or review or listeners or connection.in_atomic_block) and single_statement():
-            self.save()  # nothing else to write with it: one statement, atomic by itself
-            return
+        if not (review or listeners):
+            if self.buffered:
+                return  # nothing to write until the run pauses, fails or ends
+            if single_statement() and not connection.in_atomic_block:
+                self.save()  # nothing else to write with it: one statement, atomic by itself
+                return
         with transaction.atomic():
             if not self.buffered:
                 self.save()
