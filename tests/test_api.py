@@ -112,7 +112,9 @@ def test_filters(people, registered_pipelines):
     assert ids("claimed_by=me") == {str(a.pk)}
     assert ids(f"claimed_by={people.bob.pk}") == {str(a.pk)}
     assert ids("unclaimed=true") == {str(c.pk), str(late.pk)}
+    assert ids("unclaimed=False") == {str(a.pk), str(b.pk)}
     assert ids("overdue=true") == {str(late.pk)}
+    assert ids("overdue=0") == {str(a.pk), str(b.pk), str(c.pk)}
     assert ids("assigned_to=me") == {str(a.pk), str(b.pk), str(c.pk), str(late.pk)}
     assert ids(f"assigned_to={people.dave.pk}") == set()
     future = (timezone.now() + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
@@ -128,6 +130,15 @@ def test_bad_filter_values_are_400_with_field_errors(people):
     assert response.status_code == 400 and response.json() == {"assigned_to": ['Use "me" or a numeric user id.']}
     response = bob.get(f"{API}/checkpoints/?created_after=yesterday")
     assert response.status_code == 400 and "created_after" in response.json()
+    response = bob.get(f"{API}/checkpoints/?unclaimed=banana")
+    assert response.status_code == 400 and response.json() == {"unclaimed": ['Use "true" or "false".']}
+    for page_size in ("0", "201", "null", "-1"):
+        response = bob.get(f"{API}/checkpoints/?page_size={page_size}")
+        assert response.status_code == 400 and response.json() == {"page_size": ["Use a whole number from 1 to 200."]}
+    assert bob.get(f"{API}/checkpoints/?page_size=200").status_code == 200
+    response = bob.get(f"{API}/checkpoints/?ordering=-created_at,secret")
+    assert response.status_code == 400 and "Unknown field(s): secret." in response.json()["ordering"][0]
+    assert bob.get(f"{API}/checkpoints/?ordering=-expires_at,created_at").status_code == 200
 
 
 def test_ordering_and_pagination(people):

@@ -15,7 +15,8 @@ from schemathesis.specs.openapi.checks import (
 from stepkit_django import start
 
 # No 5xx, documented status codes and content types, bodies that match the schema. (Whether every
-# schema-violating request is refused is not checked: filters ignore values they do not understand.)
+# schema-violating request is refused is not checked: an empty filter value means "no filter", as in
+# django-filter; unknown booleans, page sizes and ordering fields are refused, see test_api.py.)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 schema = schemathesis.openapi.from_wsgi("/api/stepkit/schema/?format=json", get_wsgi_application())

@@ -6,6 +6,7 @@ import datetime
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -47,14 +48,35 @@ class UserRefFilter(django_filters.CharFilter):
         super().__init__(*args, **kwargs)
 
 
+class StrictBooleanField(forms.Field):
+    """``true``/``false`` (or ``1``/``0``, any case); anything else is a field error, not silently ignored."""
+
+    widget = forms.TextInput
+    TRUE, FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        text = str(value).strip().lower()
+        if text in self.TRUE:
+            return True
+        if text in self.FALSE:
+            return False
+        raise forms.ValidationError('Use "true" or "false".', code="invalid")
+
+
+class StrictBooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
 class CheckpointFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=CheckpointStatus.choices)
     pipeline = django_filters.CharFilter(field_name="pipeline_name")
     step = django_filters.CharFilter()
     assigned_to = UserRefFilter(method="filter_assigned_to")
     claimed_by = UserRefFilter(method="filter_claimed_by")
-    unclaimed = django_filters.BooleanFilter(method="filter_unclaimed", help_text="Pending and claimed by nobody.")
-    overdue = django_filters.BooleanFilter(method="filter_overdue", help_text="Pending past its deadline.")
+    unclaimed = StrictBooleanFilter(method="filter_unclaimed", help_text="Pending and claimed by nobody.")
+    overdue = StrictBooleanFilter(method="filter_overdue", help_text="Pending past its deadline.")
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

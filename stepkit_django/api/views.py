@@ -58,6 +58,29 @@ class StepkitPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_size(self, request: Request) -> int | None:
+        # DRF falls back to the default for a page_size it cannot use; say so instead.
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
+            raise ValidationError({"page_size": [f"Use a whole number from 1 to {self.max_page_size}."]})
+        return super().get_page_size(request)
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """Ordering that refuses fields it does not offer (DRF's ignores them) with a 400."""
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
+        params = request.query_params.get(self.ordering_param)
+        if params:
+            fields = [param.strip() for param in params.split(",")]
+            allowed = {name for name, _label in self.get_valid_fields(queryset, view, {"request": request})}
+            unknown = [f for f in fields if f.lstrip("-") not in allowed]
+            if unknown:
+                offered = ", ".join(sorted(allowed))
+                message = f"Unknown field(s): {', '.join(unknown)}. Use {offered}, with - for descending."
+                raise ValidationError({self.ordering_param: [message]})
+        return super().get_ordering(request, queryset, view)
+
 
 def api_error(exc: Exception) -> Exception:
     """Translate the services' named exceptions into HTTP errors."""
@@ -239,7 +262,7 @@ def decision(serializer: type[Serializer[Any]], summary: str, *, body: bool = Tr
 class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoint]):  # type: ignore[misc]
     """Checkpoints the user may review, or that belong to runs the user started."""
 
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, StrictOrderingFilter]
     filterset_class = CheckpointFilter
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers a JSON 404
     ordering_fields = ["created_at", "expires_at", "updated_at"]
@@ -386,7 +409,7 @@ class RunViewSet(  # type: ignore[misc]
 ):
     serializer_class = s.RunSerializer
     lookup_value_regex = "[^/]+"
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, StrictOrderingFilter]
     filterset_class = RunFilter
     ordering_fields = ["created_at", "updated_at"]
     ordering = ["-created_at"]
@@ -446,7 +469,7 @@ class RunViewSet(  # type: ignore[misc]
 class AuditEventViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[AuditEvent]):  # type: ignore[misc]
     serializer_class = s.AuditEventSerializer
     lookup_value_regex = "[^/]+"
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filter_backends = [DjangoFilterBackend, StrictOrderingFilter]
     filterset_class = AuditEventFilter
     ordering_fields = ["timestamp"]
     ordering = ["timestamp", "id"]
