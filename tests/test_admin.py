@@ -108,6 +108,21 @@ def test_facet_counts_and_date_hierarchy(people, bob):
     assert "created_at__year=" in html  # the date hierarchy
 
 
+def test_pipeline_and_step_filters_come_from_the_registry_without_scanning_the_table(people, bob):
+    paused(people)
+    with CaptureQueriesContext(connection) as queries:
+        response = bob.get(QUEUE)
+    assert not [q for q in queries if "DISTINCT" in q["sql"] and '"pipeline_name"' in q["sql"]]
+    filters = {str(spec.title): [c["display"] for c in spec.choices(response.context["cl"])] for spec in
+               response.context["cl"].filter_specs}  # fmt: skip
+    assert {"email-approval", "payment-approval", "five-steps"} <= set(filters["pipeline"])
+    assert {"generate", "check"} <= set(filters["step"])  # steps declared with review=
+    assert "send" not in filters["step"]
+    chosen = bob.get(QUEUE + "?pipeline_name=email-approval")
+    steps = next(spec for spec in chosen.context["cl"].filter_specs if str(spec.title) == "step")
+    assert [c["display"] for c in steps.choices(chosen.context["cl"])][1:] == ["generate"]
+
+
 def test_the_changelist_query_count_does_not_grow_with_rows(people, bob):
     def count_queries():
         with CaptureQueriesContext(connection) as queries:

@@ -23,7 +23,15 @@ from ..exceptions import InvalidOverride, StepkitError
 from ..models import Checkpoint, approvals_count
 from ..registry import registered
 from ..status import CheckpointStatus
-from .filters import AssignedToMeFilter, ClaimedByMeFilter, OverdueFilter, StatusFilter, UnclaimedFilter
+from .filters import (
+    AssignedToMeFilter,
+    ClaimedByMeFilter,
+    OverdueFilter,
+    PipelineFilter,
+    StatusFilter,
+    StepFilter,
+    UnclaimedFilter,
+)
 from .forms import ReassignForm, ReviewForm
 from .overview import overview_context
 from .trail import trail_rows
@@ -49,8 +57,8 @@ class CheckpointAdmin(admin.ModelAdmin):
     list_display_links = ["pipeline_name", "step"]
     list_filter = [
         StatusFilter,
-        "pipeline_name",
-        "step",
+        PipelineFilter,
+        StepFilter,
         AssignedToMeFilter,
         ClaimedByMeFilter,
         UnclaimedFilter,

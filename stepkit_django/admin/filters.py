@@ -10,6 +10,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from ..describe import describe_pipeline
+from ..registry import registered
 from ..status import CheckpointStatus
 
 
@@ -78,3 +80,38 @@ class OverdueFilter(_YesFilter):
 
     def condition(self, request: HttpRequest) -> Q:
         return Q(status=CheckpointStatus.PENDING, expires_at__lt=timezone.now())
+
+
+class PipelineFilter(admin.SimpleListFilter):
+    """The registered pipelines, from code: no scan of the checkpoint table for its distinct names."""
+
+    title = _("pipeline")
+    parameter_name = "pipeline_name"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in registered()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(pipeline_name=value) if value else queryset
+
+
+class StepFilter(admin.SimpleListFilter):
+    """Steps that can pause: those declared with ``review=`` (of the chosen pipeline, or of all), from code."""
+
+    title = _("step")
+    parameter_name = "step"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        chosen = request.GET.get(PipelineFilter.parameter_name)
+        pipelines = registered()
+        if chosen:
+            pipelines = {chosen: pipelines[chosen]} if chosen in pipelines else {}
+        steps: set[str] = set()
+        for pipeline in pipelines.values():
+            steps.update(s["name"] for s in describe_pipeline(pipeline)["all_steps"] if s["review"] is not None)
+        return [(step, step) for step in sorted(steps)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(step=value) if value else queryset
