@@ -29,11 +29,17 @@ _INSERT = ("run", "pipeline_name", "action", "timestamp", "data", "note")
 
 
 @cache
-def _statements(vendor: str, quote: Any, rows: int = 1, renew: bool = True) -> tuple[str, str]:
+def _statements(vendor: str, quote: Any, rows: int = 1, renew: bool = True, merge: bool = False) -> tuple[str, str]:
     columns_set = (*_SET, *_LEASE) if renew else _SET
     run_fields = {name: PipelineRun._meta.get_field(name) for name in (*columns_set, "id", "status", "lease_owner")}
     event_fields = [AuditEvent._meta.get_field(name) for name in _INSERT]
-    assignments = ", ".join(f"{quote(run_fields[name].column)} = %s" for name in columns_set)  # type: ignore[union-attr]
+
+    def assign(name: str) -> str:
+        column = quote(run_fields[name].column)  # type: ignore[union-attr]
+        # PostgreSQL: merge the changed keys into the stored context instead of sending it whole
+        return f"{column} = {column} || %s" if merge and name == "context" else f"{column} = %s"
+
+    assignments = ", ".join(assign(name) for name in columns_set)
     where = " AND ".join(f"{quote(run_fields[n].column)} = %s" for n in ("id", "status", "lease_owner"))  # type: ignore[union-attr]
     update = f"UPDATE {quote(PipelineRun._meta.db_table)} SET {assignments} WHERE {where}"
     columns = ", ".join(quote(f.column) for f in event_fields)  # type: ignore[union-attr]
@@ -44,9 +50,9 @@ def _statements(vendor: str, quote: Any, rows: int = 1, renew: bool = True) -> t
 
 
 @cache
-def _combined(quote: Any, renew: bool) -> str:
+def _combined(quote: Any, renew: bool, merge: bool) -> str:
     """PostgreSQL: the UPDATE and the event's INSERT as one statement (the event is written only if the run was)."""
-    update, _ = _statements("postgresql", quote, 1, renew)
+    update, _ = _statements("postgresql", quote, 1, renew, merge)
     event_columns = [AuditEvent._meta.get_field(name).column for name in _INSERT]  # type: ignore[union-attr]
     pk = quote(PipelineRun._meta.get_field("id").column)
     values = ", ".join(["saved." + pk] + ["%s"] * (len(event_columns) - 1))
@@ -72,6 +78,7 @@ def save_step(
     events: list[tuple[str, float, datetime]],
     now: datetime,
     lease_until: datetime | None,
+    merge: bool = False,
 ) -> bool:
     """Save the progress if ``owner`` still holds the running run; write its step events.
 
@@ -81,10 +88,14 @@ def save_step(
     ``events`` are ``(step, duration in ms, completed at)``: one per step, or several
     when steps were buffered (``durability="pause"``). ``lease_until`` renews the
     lease in the same UPDATE; None leaves it (no indexed column changes then, so
-    PostgreSQL can update the row in place, without new index entries).
+    PostgreSQL can update the row in place, without new index entries). With
+    ``merge`` (PostgreSQL only), ``context`` holds only the top-level keys that
+    changed since the last save, merged into the stored context with ``||``.
     """
     renew = lease_until is not None
-    update, insert = _statements(connection.vendor, connection.ops.quote_name, len(events), renew)
+    if merge and connection.vendor != "postgresql":
+        raise ValueError("merge=True needs PostgreSQL's jsonb")
+    update, insert = _statements(connection.vendor, connection.ops.quote_name, len(events), renew, merge)
     combined = connection.vendor == "postgresql" and len(events) == 1
     values = {
         "context": context,
@@ -103,7 +114,8 @@ def save_step(
     ]
     with connection.cursor() as cursor:
         if combined:  # one round trip: the event row exists only if the run's row was updated
-            cursor.execute(_combined(connection.ops.quote_name, renew), params + _event_params(run, events)[1:])
+            statement = _combined(connection.ops.quote_name, renew, merge)
+            cursor.execute(statement, params + _event_params(run, events)[1:])
             return bool(cursor.rowcount == 1)
         cursor.execute(update, params)
         if cursor.rowcount != 1:

@@ -21,7 +21,7 @@ from django.db import DatabaseError, IntegrityError, connection, connections, tr
 from django.utils import timezone
 
 from .engine import Pipeline, StepCompleteEvent
-from .engine.context import to_json_ready
+from .engine.context import changed_keys, to_json_ready
 from .engine.executor import Resume, display_path, run_sync
 from .exceptions import PipelineChanged, StepkitError
 from .models import AuditEvent, PipelineRun
@@ -271,6 +271,10 @@ class Progress:
     def __init__(self, run: PipelineRun, owner: str, *, buffered: bool) -> None:
         self.run, self.owner, self.buffered = run, owner, buffered
         self.lease_until = run.lease_expires_at  # as acquired; the heartbeat renews it too
+        # The top-level context as last written (None: unknown, or nested): the next save on
+        # PostgreSQL sends only the keys that changed since. Contexts are never mutated in place
+        # by the engine, so unchanged values are the very same objects.
+        self.written: dict[str, Any] | None = None
         self.pending: list[tuple[str, float, Any]] = []  # step events not written yet
         run._stepkit_progress = self  # type: ignore[attr-defined]  # pause() saves before pausing
 
@@ -288,13 +292,18 @@ class Progress:
             if single_statement() and not connection.in_atomic_block:
                 self.save()  # nothing else to write with it: one statement, atomic by itself
                 return
-        with transaction.atomic():
-            if not self.buffered:
-                self.save()
-            if review is not None:
-                pause(run, event, review)
-            if listeners:
-                step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=partial(pause, run, event))
+        try:
+            with transaction.atomic():
+                if not self.buffered:
+                    self.save()
+                if review is not None:
+                    pause(run, event, review)
+                if listeners:
+                    stop = partial(pause, run, event)
+                    step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=stop)
+        except BaseException:
+            self.written = None  # rolled back: the stored context is not known any more
+            raise
 
     def save(self) -> None:
         """Write the progress and the pending step events; the UPDATE renews the lease when due.
@@ -313,17 +322,22 @@ class Progress:
         duration = lease_duration()
         renew = self.lease_until is None or self.lease_until - now < duration / 2
         lease_until = now + duration if renew else None
+        context, merge = run.context, False
+        written = self.written
+        if written is not None and not run.outer_contexts and single_statement() and written.keys() <= context.keys():
+            context, merge = changed_keys(written, context), True  # nothing removed: merge the changes
         try:
             saved = save_step(
                 run,
                 self.owner,
-                context=run.context,
+                context=context,
                 outer_contexts=run.outer_contexts,
                 position=run.position,
                 step=run.current_step,
                 events=self.pending,
                 now=now,
                 lease_until=lease_until,
+                merge=merge,
             )
         except (TypeError, ValueError) as exc:
             if not isinstance(exc, StepkitError):
@@ -331,7 +345,9 @@ class Progress:
                     _json(ctx)  # name the key that cannot be stored
             raise
         if not saved:
+            self.written = None
             raise _RunInterrupted
+        self.written = None if run.outer_contexts else run.context
         if lease_until is not None:
             self.lease_until = lease_until
         self.pending = []

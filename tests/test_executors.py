@@ -229,3 +229,57 @@ def test_on_postgresql_a_step_is_saved_by_one_statement_and_receivers_still_get_
     for r in (run, second):
         assert [e.data["step"] for e in r.events.filter(action="step_completed")] == ["a", "b", "c"]
         assert r.status == RunStatus.COMPLETED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_later_steps_send_only_the_changed_keys_and_the_stored_context_stays_exact(
+    registered_pipelines,
+):
+    import datetime
+    import decimal
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    big = "x" * 50_000
+    mismatches = []
+
+    def checked(output):
+        def step(ctx):
+            info = current_step()
+            assert info is not None and info.run_id is not None
+            stored = PipelineRun.objects.get(pk=info.run_id).context
+            expected = json.loads(json.dumps(ctx, cls=DjangoJSONEncoder))
+            if stored != expected:
+                mismatches.append((info.step, stored, expected))
+            return output(ctx) if callable(output) else output
+
+        return step
+
+    inner = stepkit("inner").step("i1", checked({"inner": 1})).step("i2", checked({"inner": 2}))
+    pipeline = (
+        stepkit("deltas")
+        .step("a", checked({"big": big, "n": 1}))
+        .step("b", checked({"n": 2, "when": datetime.datetime(2026, 1, 2, tzinfo=datetime.UTC)}))
+        .step("c", checked({"amount": decimal.Decimal("1.50"), "nested": {"deep": [1, 2]}}))
+        .transform("drop", lambda ctx: {k: v for k, v in ctx.items() if k != "when"})  # a key removed
+        .step("d", checked({"n": 3}))
+        .step("sub", inner)
+        .step("e", checked({"nested": {"deep": [3]}}))
+        .step("f", checked({}))
+    )
+    registered_pipelines(pipeline)
+    with CaptureQueriesContext(connection) as queries:
+        run = start("deltas", {"n": 0})
+    assert run.status == RunStatus.COMPLETED, run.error
+    assert mismatches == []
+    run.refresh_from_db()
+    assert run.context["big"] == big and run.context["n"] == 3 and run.context["nested"] == {"deep": [3]}
+    assert "when" not in run.context and run.context["amount"] == "1.50"
+    saves = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("WITH saved")]
+    merged = [sql for sql in saves if '"context" = "context" ||' in sql]
+    assert len(saves) == 10 and 0 < len(merged) < len(saves)
+    assert not any(big in sql for sql in merged)  # the big value went to the database once
