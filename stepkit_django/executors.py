@@ -32,16 +32,20 @@ def executor_name() -> str:
     return str(name)
 
 
-def dispatch(run: PipelineRun) -> None:
-    """Have ``run`` (queued) advanced by the configured executor."""
+def dispatch(run: PipelineRun) -> bool:
+    """Have ``run`` (queued) advanced by the configured executor.
+
+    True when it was executed here and then (``"inline"``) and ``run`` holds its
+    state afterwards; False when a worker will take it.
+    """
     name = executor_name()
     run_id = str(run.pk)
     if name == "inline":
         from .runner import advance
 
-        advance(run_id)
-        return
+        return advance(run_id, run=run) is run
     transaction.on_commit(lambda: _send(name, run_id))
+    return False
 
 
 def _send(name: str, run_id: str) -> None:

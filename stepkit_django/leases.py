@@ -28,7 +28,7 @@ from .conf import settings
 from .models import PipelineRun
 from .status import AuditAction, RunStatus
 
-__all__ = ["HEARTBEAT", "acquire", "lease_duration", "new_owner", "recover"]
+__all__ = ["HEARTBEAT", "acquire", "lease_duration", "new_owner", "recover", "take"]
 
 logger = logging.getLogger("stepkit_django")
 
@@ -48,19 +48,25 @@ def acquire(run_id: Any, owner: str, *, force: bool = False) -> bool:
     ``force`` takes a running run even if its lease is still valid: only when you
     know its process is gone.
     """
+    return take(run_id, owner, force=force) is not None
+
+
+def take(run_id: Any, owner: str, *, force: bool = False) -> tuple[datetime, datetime] | None:
+    """:func:`acquire`, returning ``(lease expiry, time taken)`` as written, or None."""
     now = timezone.now()
     takeable = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, lease_expires_at__lt=now)
     takeable |= Q(status=RunStatus.RUNNING, lease_expires_at__isnull=True)
     if force:
         takeable |= Q(status=RunStatus.RUNNING)
+    until = now + lease_duration()
     taken = PipelineRun.objects.filter(takeable, pk=run_id).update(
         status=RunStatus.RUNNING,
         lease_owner=owner,
-        lease_expires_at=now + lease_duration(),
+        lease_expires_at=until,
         started_at=Coalesce(F("started_at"), now),
         updated_at=now,
     )
-    return taken == 1
+    return (until, now) if taken == 1 else None
 
 
 class Heartbeat:

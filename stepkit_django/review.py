@@ -100,7 +100,7 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
         )
         if paused != 1:
             raise ReviewConflict(f"Run {run.pk} is no longer running; it cannot pause")
-        run.status = RunStatus.PAUSED
+        run.status, run.updated_at, run.lease_owner, run.lease_expires_at = RunStatus.PAUSED, now, "", None
         audit(
             run,
             AuditAction.PAUSED,

@@ -146,8 +146,8 @@ def start(
         if idempotency_key is None:
             raise
         return _same_pipeline(PipelineRun.objects.get(idempotency_key=idempotency_key), pipeline)
-    dispatch(run)
-    run.refresh_from_db()
+    if not dispatch(run):
+        run.refresh_from_db()
     return run
 
 
@@ -181,19 +181,26 @@ def resume_run(run: PipelineRun, *, force: bool = False) -> PipelineRun:
     return advanced
 
 
-def advance(run_id: Any, *, force: bool = False) -> PipelineRun | None:
+def advance(run_id: Any, *, force: bool = False, run: PipelineRun | None = None) -> PipelineRun | None:
     """Take the run's lease and execute it until it pauses or ends; None if it cannot be taken.
 
     This is what every executor calls. A run that another process holds, or that
-    is not queued, is left alone, so a duplicated message does nothing.
+    is not queued, is left alone, so a duplicated message does nothing. ``run``
+    (the caller's current instance of it, e.g. just created) saves reading it
+    back; it is then updated in place and returned.
     """
     from .current import CURRENT_RUN
-    from .leases import HEARTBEAT, acquire, new_owner
+    from .leases import HEARTBEAT, new_owner, take
 
     owner = new_owner()
-    if not acquire(run_id, owner, force=force):
+    taken = take(run_id, owner, force=force)
+    if not taken:
         return None
-    run = PipelineRun.objects.get(pk=run_id)
+    if run is None:
+        run = PipelineRun.objects.get(pk=run_id)
+    else:
+        run.status, run.lease_owner, run.lease_expires_at, run.updated_at = RunStatus.RUNNING, owner, *taken
+        run.started_at = run.started_at or taken[1]
     HEARTBEAT.hold(run.pk, owner)
     token = CURRENT_RUN.set(str(run.pk))
     try:
@@ -348,8 +355,9 @@ class Progress:
             self.written = None
             raise _RunInterrupted
         self.written = None if run.outer_contexts else run.context
+        run.updated_at = now
         if lease_until is not None:
-            self.lease_until = lease_until
+            self.lease_until = run.lease_expires_at = lease_until
         self.pending = []
 
 
@@ -399,6 +407,7 @@ def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], pro
             progress.pending = []
         if done:
             run.status, run.context, run.outer_contexts, run.finished_at = RunStatus.COMPLETED, context, [], now
+            run.updated_at, run.lease_owner, run.lease_expires_at = now, "", None
             audit(run, AuditAction.RUN_COMPLETED)
     if done:
         run_finished.send(sender=PipelineRun, run=run, status=run.status)
@@ -432,6 +441,7 @@ def _finish_failed(
         )
         if failed:
             run.status, run.error, run.traceback, run.finished_at = RunStatus.FAILED, error, trace, now
+            run.updated_at, run.lease_owner, run.lease_expires_at = now, "", None
             audit(run, AuditAction.RUN_FAILED, data={"step": step, "error": error})
     if failed:
         run_finished.send(sender=PipelineRun, run=run, status=run.status)

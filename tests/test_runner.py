@@ -264,3 +264,31 @@ def test_checkpoint_created_and_decided_signals(people):
         stop2()
     assert [(k["checkpoint"].pk, k["run"].pk) for _, k in created] == [(cp.pk, run.pk)]
     assert [(k["checkpoint"].pk, k["decision"], k["user"]) for _, k in decided] == [(cp.pk, "rejected", people.bob)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("ending", ["completed", "paused", "failed"])
+def test_the_run_start_returns_is_what_the_database_holds(registered_pipelines, ending):
+    from django.forms.models import model_to_dict
+
+    from stepkit_django import Review
+
+    def last(ctx):
+        if ending == "failed":
+            raise ValueError("no")
+        return {"done": True}
+
+    review = Review() if ending == "paused" else None
+    registered_pipelines(stepkit("mirror").step("a", lambda c: {"a": 1}, review=review).step("b", last))
+    run = start("mirror", {"n": 1})
+    assert run.status == ending
+    stored = PipelineRun.objects.get(pk=run.pk)
+    fields = [f.name for f in PipelineRun._meta.concrete_fields]
+    assert model_to_dict(run, fields=fields) == model_to_dict(stored, fields=fields)
+    assert (run.created_at, run.updated_at, run.started_at, run.finished_at, run.lease_expires_at) == (
+        stored.created_at,
+        stored.updated_at,
+        stored.started_at,
+        stored.finished_at,
+        stored.lease_expires_at,
+    )
