@@ -275,7 +275,7 @@ def _move_run(run: PipelineRun, source: str, target: str, **changes: Any) -> Non
     moved = PipelineRun.objects.filter(pk=run.pk, status=source).update(status=target, updated_at=now, **changes)
     if moved != 1:
         raise ReviewConflict(f"Run {run.pk} is no longer {source}.")
-    run.status = target
+    run.status, run.updated_at = target, now
     for field, value in changes.items():
         setattr(run, field, value)
 
@@ -499,9 +499,8 @@ def approve(
         checkpoint_decided.send(
             sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.APPROVED, user=reviewer
         )
-        dispatch(cp.run)
-        if executor_name() == "inline":
-            cp.run.refresh_from_db()  # it ran here; otherwise it is simply queued
+        if not dispatch(cp.run) and executor_name() == "inline":
+            cp.run.refresh_from_db()  # another process took it; otherwise it ran here, or is queued
     return cp
 
 
@@ -563,8 +562,8 @@ def retry_run(run: PipelineRun, by: User) -> PipelineRun:
         previous = run.error
         _move_run(run, RunStatus.FAILED, RunStatus.QUEUED, error="", traceback="", finished_at=None)
         audit(run, AuditAction.RUN_RETRIED, actor=actor, data={"previous_error": previous, "from": run.current_step})
-    dispatch(run)
-    run.refresh_from_db()
+    if not dispatch(run):
+        run.refresh_from_db()
     return run
 
 

@@ -292,3 +292,37 @@ def test_the_run_start_returns_is_what_the_database_holds(registered_pipelines, 
         stored.finished_at,
         stored.lease_expires_at,
     )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["approve", "retry"])
+def test_the_run_a_decision_resumes_is_what_the_database_holds(people, registered_pipelines, how):
+    from django.forms.models import model_to_dict
+
+    from stepkit_django import Review, review
+
+    attempts = []
+
+    def flaky(ctx):
+        attempts.append(1)
+        if how == "retry" and len(attempts) == 1:
+            raise ValueError("first time")
+        return {"done": True}
+
+    registered_pipelines(stepkit("resumed").step("a", lambda c: {"a": 1}, review=Review()).step("b", flaky))
+    run = start("resumed", {}, user=people.alice)
+    decided = review.approve(run.checkpoints.get(), people.bob)
+    run = decided.run
+    if how == "retry":
+        assert run.status == "failed"
+        run = review.retry_run(run, people.alice)
+    assert run.status == "completed"
+    stored = PipelineRun.objects.get(pk=run.pk)
+    fields = [f.name for f in PipelineRun._meta.concrete_fields]
+    assert model_to_dict(run, fields=fields) == model_to_dict(stored, fields=fields)
+    assert (run.updated_at, run.started_at, run.finished_at, run.lease_owner) == (
+        stored.updated_at,
+        stored.started_at,
+        stored.finished_at,
+        stored.lease_owner,
+    )
