@@ -48,6 +48,7 @@ from django.core.management import call_command  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
 from benchmarks import peers  # noqa: E402
+from benchmarks.queue_bench import statements  # noqa: E402
 
 
 def context_of(size: int) -> dict[str, Any]:
@@ -79,20 +80,6 @@ def timed(fn: Callable[[], Any]) -> float:
 RATIOS: dict[tuple[str, str], float] = {}
 #: SQL statements per operation as Django logs them (transaction markers included where it logs them)
 STATEMENTS: dict[str, float] = {}
-
-
-def statements(fn: Callable[[], Any]) -> int:
-    from django.db import connection
-
-    executed: list[str] = []
-
-    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        executed.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(count):
-        fn()
-    return len(executed)
 
 
 def table(title: str, unit: str, samples: dict[str, list[float]], limit_name: str, scale: float) -> list[str]:

@@ -58,11 +58,10 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def measure(fn: Callable[[], Any], rounds: int) -> tuple[list[float], int]:
+def statements(fn: Callable[[], Any]) -> int:
+    """How many SQL statements ``fn()`` sends through Django's connection."""
     from django.db import connection
 
-    for _ in range(3):
-        fn()
     executed: list[str] = []
 
     def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -71,12 +70,19 @@ def measure(fn: Callable[[], Any], rounds: int) -> tuple[list[float], int]:
 
     with connection.execute_wrapper(count):
         fn()
+    return len(executed)
+
+
+def measure(fn: Callable[[], Any], rounds: int) -> tuple[list[float], int]:
+    for _ in range(3):
+        fn()
+    queries = statements(fn)
     samples = []
     for _ in range(rounds):
         started = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - started)
-    return samples, len(executed)
+    return samples, queries
 
 
 def scenario_queue(quick: bool = False) -> list[str]:

@@ -93,10 +93,10 @@ def save_step(
     changed since the last save, merged into the stored context with ``||``.
     """
     renew = lease_until is not None
-    if merge and connection.vendor != "postgresql":
+    if merge and not single_statement():
         raise ValueError("merge=True needs PostgreSQL's jsonb")
     update, insert = _statements(connection.vendor, connection.ops.quote_name, len(events), renew, merge)
-    combined = connection.vendor == "postgresql" and len(events) == 1
+    combined = single_statement() and len(events) == 1
     values = {
         "context": context,
         "outer_contexts": outer_contexts,

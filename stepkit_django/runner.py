@@ -17,7 +17,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError, IntegrityError, connection, connections, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from .engine import Pipeline, StepCompleteEvent
@@ -263,7 +263,6 @@ def _connection_lost() -> bool:
     Django drops a connection it could not roll back; an open one is probed unless a
     caller's transaction is in progress (a failed statement there is the caller's to handle).
     """
-    connection = connections["default"]
     if connection.connection is not None and (connection.in_atomic_block or connection.is_usable()):
         return False
     connection.close()
