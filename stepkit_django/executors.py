@@ -16,11 +16,12 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.utils import timezone
 
 from .conf import settings
 from .models import PipelineRun
 
-__all__ = ["EXECUTORS", "dispatch"]
+__all__ = ["EXECUTORS", "dispatch", "held_here"]
 
 EXECUTORS = ("inline", "tasks", "celery")
 
@@ -32,8 +33,23 @@ def executor_name() -> str:
     return str(name)
 
 
-def dispatch(run: PipelineRun) -> bool:
-    """Have ``run`` (queued) advanced by the configured executor.
+def held_here() -> dict[str, Any] | None:
+    """With the ``"inline"`` executor, the lease fields that hand a run straight to this process.
+
+    Written with ``status="running"`` by the caller's own UPDATE or INSERT of the
+    run (it is then held here under a fresh lease), they save the separate statement
+    that would take the lease; pass ``held=True`` to :func:`dispatch` after the
+    write commits. None with a queued executor: the run is queued for a worker.
+    """
+    if executor_name() != "inline":
+        return None
+    from .leases import lease_duration, new_owner
+
+    return {"lease_owner": new_owner(), "lease_expires_at": timezone.now() + lease_duration()}
+
+
+def dispatch(run: PipelineRun, *, held: bool = False) -> bool:
+    """Have ``run`` (queued, or with ``held``, taken by :func:`held_here`) advanced by the executor.
 
     True when it was executed here and then (``"inline"``) and ``run`` holds its
     state afterwards; False when a worker will take it.
@@ -43,7 +59,7 @@ def dispatch(run: PipelineRun) -> bool:
     if name == "inline":
         from .runner import advance
 
-        return advance(run_id, run=run) is run
+        return advance(run_id, run=run, held_by=run.lease_owner if held else None) is run
     transaction.on_commit(lambda: _send(name, run_id))
     return False
 

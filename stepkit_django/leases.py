@@ -17,13 +17,13 @@ import socket
 import threading
 import uuid
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from django.db import connections, transaction
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from . import sql
 from .conf import settings
 from .models import PipelineRun
 from .status import AuditAction, RunStatus
@@ -54,61 +54,71 @@ def acquire(run_id: Any, owner: str, *, force: bool = False) -> bool:
 def take(run_id: Any, owner: str, *, force: bool = False) -> tuple[datetime, datetime] | None:
     """:func:`acquire`, returning ``(lease expiry, time taken)`` as written, or None."""
     now = timezone.now()
-    takeable = Q(status=RunStatus.QUEUED) | Q(status=RunStatus.RUNNING, lease_expires_at__lt=now)
-    takeable |= Q(status=RunStatus.RUNNING, lease_expires_at__isnull=True)
-    if force:
-        takeable |= Q(status=RunStatus.RUNNING)
     until = now + lease_duration()
-    taken = PipelineRun.objects.filter(takeable, pk=run_id).update(
-        status=RunStatus.RUNNING,
-        lease_owner=owner,
-        lease_expires_at=until,
-        started_at=Coalesce(F("started_at"), now),
-        updated_at=now,
-    )
+    at = sql.prep(PipelineRun, "updated_at", now)
+    params = [RunStatus.RUNNING.value, owner, sql.prep(PipelineRun, "lease_expires_at", until), at, at]
+    params += [sql.prep(PipelineRun, "id", run_id), RunStatus.QUEUED.value, RunStatus.RUNNING.value, at]
+    with connection.cursor() as cursor:
+        cursor.execute(_take_statement(connection.vendor, force), params)
+        taken = cursor.rowcount
     return (until, now) if taken == 1 else None
+
+
+@cache
+def _take_statement(vendor: str, force: bool) -> str:
+    """The conditional UPDATE that takes a run: queued, or running with an expired (or no) lease.
+
+    Compiled once (this runs for every run and every resume); ``force`` also takes
+    a running run whose lease is valid.
+    """
+    status, expires, started = (sql.column(PipelineRun, n) for n in ("status", "lease_expires_at", "started_at"))
+    return (
+        f"UPDATE {sql.table(PipelineRun)} SET {status} = %s, {sql.column(PipelineRun, 'lease_owner')} = %s, "
+        f"{expires} = %s, {started} = COALESCE({started}, %s), {sql.column(PipelineRun, 'updated_at')} = %s "
+        f"WHERE {sql.column(PipelineRun, 'id')} = %s AND ({status} = %s OR ({status} = %s AND "
+        f"({expires} < %s OR {expires} IS NULL{' OR TRUE' if force else ''})))"
+    )
 
 
 class Heartbeat:
     """Renews the leases of the runs this process is executing while their steps run.
 
-    One daemon thread per process, started when a run is held and stopped (closing
-    its database connection) when none is, so long steps do not lose their lease.
+    One daemon thread per process, started with the first held run. It renews
+    every ``LEASE_SECONDS / 3`` while runs are held, so long steps do not lose
+    their lease, and closes its database connection whenever none is held.
+    Holding and releasing a run only update a dict (runs that end quickly cost no
+    thread start and no renewal).
     """
 
     def __init__(self) -> None:
         self._held: dict[Any, str] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def hold(self, run_id: Any, owner: str) -> None:
-        with self._lock:
+        with self._changed:
             self._held[run_id] = owner
-            if self._thread is None or not self._thread.is_alive():
+            if self._thread is None or not self._thread.is_alive():  # first use, or after a fork
                 self._thread = threading.Thread(target=self._loop, name="stepkit-lease-heartbeat", daemon=True)
                 self._thread.start()
+            self._changed.notify()
 
     def release(self, run_id: Any) -> None:
-        with self._lock:
+        with self._changed:
             self._held.pop(run_id, None)
-            if not self._held:
-                self._wake.set()
+            self._changed.notify()
 
     def _loop(self) -> None:
-        try:
-            while True:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._held))  # idle until a run is held
                 interval = max(0.5, float(settings.LEASE_SECONDS) / 3)
-                self._wake.wait(interval)
-                self._wake.clear()
-                with self._lock:
-                    held = dict(self._held)
-                    if not held:
-                        self._thread = None
-                        return
+                self._changed.wait_for(lambda: not self._held, timeout=interval)
+                held = dict(self._held)
+            if held:
                 self._renew(held)
-        finally:
-            connections.close_all()
+            else:
+                connections.close_all()  # idle again: give back the connection a renewal opened
 
     def _renew(self, held: dict[Any, str]) -> None:
         until = timezone.now() + lease_duration()

@@ -1,70 +1,57 @@
-"""The per-step write: save a run's progress and its ``step_completed`` event.
+"""The per-step write: save a run's progress and its ``step_completed`` events.
 
-This is the hot path of every run (once per step), so it skips the ORM's query
-building: the statements are compiled once per database vendor from the models'
-own table and column names, and each value is prepared by its model field
-(``get_db_prep_save``), exactly as the ORM would. On PostgreSQL the UPDATE and the
-INSERT are one statement (a data-modifying CTE), atomic without a transaction
-block; elsewhere the caller wraps the two in one transaction. ``post_save`` is
-not sent for these audit events (listen to ``step_completed`` instead).
+This is the hot path of every run (once per step), so it goes through the
+statements of :mod:`stepkit_django.sql`, compiled once, instead of the ORM's
+query building. On PostgreSQL the UPDATE of the run and the INSERT of its events
+are one statement (a data-modifying ``WITH``), atomic without a transaction
+block; elsewhere they are two, in a transaction. ``post_save`` is not sent for
+these audit events (listen to ``step_completed`` instead).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from functools import cache
 from typing import Any
 
-from django.db import connection
-from django.db.backends.base.base import BaseDatabaseWrapper
-
+from . import sql
 from .models import AuditEvent, PipelineRun
 from .status import AuditAction, RunStatus
 
-__all__ = ["insert_events", "save_step"]
+__all__ = ["EVENT_FIELDS", "event_row", "save_run", "save_step", "single_statement", "step_rows"]
 
-_SET = ("context", "outer_contexts", "position", "current_step", "updated_at")
-_LEASE = ("lease_expires_at",)
-_INSERT = ("run", "pipeline_name", "action", "timestamp", "data", "note")
+#: The columns of an audit event row, in the order of :func:`event_row`.
+EVENT_FIELDS = ("run", "checkpoint", "pipeline_name", "action", "actor", "timestamp", "data", "note")
 
-
-@cache
-def _statements(vendor: str, quote: Any, rows: int = 1, renew: bool = True, merge: bool = False) -> tuple[str, str]:
-    columns_set = (*_SET, *_LEASE) if renew else _SET
-    run_fields = {name: PipelineRun._meta.get_field(name) for name in (*columns_set, "id", "status", "lease_owner")}
-    event_fields = [AuditEvent._meta.get_field(name) for name in _INSERT]
-
-    def assign(name: str) -> str:
-        column = quote(run_fields[name].column)  # type: ignore[union-attr]
-        # PostgreSQL: merge the changed keys into the stored context instead of sending it whole
-        return f"{column} = {column} || %s" if merge and name == "context" else f"{column} = %s"
-
-    assignments = ", ".join(assign(name) for name in columns_set)
-    where = " AND ".join(f"{quote(run_fields[n].column)} = %s" for n in ("id", "status", "lease_owner"))  # type: ignore[union-attr]
-    update = f"UPDATE {quote(PipelineRun._meta.db_table)} SET {assignments} WHERE {where}"
-    columns = ", ".join(quote(f.column) for f in event_fields)  # type: ignore[union-attr]
-    placeholders = "(" + ", ".join("%s" for _ in event_fields) + ")"
-    values = ", ".join(placeholders for _ in range(rows))
-    insert = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES {values}"
-    return update, insert
+single_statement = sql.single_statement
 
 
-@cache
-def _combined(quote: Any, renew: bool, merge: bool) -> str:
-    """PostgreSQL: the UPDATE and the event's INSERT as one statement (the event is written only if the run was)."""
-    update, _ = _statements("postgresql", quote, 1, renew, merge)
-    event_columns = [AuditEvent._meta.get_field(name).column for name in _INSERT]  # type: ignore[union-attr]
-    pk = quote(PipelineRun._meta.get_field("id").column)
-    values = ", ".join(["saved." + pk] + ["%s"] * (len(event_columns) - 1))
-    columns = ", ".join(quote(c) for c in event_columns)
-    return (
-        f"WITH saved AS ({update} RETURNING {pk}) "
-        f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) SELECT {values} FROM saved"
-    )
+def event_row(run: PipelineRun, action: str, at: datetime, data: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
+    """An audit event of ``run`` by the system (no actor, no checkpoint), as a row of :data:`EVENT_FIELDS`."""
+    return (run.pk, None, run.pipeline_name, action, None, at, data or {}, "")
 
 
-def _prep(model: Any, name: str, value: Any, conn: BaseDatabaseWrapper) -> Any:
-    return model._meta.get_field(name).get_db_prep_save(value, conn)
+def step_rows(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> list[tuple[Any, ...]]:
+    """``step_completed`` rows for ``(step, duration in ms, completed at)`` tuples."""
+    return [
+        event_row(run, AuditAction.STEP_COMPLETED, at, {"step": step, "duration_ms": duration_ms})
+        for step, duration_ms, at in events
+    ]
+
+
+def save_run(
+    run: PipelineRun, owner: str, values: Mapping[str, Any], rows: list[tuple[Any, ...]], *, merge: bool = False
+) -> bool:
+    """Write ``values`` to ``run`` if ``owner`` still holds it running, and then the event ``rows``.
+
+    One statement on PostgreSQL (atomic by itself); elsewhere call it inside
+    atomic(). With ``merge`` (PostgreSQL only), ``values["context"]`` holds only
+    the top-level keys that changed since the last save, merged into the stored
+    context with ``||``.
+    """
+    where = {"status": RunStatus.RUNNING, "lease_owner": owner}
+    saving = sql.Update(PipelineRun, run.pk, values, where, merge=("context",) if merge else ())
+    return sql.write([saving], [sql.Insert(AuditEvent, EVENT_FIELDS, rows)]) is None
 
 
 def save_step(
@@ -82,73 +69,18 @@ def save_step(
 ) -> bool:
     """Save the progress if ``owner`` still holds the running run; write its step events.
 
-    Call inside atomic(), except for one event on PostgreSQL (:func:`single_statement`),
-    where the UPDATE and the INSERT are one statement.
-
     ``events`` are ``(step, duration in ms, completed at)``: one per step, or several
     when steps were buffered (``durability="pause"``). ``lease_until`` renews the
     lease in the same UPDATE; None leaves it (no indexed column changes then, so
-    PostgreSQL can update the row in place, without new index entries). With
-    ``merge`` (PostgreSQL only), ``context`` holds only the top-level keys that
-    changed since the last save, merged into the stored context with ``||``.
+    PostgreSQL can update the row in place, without new index entries).
     """
-    renew = lease_until is not None
-    if merge and not single_statement():
-        raise ValueError("merge=True needs PostgreSQL's jsonb")
-    update, insert = _statements(connection.vendor, connection.ops.quote_name, len(events), renew, merge)
-    combined = single_statement() and len(events) == 1
-    values = {
+    values: dict[str, Any] = {
         "context": context,
         "outer_contexts": outer_contexts,
         "position": position,
         "current_step": step,
-        "lease_expires_at": lease_until,
         "updated_at": now,
     }
-    names = (*_SET, *_LEASE) if renew else _SET
-    params = [_prep(PipelineRun, name, values[name], connection) for name in names]
-    params += [
-        _prep(PipelineRun, "id", run.pk, connection),
-        RunStatus.RUNNING.value,
-        owner,
-    ]
-    with connection.cursor() as cursor:
-        if combined:  # one round trip: the event row exists only if the run's row was updated
-            statement = _combined(connection.ops.quote_name, renew, merge)
-            cursor.execute(statement, params + _event_params(run, events)[1:])
-            return bool(cursor.rowcount == 1)
-        cursor.execute(update, params)
-        if cursor.rowcount != 1:
-            return False
-        if events:
-            cursor.execute(insert, _event_params(run, events))
-    return True
-
-
-def single_statement() -> bool:
-    """Whether a step's save is one statement here (PostgreSQL), atomic without a transaction block."""
-    return connection.vendor == "postgresql"
-
-
-def insert_events(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> None:
-    """Write buffered ``step_completed`` events (one multi-row INSERT). Call inside atomic()."""
-    if not events:
-        return
-    _, insert = _statements(connection.vendor, connection.ops.quote_name, len(events))
-    with connection.cursor() as cursor:
-        cursor.execute(insert, _event_params(run, events))
-
-
-def _event_params(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> list[Any]:
-    run_id = _prep(PipelineRun, "id", run.pk, connection)
-    params: list[Any] = []
-    for step, duration_ms, at in events:
-        params += [
-            run_id,
-            run.pipeline_name,
-            AuditAction.STEP_COMPLETED.value,
-            _prep(AuditEvent, "timestamp", at, connection),
-            _prep(AuditEvent, "data", {"step": step, "duration_ms": duration_ms}, connection),
-            "",
-        ]
-    return params
+    if lease_until is not None:
+        values["lease_expires_at"] = lease_until
+    return save_run(run, owner, values, step_rows(run, events), merge=merge)

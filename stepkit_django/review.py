@@ -21,6 +21,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from . import sql
 from .conf import settings
 from .engine import StepCompleteEvent, decode_checkpoint
 from .engine.context import to_json_ready
@@ -32,12 +33,12 @@ from .exceptions import (
     ReviewMisconfigured,
     ReviewPermissionDenied,
 )
-from .executors import dispatch, executor_name
-from .models import Approval, Checkpoint, PipelineRun
+from .executors import dispatch, held_here
+from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
 from .registry import get_registration
 from .review_spec import Review
-from .runner import audit, audit_all, audit_event
+from .runner import audit, audit_event
 from .signals import checkpoint_created, checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus
 
@@ -182,7 +183,7 @@ def _resolve_users(spec: Any, context: dict[str, Any], step: str) -> list[Any]:
 
 def _load(checkpoint: Checkpoint | Any) -> Checkpoint:
     pk = checkpoint.pk if isinstance(checkpoint, Checkpoint) else checkpoint
-    return Checkpoint.objects.select_related("run", "claimed_by").get(pk=pk)
+    return sql.get(Checkpoint, pk, related="run")  # type: ignore[no-any-return]
 
 
 def _require_active(user: User) -> Any:
@@ -253,26 +254,68 @@ def _open(checkpoint: Checkpoint, by: User, expected_version: int | None) -> tup
     return cp, reviewer
 
 
+def _conflict(checkpoint: Checkpoint) -> ReviewConflict:
+    """Why a conditional write of ``checkpoint`` (pending, at the version read) found no row."""
+    current = Checkpoint.objects.filter(pk=checkpoint.pk).values_list("status", flat=True).first()
+    if current != CheckpointStatus.PENDING:
+        return ReviewConflict(f"This checkpoint was already {current}.")
+    return ReviewConflict("Someone else changed this checkpoint at the same time; reload it and try again.")
+
+
 def _cas(checkpoint: Checkpoint, **changes: Any) -> None:
     """Apply ``changes`` if the checkpoint is still pending at the version we read; else ReviewConflict."""
+    _write(checkpoint, changes, [])
+
+
+def _write(
+    checkpoint: Checkpoint,
+    changes: Mapping[str, Any],
+    events: list[AuditEvent],
+    *,
+    run: tuple[str, str, Mapping[str, Any]] | None = None,
+    approvals: list[Approval] | None = None,
+) -> None:
+    """Change the checkpoint if it is still pending at the version read, move its run ``(from, to, fields)``
+    and append ``events`` and ``approvals``: all or nothing (one statement on PostgreSQL).
+
+    Raises ReviewConflict when the checkpoint or the run changed meanwhile; then nothing is written.
+    """
     now = timezone.now()
-    updated = Checkpoint.objects.filter(
-        pk=checkpoint.pk, status=CheckpointStatus.PENDING, version=checkpoint.version
-    ).update(version=F("version") + 1, updated_at=now, **changes)
-    if updated != 1:
-        current = Checkpoint.objects.filter(pk=checkpoint.pk).values_list("status", flat=True).first()
-        if current != CheckpointStatus.PENDING:
-            raise ReviewConflict(f"This checkpoint was already {current}.")
-        raise ReviewConflict("Someone else changed this checkpoint at the same time; reload it and try again.")
-    for field, value in changes.items():
-        setattr(checkpoint, field, value)
+    updates = [
+        sql.Update(
+            Checkpoint,
+            checkpoint.pk,
+            {"updated_at": now, **changes},
+            where={"status": CheckpointStatus.PENDING, "version": checkpoint.version},
+            increment=("version",),
+        )
+    ]
+    if run is not None:
+        source, target, fields = run
+        updates.append(
+            sql.Update(
+                PipelineRun, checkpoint.run_id, {"status": target, "updated_at": now, **fields}, {"status": source}
+            )
+        )
+    rows = [sql.Insert.of(batch) for batch in (events, approvals) if batch]
+    failed = sql.write(updates, rows)
+    if failed == 0:
+        raise _conflict(checkpoint)
+    if failed is not None:
+        raise ReviewConflict(f"Run {checkpoint.run_id} is no longer {updates[1].where['status']}.")
+    for name, value in changes.items():
+        setattr(checkpoint, name, value)
     checkpoint.version += 1
     checkpoint.updated_at = now
+    if run is not None:
+        checkpoint.run.status, checkpoint.run.updated_at = run[1], now
+        for name, value in run[2].items():
+            setattr(checkpoint.run, name, value)
 
 
 def _move_run(run: PipelineRun, source: str, target: str, **changes: Any) -> None:
     now = timezone.now()
-    moved = PipelineRun.objects.filter(pk=run.pk, status=source).update(status=target, updated_at=now, **changes)
+    moved = sql.update(PipelineRun, run.pk, {"status": target, "updated_at": now, **changes}, where={"status": source})
     if moved != 1:
         raise ReviewConflict(f"Run {run.pk} is no longer {source}.")
     run.status, run.updated_at = target, now
@@ -291,9 +334,8 @@ def claim(checkpoint: Checkpoint, by: User, *, expected_version: int | None = No
     if cp.claimed_by_id == reviewer.pk:
         return cp
     _check_claim(cp, reviewer)
-    with transaction.atomic():
-        _cas(cp, claimed_by=reviewer, claimed_at=timezone.now())
-        audit(cp.run, AuditAction.CLAIMED, checkpoint=cp, actor=reviewer)
+    claimed = {"claimed_by": reviewer, "claimed_at": timezone.now()}
+    _write(cp, claimed, [audit_event(cp.run, AuditAction.CLAIMED, checkpoint=cp, actor=reviewer)])
     return cp
 
 
@@ -306,10 +348,10 @@ def release(checkpoint: Checkpoint, by: User, *, expected_version: int | None = 
         raise ReviewConflict("This checkpoint is not claimed.")
     if cp.claimed_by_id != user.pk and not getattr(user, "is_superuser", False):
         raise ReviewPermissionDenied(f"Only {cp.claimed_by} (or a superuser) can release this claim.")
-    holder = cp.claimed_by
-    with transaction.atomic():
-        _cas(cp, claimed_by=None, claimed_at=None)
-        audit(cp.run, AuditAction.RELEASED, checkpoint=cp, actor=user, data={"claimed_by": str(holder)})
+    event = audit_event(
+        cp.run, AuditAction.RELEASED, checkpoint=cp, actor=user, data={"claimed_by": str(cp.claimed_by)}
+    )
+    _write(cp, {"claimed_by": None, "claimed_at": None}, [event])
     return cp
 
 
@@ -347,11 +389,11 @@ def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters
             passed_over.append(cp.pk)
             if cp.claimed_by_id is not None or not can_review(cp, reviewer):
                 continue
+            event = audit_event(cp.run, AuditAction.CLAIMED, checkpoint=cp, actor=reviewer, data={"via": "claim_next"})
             try:
-                _cas(cp, claimed_by=reviewer, claimed_at=timezone.now())
+                _write(cp, {"claimed_by": reviewer, "claimed_at": timezone.now()}, [event])
             except ReviewConflict:
                 continue
-            audit(cp.run, AuditAction.CLAIMED, checkpoint=cp, actor=reviewer, data={"via": "claim_next"})
             return cp
 
 
@@ -402,9 +444,8 @@ def edit(
     data = _validated(cp, override_data)
     before = cp.effective_context
     merged = {**cp.override_data, **data}
-    with transaction.atomic():
-        _cas(cp, override_data=merged)
-        audit(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data={"changes": diff(before, data)})
+    event = audit_event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data={"changes": diff(before, data)})
+    _write(cp, {"override_data": merged}, [event])
     return cp
 
 
@@ -457,50 +498,32 @@ def approve(
     count = len(approvers) + 1
     quorum = count >= required
     run_fields = _resume_state(cp, override)[0] if quorum else None
+    held = held_here() if quorum else None
     before = cp.effective_context
     now = timezone.now()
+    changes: dict[str, Any] = {"override_data": override}
+    if quorum:
+        changes.update(status=CheckpointStatus.APPROVED, decided_by=reviewer, decided_at=now, comment=comment)
+    events = []
+    if data:
+        changes_made = {"changes": diff(before, data)}
+        events.append(audit_event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=changes_made))
+    approved = {"approvals": count, "required": required}
+    events.append(audit_event(cp.run, AuditAction.APPROVED, checkpoint=cp, actor=reviewer, data=approved, note=comment))
+    move = None
+    if run_fields is not None:
+        # With the inline executor the run moves straight to running, held by this process.
+        move = (RunStatus.PAUSED, RunStatus.RUNNING if held else RunStatus.QUEUED, {**run_fields, **(held or {})})
+        events.append(audit_event(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step}))
     try:
-        with transaction.atomic():
-            if quorum:
-                _cas(
-                    cp,
-                    status=CheckpointStatus.APPROVED,
-                    decided_by=reviewer,
-                    decided_at=now,
-                    override_data=override,
-                    comment=comment,
-                )
-            else:
-                _cas(cp, override_data=override)
-            Approval.objects.create(checkpoint=cp, user=reviewer, created_at=now)
-            events = []
-            if data:
-                changes = {"changes": diff(before, data)}
-                events.append(audit_event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=changes))
-            events.append(
-                audit_event(
-                    cp.run,
-                    AuditAction.APPROVED,
-                    checkpoint=cp,
-                    actor=reviewer,
-                    data={"approvals": count, "required": required},
-                    note=comment,
-                )
-            )
-            if run_fields is not None:
-                _move_run(cp.run, RunStatus.PAUSED, RunStatus.QUEUED, **run_fields)
-                events.append(
-                    audit_event(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step})
-                )
-            audit_all(events)
+        _write(cp, changes, events, run=move, approvals=[Approval(checkpoint=cp, user=reviewer, created_at=now)])
     except IntegrityError:
         raise ReviewConflict("You have already approved this checkpoint.") from None
     if quorum:
         checkpoint_decided.send(
             sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.APPROVED, user=reviewer
         )
-        if not dispatch(cp.run) and executor_name() == "inline":
-            cp.run.refresh_from_db()  # another process took it; otherwise it ran here, or is queued
+        dispatch(cp.run, held=held is not None)  # inline: runs here now; otherwise queued for a worker
     return cp
 
 
@@ -508,10 +531,9 @@ def reject(checkpoint: Checkpoint, by: User, comment: str = "", expected_version
     """Reject ``checkpoint``: the run ends as ``rejected`` and runs nothing more."""
     cp, reviewer = _open(checkpoint, by, expected_version)
     now = timezone.now()
-    with transaction.atomic():
-        _cas(cp, status=CheckpointStatus.REJECTED, decided_by=reviewer, decided_at=now, comment=comment)
-        _move_run(cp.run, RunStatus.PAUSED, RunStatus.REJECTED, finished_at=now)
-        audit(cp.run, AuditAction.REJECTED, checkpoint=cp, actor=reviewer, note=comment)
+    decided = {"status": CheckpointStatus.REJECTED, "decided_by": reviewer, "decided_at": now, "comment": comment}
+    event = audit_event(cp.run, AuditAction.REJECTED, checkpoint=cp, actor=reviewer, note=comment)
+    _write(cp, decided, [event], run=(RunStatus.PAUSED, RunStatus.REJECTED, {"finished_at": now}))
     checkpoint_decided.send(
         sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.REJECTED, user=reviewer
     )

@@ -20,12 +20,13 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
+from . import sql
 from .engine import Pipeline, StepCompleteEvent
 from .engine.context import changed_keys, to_json_ready
 from .engine.executor import Resume, display_path, run_sync
 from .exceptions import PipelineChanged, StepkitError
 from .models import AuditEvent, PipelineRun
-from .progress import insert_events, save_step, single_statement
+from .progress import event_row, save_run, save_step, single_statement, step_rows
 from .registry import get_pipeline, get_registration
 from .review_spec import Review
 from .signals import run_finished, run_started, step_completed
@@ -90,19 +91,17 @@ def audit_event(
     )
 
 
-def audit(run: PipelineRun, action: str, **fields: Any) -> AuditEvent:
+def audit(run: PipelineRun, action: str, **fields: Any) -> None:
     """Append an audit event (call inside the transaction of the change it records).
 
     ``fields``: ``checkpoint``, ``actor``, ``data``, ``note`` as for :func:`audit_event`.
     """
-    event = audit_event(run, action, **fields)
-    event.save()
-    return event
+    sql.insert_objects([audit_event(run, action, **fields)])
 
 
 def audit_all(events: list[AuditEvent]) -> None:
     """Append several audit events with one INSERT (inside the transaction of the change)."""
-    AuditEvent.objects.bulk_create(events)
+    sql.insert_objects(events)
 
 
 def start(
@@ -181,26 +180,32 @@ def resume_run(run: PipelineRun, *, force: bool = False) -> PipelineRun:
     return advanced
 
 
-def advance(run_id: Any, *, force: bool = False, run: PipelineRun | None = None) -> PipelineRun | None:
+def advance(
+    run_id: Any, *, force: bool = False, run: PipelineRun | None = None, held_by: str | None = None
+) -> PipelineRun | None:
     """Take the run's lease and execute it until it pauses or ends; None if it cannot be taken.
 
     This is what every executor calls. A run that another process holds, or that
     is not queued, is left alone, so a duplicated message does nothing. ``run``
     (the caller's current instance of it, e.g. just created) saves reading it
-    back; it is then updated in place and returned.
+    back; it is then updated in place and returned. ``held_by`` says that the
+    caller's own write already took the lease for that owner (with ``run``).
     """
     from .current import CURRENT_RUN
     from .leases import HEARTBEAT, new_owner, take
 
-    owner = new_owner()
-    taken = take(run_id, owner, force=force)
-    if not taken:
-        return None
-    if run is None:
-        run = PipelineRun.objects.get(pk=run_id)
+    if held_by is not None and run is not None:
+        owner = held_by
     else:
-        run.status, run.lease_owner, run.lease_expires_at, run.updated_at = RunStatus.RUNNING, owner, *taken
-        run.started_at = run.started_at or taken[1]
+        owner = new_owner()
+        taken = take(run_id, owner, force=force)
+        if not taken:
+            return None
+        if run is None:
+            run = PipelineRun.objects.get(pk=run_id)
+        else:
+            run.status, run.lease_owner, run.lease_expires_at, run.updated_at = RunStatus.RUNNING, owner, *taken
+            run.started_at = run.started_at or taken[1]
     HEARTBEAT.hold(run.pk, owner)
     token = CURRENT_RUN.set(str(run.pk))
     try:
@@ -234,7 +239,7 @@ def saved_resume_point(run: PipelineRun, pipeline: Pipeline) -> Resume | None:
 
 
 def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | None) -> PipelineRun:
-    progress = Progress(run, owner, buffered=get_registration(run.pipeline_name).durability == "pause")
+    progress = Progress(run, owner, pipeline, buffered=get_registration(run.pipeline_name).durability == "pause")
     failed_step: list[str] = []
     config = {
         "on_step_complete": progress.step_completed,
@@ -274,8 +279,9 @@ class Progress:
     ``"pause"``, only when the run pauses, fails or ends (the step events are kept
     in memory until then and written together)."""
 
-    def __init__(self, run: PipelineRun, owner: str, *, buffered: bool) -> None:
+    def __init__(self, run: PipelineRun, owner: str, pipeline: Pipeline, *, buffered: bool) -> None:
         self.run, self.owner, self.buffered = run, owner, buffered
+        self.last = len(pipeline.steps) - 1  # the last top-level step is saved with the run's end
         self.lease_until = run.lease_expires_at  # as acquired; the heartbeat renews it too
         # The top-level context as last written (None: unknown, or nested): the next save on
         # PostgreSQL sends only the keys that changed since. Contexts are never mutated in place
@@ -293,11 +299,12 @@ class Progress:
         review = review_to_pause(event)
         listeners = step_completed.has_listeners(PipelineRun)
         if not (review or listeners):
-            if self.buffered:
-                return  # nothing to write until the run pauses, fails or ends
-            if single_statement() and not connection.in_atomic_block:
-                self.save()  # nothing else to write with it: one statement, atomic by itself
+            if self.buffered or event.position == (self.last,):
+                # Buffered: nothing to write until the run pauses, fails or ends. The last step:
+                # no code of the pipeline runs after it, so the run's end writes it (one statement less).
                 return
+            self.save()  # nothing else to write with it: atomic by itself
+            return
         try:
             with transaction.atomic():
                 if not self.buffered:
@@ -311,11 +318,18 @@ class Progress:
             self.written = None  # rolled back: the stored context is not known any more
             raise
 
+    def context_to_send(self, context: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """``(value, merge)``: on PostgreSQL, once the top-level context was written, only the keys
+        that changed since (merged with ``||``), unless a key was removed; else the whole context."""
+        written = self.written
+        if written is not None and single_statement() and written.keys() <= context.keys():
+            return changed_keys(written, context), True
+        return context, False
+
     def save(self) -> None:
         """Write the progress and the pending step events; the UPDATE renews the lease when due.
 
-        Call inside atomic(), unless :func:`progress.single_statement` and one event is pending.
-
+        Atomic by itself (one statement on PostgreSQL, a transaction elsewhere).
         Raises _RunInterrupted if the run was cancelled or taken over by another process.
         """
         from .leases import lease_duration
@@ -328,10 +342,7 @@ class Progress:
         duration = lease_duration()
         renew = self.lease_until is None or self.lease_until - now < duration / 2
         lease_until = now + duration if renew else None
-        context, merge = run.context, False
-        written = self.written
-        if written is not None and not run.outer_contexts and single_statement() and written.keys() <= context.keys():
-            context, merge = changed_keys(written, context), True  # nothing removed: merge the changes
+        context, merge = self.context_to_send(run.context) if not run.outer_contexts else (run.context, False)
         try:
             saved = save_step(
                 run,
@@ -388,27 +399,32 @@ def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = No
 
 
 def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], progress: Progress) -> None:
+    """End ``run`` as completed, with the steps not written yet and its ``run_completed`` event: one statement
+    on PostgreSQL."""
     now = timezone.now()
-    with transaction.atomic():
-        done = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(
-            status=RunStatus.COMPLETED,
-            context=context,
-            outer_contexts=[],
-            position=run.position,
-            current_step=run.current_step,
-            finished_at=now,
-            updated_at=now,
-            lease_owner="",
-            lease_expires_at=None,
-        )
-        if done:
-            insert_events(run, progress.pending)
-            progress.pending = []
-        if done:
-            run.status, run.context, run.outer_contexts, run.finished_at = RunStatus.COMPLETED, context, [], now
-            run.updated_at, run.lease_owner, run.lease_expires_at = now, "", None
-            audit(run, AuditAction.RUN_COMPLETED)
+    values: dict[str, Any] = {
+        "status": RunStatus.COMPLETED,
+        "finished_at": now,
+        "updated_at": now,
+        "lease_owner": "",
+        "lease_expires_at": None,
+    }
+    merge = False
+    if progress.pending or context is not progress.written:
+        # Not stored as it is (the last step, buffered steps, a change after the last save): write it.
+        sent, merge = progress.context_to_send(context)
+        values.update(context=sent, outer_contexts=[], position=run.position, current_step=run.current_step)
+    rows = [*step_rows(run, progress.pending), event_row(run, AuditAction.RUN_COMPLETED, now)]
+    try:
+        done = save_run(run, owner, values, rows, merge=merge)
+    except (TypeError, ValueError) as exc:
+        if not isinstance(exc, StepkitError):
+            _json(context)  # name the key that cannot be stored
+        raise
     if done:
+        progress.pending = []
+        run.status, run.context, run.outer_contexts, run.finished_at = RunStatus.COMPLETED, context, [], now
+        run.updated_at, run.lease_owner, run.lease_expires_at = now, "", None
         run_finished.send(sender=PipelineRun, run=run, status=run.status)
     else:
         run.refresh_from_db()
@@ -429,14 +445,19 @@ def _finish_failed(
         ):  # the save itself failed (the same unstorable value, or the run was taken): record the failure
             progress.pending = []
     with transaction.atomic():
-        failed = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING, lease_owner=owner).update(
-            status=RunStatus.FAILED,
-            error=error,
-            traceback=trace,
-            finished_at=now,
-            updated_at=now,
-            lease_owner="",
-            lease_expires_at=None,
+        failed = sql.update(
+            PipelineRun,
+            run.pk,
+            {
+                "status": RunStatus.FAILED,
+                "error": error,
+                "traceback": trace,
+                "finished_at": now,
+                "updated_at": now,
+                "lease_owner": "",
+                "lease_expires_at": None,
+            },
+            where={"status": RunStatus.RUNNING, "lease_owner": owner},
         )
         if failed:
             run.status, run.error, run.traceback, run.finished_at = RunStatus.FAILED, error, trace, now

@@ -1,0 +1,300 @@
+"""Statements compiled once, for the writes every run and every decision makes.
+
+Building a query through the ORM costs more than the round trip that sends it
+(about 1 ms for a conditional UPDATE, 3 ms for a bulk INSERT, against 0.2 ms on
+the wire). These helpers build each statement once per database vendor, model
+and set of columns, from the models' own table and column names, and prepare
+each value with its model field (``get_db_prep_save``), as the ORM would.
+
+Like ``QuerySet.update()`` and ``bulk_create()``, they send no model signals and
+do not read primary keys back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
+from typing import Any
+
+from django.db import connection, models, transaction
+
+__all__ = [
+    "Insert",
+    "Update",
+    "column",
+    "get",
+    "insert",
+    "insert_objects",
+    "prep",
+    "quote",
+    "single_statement",
+    "table",
+    "update",
+    "write",
+]
+
+
+def quote(name: str) -> str:
+    return str(connection.ops.quote_name(name))
+
+
+def column(model: type[models.Model], name: str) -> str:
+    """The quoted column of ``model``'s field ``name``."""
+    return quote(str(model._meta.get_field(name).column))  # type: ignore[union-attr]
+
+
+def table(model: type[models.Model]) -> str:
+    return quote(model._meta.db_table)
+
+
+def prep(model: type[models.Model], name: str, value: Any) -> Any:
+    """``value`` ready to send for ``model``'s field ``name`` (a model instance stands for its key)."""
+    if isinstance(value, models.Model):
+        value = value.pk
+    return model._meta.get_field(name).get_db_prep_save(value, connection)  # type: ignore[union-attr]
+
+
+@cache
+def _insert(vendor: str, model: type[models.Model], names: tuple[str, ...], rows: int) -> str:
+    columns = ", ".join(column(model, name) for name in names)
+    row = "(" + ", ".join(["%s"] * len(names)) + ")"
+    return f"INSERT INTO {table(model)} ({columns}) VALUES {', '.join([row] * rows)}"
+
+
+def insert(model: type[models.Model], names: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> None:
+    """Insert ``rows`` (values in the order of the field ``names``) with one statement."""
+    if not rows:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(_insert(connection.vendor, model, names, len(rows)), _row_params(model, names, rows))
+
+
+@cache
+def _select(vendor: str, model: type[models.Model], related: str | None) -> str:
+    """SELECT every concrete column of ``model`` (and of the row its foreign key ``related`` points to)."""
+    columns = [f"t.{quote(str(f.column))}" for f in model._meta.concrete_fields]
+    source = f"{table(model)} t"
+    if related is not None:
+        foreign: Any = model._meta.get_field(related)
+        target: Any = foreign.related_model
+        columns += [f"r.{quote(f.column)}" for f in target._meta.concrete_fields]
+        source += (
+            f" INNER JOIN {table(target)} r ON r.{column(target, target._meta.pk.name)} = t.{quote(foreign.column)}"
+        )
+    return f"SELECT {', '.join(columns)} FROM {source} WHERE t.{column(model, model._meta.pk.name)} = %s"
+
+
+def _instance(model: type[models.Model], values: Sequence[Any]) -> Any:
+    """An instance of ``model`` from its columns' raw values, converted as the ORM converts them."""
+    fields = model._meta.concrete_fields
+    converted = []
+    for f, value in zip(fields, values, strict=True):
+        col = f.get_col(model._meta.db_table)
+        for convert in (*connection.ops.get_db_converters(col), *f.get_db_converters(connection)):
+            value = convert(value, col, connection)
+        converted.append(value)
+    return model.from_db(connection.alias, [f.attname for f in fields], converted)
+
+
+def get(model: type[models.Model], pk: Any, related: str | None = None) -> Any:
+    """``model.objects.select_related(related).get(pk=pk)``, with the statement compiled once.
+
+    Raises ``model.DoesNotExist`` when there is no such row.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_select(connection.vendor, model, related), [prep(model, model._meta.pk.name, pk)])
+        row = cursor.fetchone()
+    if row is None:
+        raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")  # type: ignore[attr-defined]
+    size = len(model._meta.concrete_fields)
+    instance = _instance(model, row[:size])
+    if related is not None:
+        foreign: Any = model._meta.get_field(related)
+        foreign.set_cached_value(instance, _instance(foreign.related_model, row[size:]))
+    return instance
+
+
+def _row_params(model: type[models.Model], names: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> list[Any]:
+    fields = [model._meta.get_field(name) for name in names]
+    return [
+        field.get_db_prep_save(value.pk if isinstance(value, models.Model) else value, connection)  # type: ignore[union-attr]
+        for row in rows
+        for field, value in zip(fields, row, strict=True)
+    ]
+
+
+@cache
+def _stored_fields(model: type[models.Model]) -> tuple[Any, ...]:
+    """The fields an INSERT of ``model`` sends: all concrete ones but an automatic primary key."""
+    return tuple(
+        f
+        for f in model._meta.concrete_fields
+        if not (f.primary_key and isinstance(f, models.AutoField | models.BigAutoField | models.SmallAutoField))
+    )
+
+
+def insert_objects(objects: Sequence[models.Model]) -> None:
+    """Insert unsaved instances of one model with one statement (their automatic keys stay None)."""
+    if not objects:
+        return
+    model = type(objects[0])
+    fields = _stored_fields(model)
+    names = tuple(f.name for f in fields)
+    insert(model, names, [[getattr(obj, f.attname) for f in fields] for obj in objects])
+
+
+@cache
+def _update(
+    vendor: str,
+    model: type[models.Model],
+    names: tuple[str, ...],
+    increment: tuple[str, ...],
+    where: tuple[tuple[str, bool], ...],
+    merge: tuple[str, ...] = (),
+) -> str:
+    assignments = [
+        f"{column(model, name)} = {column(model, name)} || %s" if name in merge else f"{column(model, name)} = %s"
+        for name in names
+    ]
+    assignments += [f"{column(model, name)} = {column(model, name)} + 1" for name in increment]
+    conditions = [f"{column(model, model._meta.pk.name)} = %s"]
+    conditions += [f"{column(model, name)} IS NULL" if null else f"{column(model, name)} = %s" for name, null in where]
+    return f"UPDATE {table(model)} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)}"
+
+
+def _update_params(
+    model: type[models.Model], pk: Any, values: Mapping[str, Any], where: Mapping[str, Any]
+) -> tuple[tuple[tuple[str, bool], ...], list[Any]]:
+    params = [prep(model, name, value) for name, value in values.items()]
+    params.append(prep(model, model._meta.pk.name, pk))
+    params += [prep(model, name, value) for name, value in where.items() if value is not None]
+    return tuple((name, value is None) for name, value in where.items()), params
+
+
+def update(
+    model: type[models.Model],
+    pk: Any,
+    values: Mapping[str, Any],
+    *,
+    where: Mapping[str, Any] | None = None,
+    increment: Iterable[str] = (),
+) -> int:
+    """``UPDATE`` the row ``pk`` of ``model`` if its fields equal ``where`` (None: IS NULL); the row count.
+
+    ``values`` maps field names to new values; the fields named in ``increment``
+    are increased by one in the same statement.
+    """
+    conditions, params = _update_params(model, pk, values, where or {})
+    statement = _update(connection.vendor, model, tuple(values), tuple(increment), conditions)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return int(cursor.rowcount)
+
+
+def single_statement() -> bool:
+    """Whether :func:`write` is one statement here (PostgreSQL): several writes in one round trip."""
+    return connection.vendor == "postgresql"
+
+
+@dataclasses.dataclass(frozen=True)
+class Update:
+    """A conditional UPDATE for :func:`write` (the arguments of :func:`update`)."""
+
+    model: type[models.Model]
+    pk: Any
+    values: Mapping[str, Any]
+    where: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    increment: tuple[str, ...] = ()
+    merge: tuple[str, ...] = ()  # JSON fields merged into the stored object (PostgreSQL's jsonb ||)
+
+
+@dataclasses.dataclass(frozen=True)
+class Insert:
+    """Rows for :func:`write`: values in the order of the field ``names``."""
+
+    model: type[models.Model]
+    names: tuple[str, ...]
+    rows: Sequence[Sequence[Any]]
+
+    @classmethod
+    def of(cls, objects: Sequence[models.Model]) -> Insert:
+        """The rows of unsaved instances of one model (automatic keys left to the database)."""
+        fields = _stored_fields(type(objects[0]))
+        rows = [[getattr(obj, f.attname) for f in fields] for obj in objects]
+        return cls(type(objects[0]), tuple(f.name for f in fields), rows)
+
+
+class _Incomplete(Exception):
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | None:
+    """Apply ``updates`` in order, then ``inserts``, all or nothing.
+
+    Returns None when every UPDATE changed its row and the rows were inserted, or
+    the index of the first UPDATE whose row did not match (nothing is written
+    then). On PostgreSQL this is one statement (data-modifying ``WITH``: each
+    UPDATE runs only if the one before changed its row, the INSERTs only if the
+    last did), in a transaction only when a later UPDATE can fail alone.
+    Elsewhere, one statement each, in a transaction.
+    """
+    inserts = [i for i in inserts if i.rows]
+    if any(u.merge for u in updates) and not single_statement():
+        raise ValueError("merge needs PostgreSQL's jsonb")
+    if single_statement() and len(updates) == 1:
+        return None if _write_pg(updates, inserts) == 1 else 0
+    try:
+        with transaction.atomic():
+            if single_statement():
+                done = _write_pg(updates, inserts)
+                if done < len(updates):
+                    raise _Incomplete(done)
+            else:
+                for index, u in enumerate(updates):
+                    if not update(u.model, u.pk, u.values, where=u.where, increment=u.increment):
+                        raise _Incomplete(index)
+                for i in inserts:
+                    insert(i.model, i.names, i.rows)
+    except _Incomplete as incomplete:
+        return incomplete.index
+    return None
+
+
+def _write_pg(updates: Sequence[Update], inserts: Sequence[Insert]) -> int:
+    """The one statement of :func:`write` on PostgreSQL; how many UPDATEs changed their row."""
+    parts, params = [], []
+    for index, u in enumerate(updates):
+        conditions, update_params = _update_params(u.model, u.pk, u.values, u.where)
+        statement = _update(connection.vendor, u.model, tuple(u.values), u.increment, conditions, u.merge)
+        if index:
+            statement += f" AND EXISTS (SELECT 1 FROM u{index - 1})"
+        parts.append(f"u{index} AS ({statement} RETURNING 1)")
+        params += update_params
+    for index, i in enumerate(inserts):
+        parts.append(f"i{index} AS ({_guarded_insert(i.model, i.names, len(i.rows), f'u{len(updates) - 1}')})")
+        params += _row_params(i.model, i.names, i.rows)
+    counts = " + ".join(f"(SELECT count(*) FROM u{index})" for index in range(len(updates)))
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} SELECT {counts}", params)
+        return int(cursor.fetchone()[0])
+
+
+def _cast_type(field: Any) -> str:
+    # Text without its length: an explicit cast to varchar(n) would truncate silently; the INSERT checks it.
+    if field.get_internal_type() in ("CharField", "TextField", "SlugField"):
+        return "text"
+    return str(field.db_type(connection))
+
+
+@cache
+def _guarded_insert(model: type[models.Model], names: tuple[str, ...], rows: int, guard: str) -> str:
+    """An INSERT of ``rows`` rows that inserts only if the CTE ``guard`` returned a row."""
+    casts = [_cast_type(model._meta.get_field(name)) for name in names]
+    row = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"  # typed, so NULLs fit any column
+    columns = ", ".join(column(model, name) for name in names)
+    return (
+        f"INSERT INTO {table(model)} ({columns}) "
+        f"SELECT * FROM (VALUES {', '.join([row] * rows)}) AS new_rows WHERE EXISTS (SELECT 1 FROM {guard})"
+    )
