@@ -73,7 +73,9 @@ def test_write_inserts_several_rows_with_null_foreign_keys(paused):
     rows = [event(paused.run, AuditAction.STEP_COMPLETED, data={"step": f"s{i}"}) for i in range(3)]
     update = sql.Update(PipelineRun, paused.run_id, {"current_step": "s2"}, where={"status": RunStatus.PAUSED})
     assert sql.write([update], [sql.Insert.of(rows)]) is None
-    stored = list(AuditEvent.objects.order_by("id").values_list("actor_id", "checkpoint_id", "data"))
+    stored: list[tuple[object, ...]] = list(
+        AuditEvent.objects.order_by("id").values_list("actor_id", "checkpoint_id", "data")
+    )
     assert stored == [(None, None, {"step": f"s{i}"}) for i in range(3)]
 
 
