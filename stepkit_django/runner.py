@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -126,26 +127,37 @@ def start(
         existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return _same_pipeline(existing, pipeline)
-    from .executors import dispatch
+    from .executors import dispatch, held_here
 
+    held = held_here()  # inline: the run is written already running, held by this process
+    now = timezone.now()
+    run = PipelineRun(
+        pipeline_name=pipeline.name or "",
+        pipeline_version=pipeline.version,
+        status=RunStatus.RUNNING if held else RunStatus.QUEUED,
+        input=data,
+        context=data,
+        started_by=_user_or_none(user),
+        idempotency_key=idempotency_key,
+        created_at=now,
+        started_at=now if held else None,
+        **(held or {}),
+    )
+    started = audit_event(run, AuditAction.RUN_STARTED, actor=user, data={"version": pipeline.version})
+    listeners = run_started.has_listeners(PipelineRun)
     try:
-        with transaction.atomic():
-            run = PipelineRun.objects.create(
-                pipeline_name=pipeline.name or "",
-                pipeline_version=pipeline.version,
-                status=RunStatus.QUEUED,
-                input=data,
-                context=data,
-                started_by=_user_or_none(user),
-                idempotency_key=idempotency_key,
-            )
-            audit(run, AuditAction.RUN_STARTED, actor=user, data={"version": pipeline.version})
-            run_started.send(sender=PipelineRun, run=run, user=_user_or_none(user))
+        # One statement on PostgreSQL; a transaction (a savepoint inside the caller's) for the receivers,
+        # and so that a duplicate idempotency key leaves the caller's transaction usable.
+        with transaction.atomic() if listeners or connection.in_atomic_block else nullcontext():
+            sql.write([], [sql.Insert.of([run]), sql.Insert.of([started])])
+            run._state.adding, run._state.db = False, connection.alias
+            if listeners:
+                run_started.send(sender=PipelineRun, run=run, user=_user_or_none(user))
     except IntegrityError:
         if idempotency_key is None:
             raise
         return _same_pipeline(PipelineRun.objects.get(idempotency_key=idempotency_key), pipeline)
-    if not dispatch(run):
+    if not dispatch(run, held=held is not None):
         run.refresh_from_db()
     return run
 

@@ -138,10 +138,8 @@ def insert_objects(objects: Sequence[models.Model]) -> None:
     """Insert unsaved instances of one model with one statement (their automatic keys stay None)."""
     if not objects:
         return
-    model = type(objects[0])
-    fields = _stored_fields(model)
-    names = tuple(f.name for f in fields)
-    insert(model, names, [[getattr(obj, f.attname) for f in fields] for obj in objects])
+    rows = Insert.of(objects)
+    insert(rows.model, rows.names, rows.rows)
 
 
 @cache
@@ -221,7 +219,7 @@ class Insert:
     def of(cls, objects: Sequence[models.Model]) -> Insert:
         """The rows of unsaved instances of one model (automatic keys left to the database)."""
         fields = _stored_fields(type(objects[0]))
-        rows = [[getattr(obj, f.attname) for f in fields] for obj in objects]
+        rows = [[f.pre_save(obj, True) for f in fields] for obj in objects]  # sets auto_now fields, as save() does
         return cls(type(objects[0]), tuple(f.name for f in fields), rows)
 
 
@@ -231,7 +229,7 @@ class _Incomplete(Exception):
 
 
 def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | None:
-    """Apply ``updates`` in order, then ``inserts``, all or nothing.
+    """Apply ``updates`` in order, then ``inserts``, all or nothing (no updates: just the inserts).
 
     Returns None when every UPDATE changed its row and the rows were inserted, or
     the index of the first UPDATE whose row did not match (nothing is written
@@ -243,8 +241,8 @@ def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | No
     inserts = [i for i in inserts if i.rows]
     if any(u.merge for u in updates) and not single_statement():
         raise ValueError("merge needs PostgreSQL's jsonb")
-    if single_statement() and len(updates) == 1:
-        return None if _write_pg(updates, inserts) == 1 else 0
+    if single_statement() and len(updates) <= 1:  # nothing can fail alone: the statement is atomic
+        return None if _write_pg(updates, inserts) == len(updates) else 0
     try:
         with transaction.atomic():
             if single_statement():
@@ -272,10 +270,11 @@ def _write_pg(updates: Sequence[Update], inserts: Sequence[Insert]) -> int:
             statement += f" AND EXISTS (SELECT 1 FROM u{index - 1})"
         parts.append(f"u{index} AS ({statement} RETURNING 1)")
         params += update_params
+    guard = f"u{len(updates) - 1}" if updates else None
     for index, i in enumerate(inserts):
-        parts.append(f"i{index} AS ({_guarded_insert(i.model, i.names, len(i.rows), f'u{len(updates) - 1}')})")
+        parts.append(f"i{index} AS ({_guarded_insert(i.model, i.names, len(i.rows), guard)})")
         params += _row_params(i.model, i.names, i.rows)
-    counts = " + ".join(f"(SELECT count(*) FROM u{index})" for index in range(len(updates)))
+    counts = " + ".join(f"(SELECT count(*) FROM u{index})" for index in range(len(updates))) or "0"
     with connection.cursor() as cursor:
         cursor.execute(f"WITH {', '.join(parts)} SELECT {counts}", params)
         return int(cursor.fetchone()[0])
@@ -289,12 +288,11 @@ def _cast_type(field: Any) -> str:
 
 
 @cache
-def _guarded_insert(model: type[models.Model], names: tuple[str, ...], rows: int, guard: str) -> str:
-    """An INSERT of ``rows`` rows that inserts only if the CTE ``guard`` returned a row."""
+def _guarded_insert(model: type[models.Model], names: tuple[str, ...], rows: int, guard: str | None) -> str:
+    """An INSERT of ``rows`` rows that inserts only if the CTE ``guard`` (if any) returned a row."""
     casts = [_cast_type(model._meta.get_field(name)) for name in names]
     row = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"  # typed, so NULLs fit any column
     columns = ", ".join(column(model, name) for name in names)
-    return (
-        f"INSERT INTO {table(model)} ({columns}) "
-        f"SELECT * FROM (VALUES {', '.join([row] * rows)}) AS new_rows WHERE EXISTS (SELECT 1 FROM {guard})"
+    return f"INSERT INTO {table(model)} ({columns}) SELECT * FROM (VALUES {', '.join([row] * rows)}) AS new_rows" + (
+        f" WHERE EXISTS (SELECT 1 FROM {guard})" if guard else ""
     )

@@ -145,6 +145,25 @@ def test_idempotency_key_returns_the_same_run_and_starts_nothing(registered_pipe
     assert calls == ["a", "b", "c", "d"]
 
 
+def test_a_key_taken_meanwhile_returns_that_run_and_leaves_the_callers_transaction_usable(
+    registered_pipelines, monkeypatch
+):
+    from django.db import transaction
+
+    from stepkit_django.models import PipelineRunQuerySet
+
+    calls = []
+    registered_pipelines(counting_pipeline("race", calls))
+    first = start("race", {}, idempotency_key="order-7")
+    # As if another process inserted the key between start()'s lookup and its INSERT:
+    monkeypatch.setattr(PipelineRunQuerySet, "first", lambda self: None)
+    with transaction.atomic():
+        second = start("race", {}, idempotency_key="order-7")
+        assert second.pk == first.pk
+        assert PipelineRun.objects.count() == 1  # the unique violation did not break this transaction
+    assert calls == ["a", "b", "c", "d"]
+
+
 def test_a_context_value_that_cannot_be_stored_fails_the_run_naming_its_key(registered_pipelines):
     registered_pipelines(stepkit("bad-value").step("s", lambda c: {"user": {"created": object()}}))
     run = start("bad-value", {})
