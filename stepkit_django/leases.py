@@ -58,7 +58,7 @@ def take(run_id: Any, owner: str, *, force: bool = False) -> tuple[datetime, dat
     at = sql.prep(PipelineRun, "updated_at", now)
     params = [RunStatus.RUNNING.value, owner, sql.prep(PipelineRun, "lease_expires_at", until), at, at]
     params += [sql.prep(PipelineRun, "id", run_id), RunStatus.QUEUED.value, RunStatus.RUNNING.value, at]
-    with connection.cursor() as cursor:
+    with sql.cursor() as cursor:
         cursor.execute(_take_statement(connection.vendor, force), params)
         taken = cursor.rowcount
     return (until, now) if taken == 1 else None

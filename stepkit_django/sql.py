@@ -18,11 +18,13 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, models, transaction
+from django.utils.asyncio import async_unsafe
 
 __all__ = [
     "Insert",
     "Update",
     "column",
+    "cursor",
     "get",
     "insert",
     "insert_objects",
@@ -55,6 +57,33 @@ def prep(model: type[models.Model], name: str, value: Any) -> Any:
     return model._meta.get_field(name).get_db_prep_save(value, connection)  # type: ignore[union-attr]
 
 
+@async_unsafe
+def cursor() -> Any:
+    """A cursor of the default connection, wrapped by Django (errors, query logging, execute wrappers).
+
+    On PostgreSQL with psycopg 3 it binds parameters on the server instead of
+    quoting them into the SQL text (Django's default), which saves 0.2-0.3 ms per
+    statement on the bench machine; these statements take no part in Django's
+    query building, so the ``server_side_binding`` caveats do not apply. In
+    ``connection.queries`` they show ``$1``-style placeholders. They are prepared
+    only if the connection's ``OPTIONS`` set ``prepare_threshold``.
+    """
+    if connection.vendor == "postgresql":
+        try:
+            from django.db.backends.postgresql import base  # ServerBindingCursor: psycopg 3 only
+        except ImportError:
+            return connection.cursor()
+        binding: Any = getattr(base, "ServerBindingCursor", None)
+        if binding is None:
+            return connection.cursor()
+        connection.ensure_connection()
+        connection.validate_thread_sharing()
+        wrapper: Any = connection
+        raw = binding(connection.connection)
+        return wrapper.make_debug_cursor(raw) if connection.queries_logged else wrapper.make_cursor(raw)
+    return connection.cursor()
+
+
 @cache
 def _insert(vendor: str, model: type[models.Model], names: tuple[str, ...], rows: int) -> str:
     columns = ", ".join(column(model, name) for name in names)
@@ -66,8 +95,8 @@ def insert(model: type[models.Model], names: tuple[str, ...], rows: Sequence[Seq
     """Insert ``rows`` (values in the order of the field ``names``) with one statement."""
     if not rows:
         return
-    with connection.cursor() as cursor:
-        cursor.execute(_insert(connection.vendor, model, names, len(rows)), _row_params(model, names, rows))
+    with cursor() as c:
+        c.execute(_insert(connection.vendor, model, names, len(rows)), _row_params(model, names, rows))
 
 
 @cache
@@ -102,9 +131,9 @@ def get(model: type[models.Model], pk: Any, related: str | None = None) -> Any:
 
     Raises ``model.DoesNotExist`` when there is no such row.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_select(connection.vendor, model, related), [prep(model, model._meta.pk.name, pk)])
-        row = cursor.fetchone()
+    with cursor() as c:
+        c.execute(_select(connection.vendor, model, related), [prep(model, model._meta.pk.name, pk)])
+        row = c.fetchone()
     if row is None:
         raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")  # type: ignore[attr-defined]
     size = len(model._meta.concrete_fields)
@@ -185,9 +214,9 @@ def update(
     """
     conditions, params = _update_params(model, pk, values, where or {})
     statement = _update(connection.vendor, model, tuple(values), tuple(increment), conditions)
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return int(cursor.rowcount)
+    with cursor() as c:
+        c.execute(statement, params)
+        return int(c.rowcount)
 
 
 def single_statement() -> bool:
@@ -275,9 +304,9 @@ def _write_pg(updates: Sequence[Update], inserts: Sequence[Insert]) -> int:
         parts.append(f"i{index} AS ({_guarded_insert(i.model, i.names, len(i.rows), guard)})")
         params += _row_params(i.model, i.names, i.rows)
     counts = " + ".join(f"(SELECT count(*) FROM u{index})" for index in range(len(updates))) or "0"
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(parts)} SELECT {counts}", params)
-        return int(cursor.fetchone()[0])
+    with cursor() as c:
+        c.execute(f"WITH {', '.join(parts)} SELECT {counts}", params)
+        return int(c.fetchone()[0])
 
 
 def _cast_type(field: Any) -> str:
