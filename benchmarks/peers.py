@@ -10,26 +10,49 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TypedDict
 
 STEPS = 20
 
 
 class Ours:
-    """This app with the inline executor; ``durability="pause"`` saves only at pauses, failures and the end."""
+    """This app with the inline executor; ``durability="pause"`` saves only at pauses, failures and the end.
 
-    def __init__(self, durability: str = "step") -> None:
+    ``prepared`` runs it as with ``DATABASES[...]["OPTIONS"]["prepare_threshold"] = 5``
+    (psycopg's own default, which Django turns off): PostgreSQL plans each of this
+    app's statements once per connection.
+    """
+
+    def __init__(self, durability: str = "step", prepared: bool = False) -> None:
         from django.contrib.auth.models import User
 
         suffix = "" if durability == "step" else "-fast"
         self.name = "stepkit_django" + ("" if durability == "step" else ' (durability="pause")')
+        self.name += " (prepare_threshold=5)" if prepared else ""
+        self.prepared = prepared
         self.twenty, self.pausing = f"bench-twenty{suffix}", f"bench-pause{suffix}"
         self.reviewer, _ = User.objects.get_or_create(username="bench-reviewer", defaults={"is_superuser": True})
+
+    @contextmanager
+    def connection_options(self) -> Iterator[None]:
+        from django.db import connection
+
+        connection.ensure_connection()
+        raw: Any = connection.connection
+        before = raw.prepare_threshold
+        raw.prepare_threshold = 5 if self.prepared else before
+        try:
+            yield
+        finally:
+            raw.prepare_threshold = before
 
     def run(self, context: dict[str, Any]) -> None:
         from stepkit_django import start
 
-        run = start(self.twenty, context)
+        with self.connection_options():
+            run = start(self.twenty, context)
         assert run.status == "completed", run.error
 
     def prepare_pause(self) -> Any:
@@ -41,7 +64,8 @@ class Ours:
     def resume(self, checkpoint: Any) -> None:
         from stepkit_django import review
 
-        decided = review.approve(checkpoint, self.reviewer)
+        with self.connection_options():
+            decided = review.approve(checkpoint, self.reviewer)
         assert decided.run.status == "completed"
 
 

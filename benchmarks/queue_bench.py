@@ -73,6 +73,26 @@ def statements(fn: Callable[[], Any]) -> int:
     return len(executed)
 
 
+def in_statements(fn: Callable[[], Any]) -> tuple[float, float]:
+    """``(seconds of fn(), seconds of those spent inside the cursor's execute())``: the rest is Python."""
+    from django.db import connection
+
+    inside = [0.0]
+
+    def clock(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            inside[0] += time.perf_counter() - started
+
+    with connection.execute_wrapper(clock):
+        started = time.perf_counter()
+        fn()
+        total = time.perf_counter() - started
+    return total, inside[0]
+
+
 def measure(fn: Callable[[], Any], rounds: int) -> tuple[list[float], int]:
     for _ in range(3):
         fn()

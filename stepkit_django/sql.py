@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils.asyncio import async_unsafe
 
 __all__ = [
@@ -50,11 +50,17 @@ def table(model: type[models.Model]) -> str:
     return quote(model._meta.db_table)
 
 
-def prep(model: type[models.Model], name: str, value: Any) -> Any:
+def prep(model: type[models.Model], name: str, value: Any, conn: Any = None) -> Any:
     """``value`` ready to send for ``model``'s field ``name`` (a model instance stands for its key)."""
     if isinstance(value, models.Model):
         value = value.pk
-    return model._meta.get_field(name).get_db_prep_save(value, connection)  # type: ignore[union-attr]
+    field: Any = model._meta.get_field(name)
+    return field.get_db_prep_save(value, conn or _default())
+
+
+def _default() -> Any:
+    """The default connection itself: the ``connection`` proxy costs a thread-local lookup per attribute."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 @async_unsafe
@@ -68,20 +74,23 @@ def cursor() -> Any:
     ``connection.queries`` they show ``$1``-style placeholders. They are prepared
     only if the connection's ``OPTIONS`` set ``prepare_threshold``.
     """
-    if connection.vendor == "postgresql":
-        try:
-            from django.db.backends.postgresql import base  # ServerBindingCursor: psycopg 3 only
-        except ImportError:
-            return connection.cursor()
-        binding: Any = getattr(base, "ServerBindingCursor", None)
-        if binding is None:
-            return connection.cursor()
-        connection.ensure_connection()
-        connection.validate_thread_sharing()
-        wrapper: Any = connection
-        raw = binding(connection.connection)
-        return wrapper.make_debug_cursor(raw) if connection.queries_logged else wrapper.make_cursor(raw)
-    return connection.cursor()
+    conn = _default()
+    binding = _server_binding_cursor() if conn.vendor == "postgresql" else None
+    if binding is None:
+        return conn.cursor()
+    conn.ensure_connection()
+    conn.validate_thread_sharing()
+    raw = binding(conn.connection)
+    return conn.make_debug_cursor(raw) if conn.queries_logged else conn.make_cursor(raw)
+
+
+@cache
+def _server_binding_cursor() -> Any:
+    try:
+        from django.db.backends.postgresql import base
+    except ImportError:  # pragma: no cover - psycopg not installed
+        return None
+    return getattr(base, "ServerBindingCursor", None)  # psycopg 3 only
 
 
 @cache
@@ -145,9 +154,10 @@ def get(model: type[models.Model], pk: Any, related: str | None = None) -> Any:
 
 
 def _row_params(model: type[models.Model], names: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> list[Any]:
+    conn = _default()
     fields = [model._meta.get_field(name) for name in names]
     return [
-        field.get_db_prep_save(value.pk if isinstance(value, models.Model) else value, connection)  # type: ignore[union-attr]
+        field.get_db_prep_save(value.pk if isinstance(value, models.Model) else value, conn)  # type: ignore[union-attr]
         for row in rows
         for field, value in zip(fields, row, strict=True)
     ]
@@ -193,9 +203,10 @@ def _update(
 def _update_params(
     model: type[models.Model], pk: Any, values: Mapping[str, Any], where: Mapping[str, Any]
 ) -> tuple[tuple[tuple[str, bool], ...], list[Any]]:
-    params = [prep(model, name, value) for name, value in values.items()]
-    params.append(prep(model, model._meta.pk.name, pk))
-    params += [prep(model, name, value) for name, value in where.items() if value is not None]
+    conn = _default()
+    params = [prep(model, name, value, conn) for name, value in values.items()]
+    params.append(prep(model, model._meta.pk.name, pk, conn))
+    params += [prep(model, name, value, conn) for name, value in where.items() if value is not None]
     return tuple((name, value is None) for name, value in where.items()), params
 
 
@@ -291,22 +302,48 @@ def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | No
 
 def _write_pg(updates: Sequence[Update], inserts: Sequence[Insert]) -> int:
     """The one statement of :func:`write` on PostgreSQL; how many UPDATEs changed their row."""
-    parts, params = [], []
-    for index, u in enumerate(updates):
+    params: list[Any] = []
+    shape = []
+    for u in updates:
         conditions, update_params = _update_params(u.model, u.pk, u.values, u.where)
-        statement = _update(connection.vendor, u.model, tuple(u.values), u.increment, conditions, u.merge)
+        shape.append((u.model, tuple(u.values), u.increment, conditions, u.merge))
+        params += update_params
+    for i in inserts:
+        params += _row_params(i.model, i.names, i.rows)
+    statement, counted = _statement(tuple(shape), tuple((i.model, i.names, len(i.rows)) for i in inserts))
+    with cursor() as c:
+        c.execute(statement, params)
+        if counted:
+            return int(c.fetchone()[0])
+        return len(updates) if c.rowcount > 0 else 0
+
+
+@cache
+def _statement(
+    updates: tuple[tuple[Any, ...], ...], inserts: tuple[tuple[type[models.Model], tuple[str, ...], int], ...]
+) -> tuple[str, bool]:
+    """The statement of :func:`_write_pg` for this shape of writes, and whether it SELECTs the UPDATEs' count.
+
+    One UPDATE alone, or one UPDATE and one INSERT: the statement is that UPDATE or
+    INSERT and its row count tells whether the UPDATE changed its row (the plan is
+    simpler than a counting SELECT). Otherwise the counts are selected.
+    """
+    parts = []
+    for index, (model, names, increment, conditions, merge) in enumerate(updates):
+        statement = _update("postgresql", model, names, increment, conditions, merge)
         if index:
             statement += f" AND EXISTS (SELECT 1 FROM u{index - 1})"
-        parts.append(f"u{index} AS ({statement} RETURNING 1)")
-        params += update_params
+        parts.append(statement)
+    if len(updates) == 1 and not inserts:
+        return parts[0], False
     guard = f"u{len(updates) - 1}" if updates else None
-    for index, i in enumerate(inserts):
-        parts.append(f"i{index} AS ({_guarded_insert(i.model, i.names, len(i.rows), guard)})")
-        params += _row_params(i.model, i.names, i.rows)
+    added = [_guarded_insert(model, names, rows, guard) for model, names, rows in inserts]
+    ctes = [f"u{index} AS ({statement} RETURNING 1)" for index, statement in enumerate(parts)]
+    if len(updates) == 1 and len(inserts) == 1:
+        return f"WITH {ctes[0]} {added[0]}", False
+    ctes += [f"i{index} AS ({statement})" for index, statement in enumerate(added)]
     counts = " + ".join(f"(SELECT count(*) FROM u{index})" for index in range(len(updates))) or "0"
-    with cursor() as c:
-        c.execute(f"WITH {', '.join(parts)} SELECT {counts}", params)
-        return int(c.fetchone()[0])
+    return f"WITH {', '.join(ctes)} SELECT {counts}", True
 
 
 def _cast_type(field: Any) -> str:
@@ -319,9 +356,11 @@ def _cast_type(field: Any) -> str:
 @cache
 def _guarded_insert(model: type[models.Model], names: tuple[str, ...], rows: int, guard: str | None) -> str:
     """An INSERT of ``rows`` rows that inserts only if the CTE ``guard`` (if any) returned a row."""
+    columns = ", ".join(column(model, name) for name in names)
+    if rows == 1 and guard is not None:  # the guard returns its one row: select the values from it
+        return f"INSERT INTO {table(model)} ({columns}) SELECT {', '.join(['%s'] * len(names))} FROM {guard}"
     casts = [_cast_type(model._meta.get_field(name)) for name in names]
     row = "(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + ")"  # typed, so NULLs fit any column
-    columns = ", ".join(column(model, name) for name in names)
     return f"INSERT INTO {table(model)} ({columns}) SELECT * FROM (VALUES {', '.join([row] * rows)}) AS new_rows" + (
         f" WHERE EXISTS (SELECT 1 FROM {guard})" if guard else ""
     )
