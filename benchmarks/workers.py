@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,7 +43,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import CaptureQueriesContext, override_settings  # noqa: E402
+from django.test.utils import override_settings  # noqa: E402
 
 from stepkit_django import start  # noqa: E402
 from stepkit_django.models import AuditEvent, PipelineRun  # noqa: E402
@@ -60,13 +61,18 @@ def clear() -> None:
 def round_trips() -> tuple[int, list[str]]:
     """Statements of one inline 5-step run, and those of one middle step."""
     clear()
-    with override_settings(STEPKIT={"EXECUTOR": "inline"}), CaptureQueriesContext(connection) as queries:
+    sent: list[tuple[str, list[Any]]] = []
+
+    def record(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        sent.append((sql, list(params or ())))
+        return execute(sql, params, many, context)
+
+    with override_settings(STEPKIT={"EXECUTOR": "inline"}), connection.execute_wrapper(record):
         start("bench-five", {})
-    sql = [q["sql"] for q in queries.captured_queries]
     # a step is everything after one progress save up to and including the next
-    saves = [i for i, s in enumerate(sql) if "stepkit_django_auditevent" in s and "step_completed" in s]
-    step = sql[saves[1] + 1 : saves[2] + 1] if len(saves) >= 3 else []
-    return len(sql), [label(s) for s in step]
+    saves = [i for i, (s, params) in enumerate(sent) if "stepkit_django_auditevent" in s and "step_completed" in params]
+    step = [s for s, _ in sent[saves[1] + 1 : saves[2] + 1]] if len(saves) >= 3 else []
+    return len(sent), [label(s) for s in step]
 
 
 def label(sql: str) -> str:
