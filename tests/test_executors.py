@@ -167,6 +167,53 @@ def test_stepkit_recover_command(registered_pipelines):
     assert run.events.get(action="run_recovered").data["lease_owner"] == "dead-worker"
 
 
+@pytest.mark.django_db
+def test_inline_start_and_approval_write_the_run_held_here_and_recovery_takes_over_if_this_process_dies(
+    registered_pipelines, people, monkeypatch
+):
+    from stepkit_django import Review
+    from stepkit_django import runner as runner_module
+
+    calls = []
+    registered_pipelines(
+        stepkit("held")
+        .step("draft", lambda c: calls.append("draft") or {"text": "hi"}, review=Review())
+        .step("send", lambda c: calls.append("send") or {"sent": True})
+    )
+
+    def dies_before_running(run_id, **kwargs):
+        raise SystemExit("the process died")  # after the write committed, before any step ran
+
+    real_advance = runner_module.advance
+    monkeypatch.setattr(runner_module, "advance", dies_before_running)
+    with pytest.raises(SystemExit):
+        start("held", {}, user=people.alice)
+    run = PipelineRun.objects.get()
+    # No separate UPDATE took it: the run was written running, under a lease of this process.
+    assert run.status == RunStatus.RUNNING and run.lease_owner and run.lease_expires_at > timezone.now()
+    assert run.started_at is not None and calls == []
+    assert list(run.events.values_list("action", flat=True)) == ["run_started"]
+
+    monkeypatch.setattr(runner_module, "advance", real_advance)
+    assert recover() == 0  # the lease is still valid: nobody takes it
+    assert recover(now=run.lease_expires_at + timedelta(seconds=1)) == 1  # re-queued, then run here (inline)
+    run.refresh_from_db()
+    assert run.status == RunStatus.PAUSED and calls == ["draft"]
+
+    monkeypatch.setattr(runner_module, "advance", dies_before_running)
+    with pytest.raises(SystemExit):
+        review.approve(run.checkpoints.get(), people.bob)
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.lease_owner and calls == ["draft"]
+    assert run.events.filter(action__in=["approved", "resumed"]).count() == 2
+
+    monkeypatch.setattr(runner_module, "advance", real_advance)
+    assert recover(now=run.lease_expires_at + timedelta(seconds=1)) == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED and calls == ["draft", "send"]
+    assert run.context == {"text": "hi", "sent": True}
+
+
 @pytest.mark.postgres  # the server ends the step's own connection, as a database restart does
 @pytest.mark.django_db(transaction=True)
 def test_a_lost_database_connection_is_not_the_runs_failure(registered_pipelines):
