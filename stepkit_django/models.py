@@ -17,6 +17,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
+from django.db.models.signals import m2m_changed
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -142,7 +144,7 @@ class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
         permissions = sorted(user.get_all_permissions())
         # IN on the indexed started_by rather than a join, which would scan every run
         started = Q(run_id__in=PipelineRun.objects.filter(started_by=user).values("pk"))
-        return self.filter((_visible(user) & Q(review__permission__in=permissions)) | started)
+        return self.filter((Q(permission__in=permissions) & _visible(user)) | started)
 
 
 def approvals_count() -> Any:
@@ -158,10 +160,15 @@ def approvals_count() -> Any:
 
 
 def _visible(user: Any) -> Q:
+    """Assigned to nobody, or to ``user`` (directly or through a group).
+
+    ``assigned=False`` (set only when a checkpoint was created assigned to nobody) comes
+    first, so the lookups in the assignment tables run only for the others.
+    """
     users = Checkpoint.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
     groups = Checkpoint.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
     mine = Exists(users.filter(user_id=user.pk)) | Exists(groups.filter(group__user=user))
-    return (~Exists(users) & ~Exists(groups)) | mine
+    return Q(assigned=False) | (~Exists(users) & ~Exists(groups)) | mine
 
 
 class Checkpoint(models.Model):
@@ -210,6 +217,11 @@ class Checkpoint(models.Model):
     version = models.PositiveIntegerField(_("version"), default=1)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    #: The review settings' permission, as a column: the queue filters it from its index.
+    permission = models.CharField(_("review permission"), max_length=255, blank=True, default="", editable=False)
+    #: False only for a checkpoint created assigned to nobody, so that the queue skips the assignment
+    #: lookups for it; any assignment added through the ORM sets it (see _assignment_added).
+    assigned = models.BooleanField(_("may be assigned"), default=True, editable=False)
 
     objects = CheckpointQuerySet.as_manager()
 
@@ -219,7 +231,13 @@ class Checkpoint(models.Model):
         ordering: ClassVar = ["created_at"]
         permissions: ClassVar = [("review_checkpoint", "Can review checkpoints")]
         indexes: ClassVar = [
-            models.Index(fields=["status", "pipeline_name", "step", "created_at"], name="stepkit_cp_queue"),
+            # The trailing columns are what the queue's visibility filter reads (the permission, whether
+            # assigned, the run of a starter, the id of an assignment lookup): PostgreSQL can count a
+            # reviewer's queue from this index alone.
+            models.Index(
+                fields=["status", "pipeline_name", "step", "created_at", "permission", "assigned", "run", "id"],
+                name="stepkit_cp_queue",
+            ),
             models.Index(fields=["status", "created_at"], name="stepkit_cp_status_age"),
             models.Index(fields=["status", "expires_at"], name="stepkit_cp_expiry"),
             models.Index(fields=["claimed_by", "status"], name="stepkit_cp_claimed"),
@@ -227,6 +245,11 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pipeline_name} / {self.step} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.permission:
+            self.permission = str((self.review or {}).get("permission") or "")
+        super().save(*args, **kwargs)
 
     @property
     def is_pending(self) -> bool:
@@ -352,3 +375,21 @@ class QueueOverview(Checkpoint):
         verbose_name = _("queue overview")
         verbose_name_plural = _("queue overview")
         default_permissions = ()
+
+
+@receiver(m2m_changed, sender=Checkpoint.assigned_users.through)
+@receiver(m2m_changed, sender=Checkpoint.assigned_groups.through)
+def _assignment_added(sender: Any, instance: Any, action: str, reverse: bool, pk_set: Any, **kwargs: Any) -> None:
+    """Keep ``Checkpoint.assigned`` true for any checkpoint that gets an assignment through the ORM.
+
+    A stale ``False`` would show the checkpoint to every reviewer with the permission,
+    so every ``add()`` (from either side) sets it; removing assignments leaves it
+    true, which only costs the queue a lookup.
+    """
+    if action != "post_add":
+        return
+    if reverse:  # user.stepkit_assigned_checkpoints.add(...) or group.stepkit_assigned_checkpoints.add(...)
+        Checkpoint.objects.filter(pk__in=pk_set, assigned=False).update(assigned=True)
+    elif not instance.assigned:
+        Checkpoint.objects.filter(pk=instance.pk).update(assigned=True)
+        instance.assigned = True

@@ -90,6 +90,8 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
             token=event.checkpoint,
             context=to_json_ready(context),
             review=snapshot,
+            permission=snapshot["permission"],
+            assigned=bool(groups or users),
             expires_at=now + spec.timeout if spec.timeout else None,
         )
         if groups:
@@ -374,7 +376,7 @@ def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters
         .order_by("created_at", "pk")
     )
     if not reviewer.is_superuser:  # skip, in SQL, what needs a permission the reviewer lacks
-        queue = queue.filter(review__permission__in=sorted(reviewer.get_all_permissions()))
+        queue = queue.filter(permission__in=sorted(reviewer.get_all_permissions()))
     skip_locked = connection.features.has_select_for_update_skip_locked
     passed_over: list[Any] = []
     while True:

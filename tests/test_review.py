@@ -375,3 +375,57 @@ def test_runs_with_an_audit_trail_cannot_be_deleted(people):
     run, _ = paused_email(people)
     with pytest.raises(ProtectedError):
         PipelineRun.objects.filter(pk=run.pk).delete()
+
+
+# -- the queue's columns ------------------------------------------------------------------
+
+
+def _unassigned(people, registered_pipelines):
+    registered_pipelines(stepkit("open-review").step("draft", lambda c: {"text": "hi"}, review=Review()))
+    return start("open-review", {}, user=people.alice).checkpoints.get()
+
+
+def test_a_checkpoint_stores_its_permission_and_whether_it_is_assigned(people, registered_pipelines):
+    unassigned = _unassigned(people, registered_pipelines)
+    _, assigned = paused_email(people)
+    assert (unassigned.permission, unassigned.assigned) == ("stepkit_django.review_checkpoint", False)
+    assert (assigned.permission, assigned.assigned) == ("stepkit_django.review_checkpoint", True)
+    assert Checkpoint.objects.for_user(people.dave).filter(pk=unassigned.pk).exists()  # open to any reviewer
+
+
+@pytest.mark.parametrize("side", ["users", "groups", "user's side", "group's side"])
+def test_an_assignment_added_through_the_orm_hides_the_checkpoint_from_other_reviewers(
+    people, registered_pipelines, side
+):
+    cp = _unassigned(people, registered_pipelines)
+    {
+        "users": lambda: cp.assigned_users.add(people.bob),
+        "groups": lambda: cp.assigned_groups.add(people.editors),
+        "user's side": lambda: people.bob.stepkit_assigned_checkpoints.add(cp),
+        "group's side": lambda: people.editors.stepkit_assigned_checkpoints.add(cp),
+    }[side]()
+    cp.refresh_from_db()
+    assert cp.assigned is True
+    visible = Checkpoint.objects.filter(pk=cp.pk)
+    assert visible.for_user(people.bob).exists()
+    assert not visible.for_user(people.dave).exists()  # a reviewer with the permission, not assigned
+    with pytest.raises(ReviewPermissionDenied):
+        review.approve(cp, people.dave)
+    assert review.claim_next(people.dave) is None
+
+
+def test_the_migration_fills_the_columns_from_the_review_settings_and_the_assignments(people, registered_pipelines):
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    unassigned = _unassigned(people, registered_pipelines)
+    _, assigned = paused_email(people)
+    Checkpoint.objects.update(permission="", assigned=True)  # as the columns are before the migration fills them
+    Checkpoint.objects.filter(pk=assigned.pk).update(assigned=False)
+    fill = importlib.import_module("stepkit_django.migrations.0006_checkpoint_permission_assigned").fill
+    fill(apps, type("SchemaEditor", (), {"connection": connection})())
+    rows = dict(Checkpoint.objects.values_list("pk", "assigned"))
+    assert rows == {unassigned.pk: False, assigned.pk: True}
+    assert set(Checkpoint.objects.values_list("permission", flat=True)) == {"stepkit_django.review_checkpoint"}

@@ -1,0 +1,49 @@
+"""Migrations that change data, run forward and back over existing rows."""
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+BEFORE = ("stepkit_django", "0005_audit_event_fk_indexes_covered")
+AFTER = ("stepkit_django", "0006_checkpoint_permission_assigned")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0006_fills_the_queue_columns_of_existing_checkpoints_and_goes_back():
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("stepkit_django")
+    try:
+        executor.migrate([BEFORE])
+        old = executor.loader.project_state([BEFORE]).apps
+        run_model = old.get_model("stepkit_django", "PipelineRun")
+        checkpoint_model = old.get_model("stepkit_django", "Checkpoint")
+        group = old.get_model("auth", "Group").objects.create(name="migration-reviewers")
+        run = run_model.objects.create(pipeline_name="p", status="paused")
+        review = {"permission": "stepkit_django.review_checkpoint"}
+        open_one = checkpoint_model.objects.create(run=run, pipeline_name="p", step="a", token="t", review=review)
+        assigned = checkpoint_model.objects.create(run=run, pipeline_name="p", step="b", token="t", review=review)
+        assigned.assigned_groups.add(group)
+        legacy = checkpoint_model.objects.create(run=run, pipeline_name="p", step="c", token="t", review={})
+
+        executor = MigrationExecutor(connection)  # a fresh graph, as `migrate` would load it
+        executor.migrate([AFTER])
+        new = executor.loader.project_state([AFTER]).apps.get_model("stepkit_django", "Checkpoint")
+        rows = {row.step: (row.permission, row.assigned) for row in new.objects.all()}
+        assert rows == {
+            "a": ("stepkit_django.review_checkpoint", False),
+            "b": ("stepkit_django.review_checkpoint", True),
+            "c": ("", False),  # no permission in its review settings: only superusers and its starter see it
+        }
+        assert {open_one.pk, assigned.pk, legacy.pk} == set(new.objects.values_list("pk", flat=True))
+
+        executor = MigrationExecutor(connection)
+        executor.migrate([BEFORE])  # and back
+        executor.loader.build_graph()
+        columns = [
+            c.name
+            for c in connection.introspection.get_table_description(connection.cursor(), "stepkit_django_checkpoint")
+        ]
+        assert "permission" not in columns and "assigned" not in columns
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
