@@ -67,6 +67,36 @@ def test_list_shows_the_queue_oldest_first_with_counts(people):
     assert (first["approvals_count"], first["approvals_required"]) == (0, 1)
 
 
+def test_the_assignments_are_read_only_for_a_page_that_may_have_some(people, registered_pipelines):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    registered_pipelines(stepkit("open").step("s", lambda c: {"n": 1}, review=Review()))
+    start("open", {}, user=people.alice)
+    start("open", {}, user=people.alice)
+    client = client_for(people.bob)
+
+    def listed():
+        with CaptureQueriesContext(connection) as queries:
+            data = client.get(f"{API}/checkpoints/").json()
+        assignments = [q for q in queries.captured_queries if "_assigned_" in q["sql"].split(" FROM ")[-1][:80]]
+        return data, len(assignments)
+
+    data, lookups = listed()
+    assert data["count"] == 2 and lookups == 0  # nobody assigned on this page: no assignment queries
+    assert all(c["assigned_users"] == [] and c["assigned_groups"] == [] for c in data["results"])
+    cp = Checkpoint.objects.earliest("created_at")
+    cp.assigned_users.add(people.bob)  # through the ORM: the checkpoint may now be assigned
+    paused(people)  # assigned to the editors
+    data, lookups = listed()
+    assert lookups == 2
+    shown = {c["id"]: (c["assigned_users"], c["assigned_groups"]) for c in data["results"]}
+    assert shown[str(cp.pk)] == ([{"id": people.bob.pk, "username": "bob"}], [])
+    assert sorted(map(str, shown.values())) == sorted(
+        map(str, [([{"id": people.bob.pk, "username": "bob"}], []), ([], []), ([], ["editors"])])
+    )
+
+
 def test_list_only_shows_what_the_user_may_review(people, registered_pipelines):
     registered_pipelines(
         stepkit("managers-only").step("s", lambda c: {"secret": 1}, review=Review(assign_to_group="managers"))

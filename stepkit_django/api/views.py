@@ -180,22 +180,28 @@ QUEUE_FIELDS = (
     "version",
     "created_at",
     "updated_at",
+    "assigned",
 )
 
 
 def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``values()`` rows of the queue, in the shape of CheckpointSerializer; two queries for the assignments."""
+    """``values()`` rows of the queue, in the shape of CheckpointSerializer.
+
+    Two more queries read the assignments, unless no checkpoint of the page may be
+    assigned (``Checkpoint.assigned`` is false only for one created assigned to nobody).
+    """
     from django.contrib.auth.models import Group
 
-    ids = [row["id"] for row in rows]
-    users: dict[Any, list[dict[str, Any]]] = {i: [] for i in ids}
-    groups: dict[Any, list[str]] = {i: [] for i in ids}
-    through_users = Checkpoint.assigned_users.through.objects.filter(checkpoint_id__in=ids)
-    for cp, uid, name in through_users.values_list("checkpoint_id", "user_id", "user__username"):
-        users[cp].append({"id": uid, "username": name})
-    through_groups = Group.objects.filter(stepkit_assigned_checkpoints__in=ids)
-    for cp, name in through_groups.values_list("stepkit_assigned_checkpoints", "name"):
-        groups[cp].append(name)
+    users: dict[Any, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
+    groups: dict[Any, list[str]] = {row["id"]: [] for row in rows}
+    ids = [row["id"] for row in rows if row["assigned"]]
+    if ids:
+        through_users = Checkpoint.assigned_users.through.objects.filter(checkpoint_id__in=ids)
+        for cp, uid, name in through_users.values_list("checkpoint_id", "user_id", "user__username"):
+            users[cp].append({"id": uid, "username": name})
+        through_groups = Group.objects.filter(stepkit_assigned_checkpoints__in=ids)
+        for cp, name in through_groups.values_list("stepkit_assigned_checkpoints", "name"):
+            groups[cp].append(name)
     field = DateTimeField()
 
     def user(pk: Any, name: Any) -> dict[str, Any] | None:
