@@ -90,8 +90,7 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
             token=event.checkpoint,
             context=to_json_ready(context),
             review=snapshot,
-            permission=snapshot["permission"],
-            assigned=bool(groups or users),
+            assigned=bool(groups or users),  # Checkpoint.save() derives permission from the review
             expires_at=now + spec.timeout if spec.timeout else None,
         )
         if groups:

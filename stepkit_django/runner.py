@@ -80,7 +80,7 @@ def audit_event(
     data: dict[str, Any] | None = None,
     note: str = "",
 ) -> AuditEvent:
-    """An unsaved audit event (see :func:`audit` and :func:`audit_all`)."""
+    """An unsaved audit event (see :func:`audit`; review.py writes several with its change)."""
     return AuditEvent(
         run=run,
         checkpoint=checkpoint,
@@ -98,11 +98,6 @@ def audit(run: PipelineRun, action: str, **fields: Any) -> None:
     ``fields``: ``checkpoint``, ``actor``, ``data``, ``note`` as for :func:`audit_event`.
     """
     sql.insert_objects([audit_event(run, action, **fields)])
-
-
-def audit_all(events: list[AuditEvent]) -> None:
-    """Append several audit events with one INSERT (inside the transaction of the change)."""
-    sql.insert_objects(events)
 
 
 def start(
