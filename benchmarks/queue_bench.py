@@ -40,12 +40,12 @@ def seed(total: int = TOTAL) -> None:
         c.execute(
             """
             INSERT INTO stepkit_django_checkpoint (id, run_id, pipeline_name, step, position, token, context, review,
-                status, override_data, comment, escalated, version, created_at, updated_at)
+                status, override_data, comment, escalated, version, created_at, updated_at, permission, assigned)
             SELECT md5('cp' || i)::uuid, md5('run' || i)::uuid, 'p' || (i %% %s), 'queue-bench', '[0]', 'token',
                    jsonb_build_object('subject', 'Order ' || i, 'body', repeat('text ', 40)),
                    '{"permission": "stepkit_django.review_checkpoint", "approvals_required": 1}',
                    CASE WHEN (i / %s) %% 5 = 0 THEN 'pending' ELSE 'approved' END, '{}', '', false, 1,
-                   now() - (i || ' seconds')::interval, now()
+                   now() - (i || ' seconds')::interval, now(), 'stepkit_django.review_checkpoint', false
             FROM generate_series(1, %s) AS i
             """,
             [PIPELINES, PIPELINES, total],

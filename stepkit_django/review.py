@@ -198,6 +198,8 @@ def _require_active(user: User) -> Any:
 
 def _is_assigned(checkpoint: Checkpoint, user: AbstractBaseUser) -> bool | None:
     """True/False for an assigned checkpoint, None when it is assigned to nobody."""
+    if not checkpoint.assigned:  # created assigned to nobody, and nobody since (kept by an m2m_changed receiver)
+        return None
     user_ids = set(checkpoint.assigned_users.values_list("pk", flat=True))
     group_ids = set(checkpoint.assigned_groups.values_list("pk", flat=True))
     if not user_ids and not group_ids:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
-from django.db.models import Prefetch, QuerySet, prefetch_related_objects
+from django.db.models import QuerySet
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
@@ -20,7 +20,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import DateTimeField, Serializer
+from rest_framework.serializers import Serializer
 
 from .. import review
 from ..describe import describe_pipeline
@@ -33,9 +33,10 @@ from ..exceptions import (
     ReviewMisconfigured,
     ReviewPermissionDenied,
 )
-from ..models import Approval, AuditEvent, Checkpoint, PipelineRun, approvals_count
+from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
 from ..registry import get_pipeline, registered
 from ..runner import RunNotResumable, start
+from . import rows
 from . import serializers as s
 from .filters import AuditEventFilter, CheckpointFilter, RunFilter
 from .parsers import StepkitJSONParser
@@ -162,85 +163,6 @@ IF_MATCH = OpenApiParameter(
 )
 
 
-QUEUE_FIELDS = (
-    "id",
-    "run_id",
-    "pipeline_name",
-    "step",
-    "review",
-    "status",
-    "claimed_by_id",
-    "claimed_by__username",
-    "claimed_at",
-    "approvals_total",
-    "decided_by_id",
-    "decided_by__username",
-    "decided_at",
-    "expires_at",
-    "version",
-    "created_at",
-    "updated_at",
-    "assigned",
-)
-
-
-def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``values()`` rows of the queue, in the shape of CheckpointSerializer.
-
-    Two more queries read the assignments, unless no checkpoint of the page may be
-    assigned (``Checkpoint.assigned`` is false only for one created assigned to nobody).
-    """
-    from django.contrib.auth.models import Group
-
-    users: dict[Any, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
-    groups: dict[Any, list[str]] = {row["id"]: [] for row in rows}
-    ids = [row["id"] for row in rows if row["assigned"]]
-    if ids:
-        through_users = Checkpoint.assigned_users.through.objects.filter(checkpoint_id__in=ids)
-        for cp, uid, name in through_users.values_list("checkpoint_id", "user_id", "user__username"):
-            users[cp].append({"id": uid, "username": name})
-        through_groups = Group.objects.filter(stepkit_assigned_checkpoints__in=ids)
-        for cp, name in through_groups.values_list("stepkit_assigned_checkpoints", "name"):
-            groups[cp].append(name)
-    field = DateTimeField()
-
-    def user(pk: Any, name: Any) -> dict[str, Any] | None:
-        return None if pk is None else {"id": pk, "username": name}
-
-    def when(value: Any) -> Any:
-        return None if value is None else field.to_representation(value)
-
-    return [
-        {
-            "id": str(row["id"]),
-            "run": str(row["run_id"]),
-            "pipeline": row["pipeline_name"],
-            "step": row["step"],
-            "title": str((row["review"] or {}).get("title", "")),
-            "status": row["status"],
-            "assigned_users": users[row["id"]],
-            "assigned_groups": groups[row["id"]],
-            "claimed_by": user(row["claimed_by_id"], row["claimed_by__username"]),
-            "claimed_at": when(row["claimed_at"]),
-            "approvals_count": row["approvals_total"],
-            "approvals_required": int((row["review"] or {}).get("approvals_required", 1)),
-            "decided_by": user(row["decided_by_id"], row["decided_by__username"]),
-            "decided_at": when(row["decided_at"]),
-            "expires_at": when(row["expires_at"]),
-            "version": row["version"],
-            "created_at": when(row["created_at"]),
-            "updated_at": when(row["updated_at"]),
-        }
-        for row in rows
-    ]
-
-
-def relations() -> tuple[Any, ...]:
-    """What the detail view reads besides the checkpoint row (new Prefetch objects each time)."""
-    approvals = Prefetch("approvals", queryset=Approval.objects.select_related("user"))
-    return ("assigned_users", "assigned_groups", approvals)
-
-
 #: Actions that change a checkpoint through the review services.
 DECISIONS = frozenset({"claim", "release", "edit", "approve", "reject", "reassign"})
 
@@ -282,17 +204,14 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         if self.action in DECISIONS:
             # Only to find the checkpoint and check its ETag: the service reloads it, _respond() reads it back.
             return queryset
-        return self._with_relations(queryset)
+        # The assignments and approvals are read by rows.detail(), which skips what it knows is empty.
+        return queryset.select_related("run", "claimed_by", "decided_by")
 
     def filter_queryset(self, queryset: Any) -> Any:
         # The queue's filters narrow the list (and claim-next); one checkpoint is found by its id alone.
         if self.action == "retrieve" or self.action in DECISIONS:
             return queryset
         return super().filter_queryset(queryset)
-
-    @staticmethod
-    def _with_relations(queryset: QuerySet[Checkpoint]) -> QuerySet[Checkpoint]:
-        return queryset.select_related("run", "claimed_by", "decided_by").prefetch_related(*relations())
 
     def get_serializer_class(self) -> type[Serializer[Any]]:
         return s.CheckpointSerializer if self.action == "list" else s.CheckpointDetailSerializer
@@ -301,9 +220,9 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         # The queue page is read far more than anything else: rows come from values(), not model
         # instances, and are shaped like CheckpointSerializer (which documents them).
         queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset.values(*QUEUE_FIELDS))
-        rows = list(page or [])
-        return self.get_paginated_response(queue_rows(rows))
+        page = self.paginate_queryset(queryset.values(*rows.QUEUE_FIELDS))
+        page_rows = list(page or [])
+        return self.get_paginated_response(rows.queue_rows(page_rows))
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         checkpoint = self.get_object()
@@ -313,8 +232,7 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         # The instance a service returned holds its own write (status, version, claim, decision): only
         # the assignment and the approvals are read back. Not through get_queryset(): after a
         # reassignment the checkpoint may have left the caller's queue.
-        prefetch_related_objects([checkpoint], *relations())
-        response = Response(s.CheckpointDetailSerializer(checkpoint, context=self.get_serializer_context()).data)
+        response = Response(rows.detail(checkpoint))
         response["ETag"] = etag(checkpoint)
         return response
 

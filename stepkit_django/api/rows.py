@@ -1,0 +1,155 @@
+"""The API's hot representations, built without serializer instances.
+
+The queue page and the answer to a decision are the API's most frequent
+responses. They are built here as plain dicts in exactly the shapes of
+``CheckpointSerializer`` and ``CheckpointDetailSerializer``, which keep
+documenting them (OpenAPI) and are tested to produce the same output.
+Instantiating a DRF serializer deep-copies its declared fields: for the detail
+shape that cost more than the decision's own SQL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from rest_framework.serializers import DateTimeField
+
+from ..describe import remaining_steps
+from ..models import Checkpoint
+from ..status import CheckpointStatus
+
+#: The columns of a queue row (``values()``), besides the assignments.
+QUEUE_FIELDS = (
+    "id",
+    "run_id",
+    "pipeline_name",
+    "step",
+    "review",
+    "status",
+    "claimed_by_id",
+    "claimed_by__username",
+    "claimed_at",
+    "approvals_total",
+    "decided_by_id",
+    "decided_by__username",
+    "decided_at",
+    "expires_at",
+    "version",
+    "created_at",
+    "updated_at",
+    "assigned",
+)
+
+_DATETIME = DateTimeField()
+
+
+def when(value: Any) -> Any:
+    """A datetime as DRF renders it (the ``DATETIME_FORMAT`` API setting, the current time zone)."""
+    return None if value is None else _DATETIME.to_representation(value)
+
+
+def user_ref(user: Any) -> dict[str, Any] | None:
+    """``UserRefSerializer``'s shape."""
+    return None if user is None else {"id": user.pk, "username": str(user.get_username())}
+
+
+def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``values()`` rows of the queue, in the shape of CheckpointSerializer.
+
+    Two more queries read the assignments, unless no checkpoint of the page may be
+    assigned (``Checkpoint.assigned`` is false only for one created assigned to nobody).
+    """
+    users: dict[Any, list[dict[str, Any]]] = {row["id"]: [] for row in rows}
+    groups: dict[Any, list[str]] = {row["id"]: [] for row in rows}
+    ids = [row["id"] for row in rows if row["assigned"]]
+    if ids:
+        through_users = Checkpoint.assigned_users.through.objects.filter(checkpoint_id__in=ids)
+        for cp, uid, name in through_users.values_list("checkpoint_id", "user_id", "user__username"):
+            users[cp].append({"id": uid, "username": name})
+        through_groups = Group.objects.filter(stepkit_assigned_checkpoints__in=ids)
+        for cp, name in through_groups.values_list("stepkit_assigned_checkpoints", "name"):
+            groups[cp].append(name)
+
+    def user(pk: Any, name: Any) -> dict[str, Any] | None:
+        return None if pk is None else {"id": pk, "username": name}
+
+    return [
+        {
+            "id": str(row["id"]),
+            "run": str(row["run_id"]),
+            "pipeline": row["pipeline_name"],
+            "step": row["step"],
+            "title": str((row["review"] or {}).get("title", "")),
+            "status": row["status"],
+            "assigned_users": users[row["id"]],
+            "assigned_groups": groups[row["id"]],
+            "claimed_by": user(row["claimed_by_id"], row["claimed_by__username"]),
+            "claimed_at": when(row["claimed_at"]),
+            "approvals_count": row["approvals_total"],
+            "approvals_required": int((row["review"] or {}).get("approvals_required", 1)),
+            "decided_by": user(row["decided_by_id"], row["decided_by__username"]),
+            "decided_at": when(row["decided_at"]),
+            "expires_at": when(row["expires_at"]),
+            "version": row["version"],
+            "created_at": when(row["created_at"]),
+            "updated_at": when(row["updated_at"]),
+        }
+        for row in rows
+    ]
+
+
+def _assignments(checkpoint: Checkpoint) -> tuple[list[dict[str, Any] | None], list[str]]:
+    # A checkpoint created assigned to nobody, and assigned to nobody since, has none to read.
+    if not checkpoint.assigned:
+        return [], []
+    return [user_ref(u) for u in checkpoint.assigned_users.all()], [g.name for g in checkpoint.assigned_groups.all()]
+
+
+def _approvals(checkpoint: Checkpoint) -> list[dict[str, Any]]:
+    if checkpoint.status == CheckpointStatus.PENDING and checkpoint.approvals_required == 1:
+        return []  # the first approval of such a checkpoint decides it
+    username = f"user__{get_user_model().USERNAME_FIELD}"
+    approvals = checkpoint.approvals.order_by("created_at", "pk").values_list("user_id", username, "created_at")
+    return [{"user": {"id": pk, "username": str(name)}, "created_at": when(at)} for pk, name, at in approvals]
+
+
+def detail(checkpoint: Checkpoint) -> dict[str, Any]:
+    """``checkpoint`` in the shape of CheckpointDetailSerializer.
+
+    Reads the approvals and the assignments (at most three queries, none for a pending
+    checkpoint that needs one approval and was created assigned to nobody).
+    """
+    users, groups = _assignments(checkpoint)
+    approvals = _approvals(checkpoint)
+    review = checkpoint.review
+    schema = review.get("schema")
+    return {
+        "id": str(checkpoint.pk),
+        "run": str(checkpoint.run_id),
+        "pipeline": checkpoint.pipeline_name,
+        "step": checkpoint.step,
+        "title": str(review.get("title", "")),
+        "status": str(checkpoint.status),
+        "assigned_users": users,
+        "assigned_groups": groups,
+        "claimed_by": user_ref(checkpoint.claimed_by) if checkpoint.claimed_by_id is not None else None,
+        "claimed_at": when(checkpoint.claimed_at),
+        "approvals_count": len(approvals),
+        "approvals_required": checkpoint.approvals_required,
+        "decided_by": user_ref(checkpoint.decided_by) if checkpoint.decided_by_id is not None else None,
+        "decided_at": when(checkpoint.decided_at),
+        "expires_at": when(checkpoint.expires_at),
+        "version": checkpoint.version,
+        "created_at": when(checkpoint.created_at),
+        "updated_at": when(checkpoint.updated_at),
+        "context": checkpoint.context,
+        "override_data": checkpoint.override_data,
+        "effective_context": checkpoint.effective_context,
+        "editable": checkpoint.editable_keys,
+        "schema": dict(schema) if schema is not None else None,
+        "remaining_steps": remaining_steps(checkpoint.pipeline_name, checkpoint.position),
+        "approvals": approvals,
+        "comment": checkpoint.comment,
+    }
