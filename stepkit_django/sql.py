@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, DataError, connection, connections, models, transaction
 from django.utils.asyncio import async_unsafe
 
 __all__ = [
@@ -275,7 +275,8 @@ def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | No
     the index of the first UPDATE whose row did not match (nothing is written
     then). On PostgreSQL this is one statement (data-modifying ``WITH``: each
     UPDATE runs only if the one before changed its row, the INSERTs only if the
-    last did), in a transaction only when a later UPDATE can fail alone.
+    last did). Outside a transaction it needs none: it aborts itself when a later
+    UPDATE found no row. Inside the caller's transaction it runs in a savepoint.
     Elsewhere, one statement each, in a transaction.
     """
     inserts = [i for i in inserts if i.rows]
@@ -283,6 +284,17 @@ def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | No
         raise ValueError("merge needs PostgreSQL's jsonb")
     if single_statement() and len(updates) <= 1:  # nothing can fail alone: the statement is atomic
         return None if _write_pg(updates, inserts) == len(updates) else 0
+    if single_statement() and not connection.in_atomic_block:
+        # Outside a transaction the statement is its own: it aborts itself when a later UPDATE
+        # found no row, which saves the BEGIN and COMMIT round trips. Then, rarely (a concurrent
+        # change), the writes are tried again in a transaction to tell which UPDATE it was.
+        try:
+            done = _write_pg(updates, inserts, abort_if_incomplete=True)
+        except DataError as error:
+            if getattr(error.__cause__, "sqlstate", None) != _DIVISION_BY_ZERO:
+                raise
+        else:
+            return None if done == len(updates) else 0
     try:
         with transaction.atomic():
             if single_statement():
@@ -300,8 +312,16 @@ def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | No
     return None
 
 
-def _write_pg(updates: Sequence[Update], inserts: Sequence[Insert]) -> int:
-    """The one statement of :func:`write` on PostgreSQL; how many UPDATEs changed their row."""
+#: SQLSTATE division_by_zero: how the statement of :func:`_write_pg` aborts itself.
+_DIVISION_BY_ZERO = "22012"
+
+
+def _write_pg(updates: Sequence[Update], inserts: Sequence[Insert], *, abort_if_incomplete: bool = False) -> int:
+    """The one statement of :func:`write` on PostgreSQL; how many UPDATEs changed their row.
+
+    With ``abort_if_incomplete`` the statement fails (division by zero) when some but
+    not all UPDATEs changed their row, so that it writes nothing without a transaction.
+    """
     params: list[Any] = []
     shape = []
     for u in updates:
@@ -310,7 +330,8 @@ def _write_pg(updates: Sequence[Update], inserts: Sequence[Insert]) -> int:
         params += update_params
     for i in inserts:
         params += _row_params(i.model, i.names, i.rows)
-    statement, counted = _statement(tuple(shape), tuple((i.model, i.names, len(i.rows)) for i in inserts))
+    shapes = tuple((i.model, i.names, len(i.rows)) for i in inserts)
+    statement, counted = _statement(tuple(shape), shapes, abort_if_incomplete and len(updates) > 1)
     with cursor() as c:
         c.execute(statement, params)
         if counted:
@@ -320,13 +341,17 @@ def _write_pg(updates: Sequence[Update], inserts: Sequence[Insert]) -> int:
 
 @cache
 def _statement(
-    updates: tuple[tuple[Any, ...], ...], inserts: tuple[tuple[type[models.Model], tuple[str, ...], int], ...]
+    updates: tuple[tuple[Any, ...], ...],
+    inserts: tuple[tuple[type[models.Model], tuple[str, ...], int], ...],
+    abort_if_incomplete: bool = False,
 ) -> tuple[str, bool]:
     """The statement of :func:`_write_pg` for this shape of writes, and whether it SELECTs the UPDATEs' count.
 
     One UPDATE alone, or one UPDATE and one INSERT: the statement is that UPDATE or
     INSERT and its row count tells whether the UPDATE changed its row (the plan is
-    simpler than a counting SELECT). Otherwise the counts are selected.
+    simpler than a counting SELECT). Otherwise the counts are selected; with
+    ``abort_if_incomplete`` a count other than none or all divides by zero, and the
+    error undoes the whole statement (PostgreSQL has no RAISE outside PL/pgSQL).
     """
     parts = []
     for index, (model, names, increment, conditions, merge) in enumerate(updates):
@@ -343,6 +368,10 @@ def _statement(
         return f"WITH {ctes[0]} {added[0]}", False
     ctes += [f"i{index} AS ({statement})" for index, statement in enumerate(added)]
     counts = " + ".join(f"(SELECT count(*) FROM u{index})" for index in range(len(updates))) or "0"
+    if abort_if_incomplete:
+        ctes.append(f"done AS (SELECT {counts} AS n)")
+        all_or_none = f"CASE WHEN n IN (0, {len(updates)}) THEN 1 ELSE 0 END"
+        return f"WITH {', '.join(ctes)} SELECT n / ({all_or_none}) FROM done", True
     return f"WITH {', '.join(ctes)} SELECT {counts}", True
 
 

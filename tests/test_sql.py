@@ -68,6 +68,33 @@ def test_write_is_all_or_nothing_and_names_the_update_that_found_no_row(paused, 
     assert not AuditEvent.objects.exists() and not Approval.objects.exists()
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("version", "run_from", "failed"),
+    [(1, RunStatus.PAUSED, None), (7, RunStatus.PAUSED, 0), (1, RunStatus.RUNNING, 1)],
+    ids=["done", "first", "second"],
+)
+def test_write_outside_a_transaction_is_one_statement_that_undoes_itself(paused, version, run_from, failed):
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert decide(paused, version=version, run_from=run_from) == failed
+    sent = [q["sql"].split()[0] for q in queries.captured_queries if "auth_user" not in q["sql"]]
+    if failed == 1:  # the statement aborted itself; the retry in a transaction tells which UPDATE failed
+        assert sent == ["WITH", "BEGIN", "WITH", "ROLLBACK"]
+    else:
+        assert sent == ["WITH"]  # no BEGIN, no COMMIT
+    paused.refresh_from_db()
+    if failed is None:
+        assert paused.status == CheckpointStatus.APPROVED and paused.run.status == RunStatus.QUEUED
+        assert AuditEvent.objects.count() == 1 and Approval.objects.count() == 1
+    else:
+        assert paused.status == CheckpointStatus.PENDING and paused.version == 1  # the first update was undone
+        assert paused.run.status == RunStatus.PAUSED
+        assert not AuditEvent.objects.exists() and not Approval.objects.exists()
+
+
 def test_write_inserts_several_rows_with_null_foreign_keys(paused):
     # Rows whose nullable columns are all NULL: on PostgreSQL the VALUES list is typed by casts.
     rows = [event(paused.run, AuditAction.STEP_COMPLETED, data={"step": f"s{i}"}) for i in range(3)]
