@@ -5,6 +5,9 @@ changes the row with one conditional UPDATE on status and version
 (compare-and-set), so of concurrent callers exactly one wins and the others get
 :class:`~stepkit_django.exceptions.ReviewConflict`; and writes its audit event
 in the same transaction. The admin and the REST API call these and nothing else.
+
+The services that act on one checkpoint take the instance or its primary key;
+either way they read it afresh, so an instance loaded earlier is never stale.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
+from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -57,6 +61,9 @@ __all__ = [
     "release",
     "retry_run",
 ]
+
+#: A checkpoint, or its primary key.
+CheckpointRef: TypeAlias = "Checkpoint | UUID | str"
 
 logger = logging.getLogger("stepkit_django")
 User = AbstractBaseUser | AnonymousUser | None
@@ -182,7 +189,7 @@ def _resolve_users(spec: Any, context: dict[str, Any], step: str) -> list[Any]:
 # -- checks -----------------------------------------------------------------------------
 
 
-def _load(checkpoint: Checkpoint | Any) -> Checkpoint:
+def _load(checkpoint: CheckpointRef) -> Checkpoint:
     pk = checkpoint.pk if isinstance(checkpoint, Checkpoint) else checkpoint
     return sql.get(Checkpoint, pk, related="run")  # type: ignore[no-any-return]
 
@@ -248,7 +255,7 @@ def _check_claim(checkpoint: Checkpoint, user: AbstractBaseUser) -> None:
         raise ReviewConflict(f"This checkpoint is claimed by {checkpoint.claimed_by}.")
 
 
-def _open(checkpoint: Checkpoint, by: User, expected_version: int | None) -> tuple[Checkpoint, Any]:
+def _open(checkpoint: CheckpointRef, by: User, expected_version: int | None) -> tuple[Checkpoint, Any]:
     """Reload ``checkpoint`` and check that ``by`` may decide it now: pending, allowed, not claimed by another."""
     cp = _load(checkpoint)
     check_pending(cp, expected_version)
@@ -329,7 +336,7 @@ def _move_run(run: PipelineRun, source: str, target: str, **changes: Any) -> Non
 # -- claiming -----------------------------------------------------------------------------
 
 
-def claim(checkpoint: Checkpoint, by: User, *, expected_version: int | None = None) -> Checkpoint:
+def claim(checkpoint: CheckpointRef, by: User, *, expected_version: int | None = None) -> Checkpoint:
     """Take ``checkpoint`` so that no one else decides it while ``by`` works on it."""
     cp = _load(checkpoint)
     check_pending(cp, expected_version)
@@ -342,7 +349,7 @@ def claim(checkpoint: Checkpoint, by: User, *, expected_version: int | None = No
     return cp
 
 
-def release(checkpoint: Checkpoint, by: User, *, expected_version: int | None = None) -> Checkpoint:
+def release(checkpoint: CheckpointRef, by: User, *, expected_version: int | None = None) -> Checkpoint:
     """Give back a claim (the holder, or a superuser for someone else's claim)."""
     cp = _load(checkpoint)
     check_pending(cp, expected_version)
@@ -401,7 +408,7 @@ def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters
 
 
 def reassign(
-    checkpoint: Checkpoint,
+    checkpoint: CheckpointRef,
     by: User,
     *,
     to_users: Iterable[Any] | None = None,
@@ -440,7 +447,7 @@ def _validated(cp: Checkpoint, override_data: object) -> dict[str, Any]:
 
 
 def edit(
-    checkpoint: Checkpoint, by: User, override_data: Mapping[str, Any], expected_version: int | None = None
+    checkpoint: CheckpointRef, by: User, override_data: Mapping[str, Any], expected_version: int | None = None
 ) -> Checkpoint:
     """Save edits to the data the run will resume with; validated, and audited as before → after."""
     cp, reviewer = _open(checkpoint, by, expected_version)
@@ -483,7 +490,7 @@ def _resume_state(cp: Checkpoint, override: Mapping[str, Any]) -> tuple[dict[str
 
 
 def approve(
-    checkpoint: Checkpoint,
+    checkpoint: CheckpointRef,
     by: User,
     override_data: Mapping[str, Any] | None = None,
     comment: str = "",
@@ -530,7 +537,7 @@ def approve(
     return cp
 
 
-def reject(checkpoint: Checkpoint, by: User, comment: str = "", expected_version: int | None = None) -> Checkpoint:
+def reject(checkpoint: CheckpointRef, by: User, comment: str = "", expected_version: int | None = None) -> Checkpoint:
     """Reject ``checkpoint``: the run ends as ``rejected`` and runs nothing more."""
     cp, reviewer = _open(checkpoint, by, expected_version)
     now = timezone.now()

@@ -561,3 +561,71 @@ def test_a_client_supplied_token_is_ignored_the_stored_one_is_used(people):
     )
     assert response.status_code == 200
     assert SideEffect.objects.get().key == "ada@example.com"  # the context of the stored token
+
+
+# -- decisions: the checkpoint is read once, and the error answers keep their order --------
+
+
+def test_a_decision_reads_the_checkpoint_once(people):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cp = paused(people).checkpoints.get()
+    with CaptureQueriesContext(connection) as queries:
+        assert client_for(people.bob).post(url(cp, "claim")).status_code == 200
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert sum('FROM "stepkit_django_checkpoint"' in sql for sql in reads) == 1
+
+
+def test_decisions_take_the_checkpoint_id_as_well_as_the_instance(people):
+    cp = paused(people).checkpoints.get()
+    review.claim(str(cp.pk), people.bob)
+    decided = review.approve(cp.pk, people.bob, comment="by id")
+    assert decided.status == CheckpointStatus.APPROVED and decided.comment == "by id"
+
+
+def test_unknown_checkpoint_is_404_for_every_decision(people):
+    missing = "00000000-0000-0000-0000-000000000000"
+    for action in ("claim", "release", "edit", "approve", "reject", "reassign"):
+        response = client_for(people.root).post(f"{API}/checkpoints/{missing}/{action}/", {}, format="json")
+        assert response.status_code == 404, action
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "expected"),
+    [
+        ("stale", None, 412),  # the ETag the client saw is no longer current
+        ("stale", "current", 412),  # If-Match is checked first, even when the body's version is current
+        ("current", "stale", 409),  # If-Match passes; the body's version does not
+        ("other", None, 412),  # an ETag of another checkpoint
+        ("current", None, 200),
+    ],
+)
+def test_if_match_and_expected_version_together(people, header, body, expected):
+    cp = paused(people).checkpoints.get()
+    other = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    stale = bob.get(url(cp))["ETag"]
+    bob.post(url(cp, "edit"), {"override_data": {"subject": "S"}}, format="json")
+    tags = {"stale": stale, "current": bob.get(url(cp))["ETag"], "other": bob.get(url(other))["ETag"]}
+    versions = {"stale": 1, "current": 2}
+    payload = {"expected_version": versions[body]} if body else {}
+    response = bob.post(url(cp, "approve"), payload, format="json", HTTP_IF_MATCH=tags[header])
+    assert response.status_code == expected, response.json()
+    if expected == 412:
+        assert response.json()["detail"] == f"The checkpoint changed: its ETag is now {tags['current']}."
+    status = Checkpoint.objects.get(pk=cp.pk).status
+    assert status == (CheckpointStatus.APPROVED if expected == 200 else CheckpointStatus.PENDING)
+
+
+def test_a_decided_checkpoint_with_a_stale_etag_is_412_and_outside_the_queue_404(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    seen = bob.get(url(cp))["ETag"]
+    bob.post(url(cp, "approve"))
+    assert bob.post(url(cp, "reject"), HTTP_IF_MATCH=seen).status_code == 412
+    assert bob.post(url(cp, "reject")).status_code == 409
+    # eve may not review: a decided checkpoint, a bad body or a stale ETag all answer 404 to her
+    eve = client_for(people.eve)
+    assert eve.post(url(cp, "reject"), HTTP_IF_MATCH=seen).status_code == 404
+    assert eve.post(url(cp, "edit"), {}, format="json").status_code == 404

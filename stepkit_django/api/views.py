@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -236,46 +237,75 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         response["ETag"] = etag(checkpoint)
         return response
 
-    def _expected_version(self, request: Request, checkpoint: Checkpoint) -> int | None:
-        """The version the client saw, from If-Match; 412 when it is not the current one."""
+    def _if_match(self, request: Request, pk: uuid.UUID) -> int | None:
+        """The version of this checkpoint named by If-Match (None without one, or for ``*``).
+
+        412 when the header names none: its ETag cannot be among the tags then.
+        """
         header = request.headers.get("If-Match")
         if not header:
             return None
         tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
         if "*" in tags:
             return None
-        if etag(checkpoint) not in tags:
-            raise PreconditionFailed(f"The checkpoint changed: its ETag is now {etag(checkpoint)}.")
-        return checkpoint.version
+        prefix = f'"{pk}-'
+        for tag in tags:
+            version = tag.removeprefix(prefix).removesuffix('"')
+            if tag.startswith(prefix) and tag.endswith('"') and version.isdigit():
+                return int(version)
+        raise self._precondition_failed(pk)
+
+    def _precondition_failed(self, pk: uuid.UUID) -> PreconditionFailed:
+        current = Checkpoint.objects.filter(pk=pk).only("pk", "version").first()
+        return PreconditionFailed(f"The checkpoint changed: its ETag is now {etag(current)}." if current else None)
 
     def _decide(self, request: Request, serializer_class: type[Serializer[Any]], act: Callable[..., Any]) -> Response:
-        checkpoint = self.get_object()
-        header_version = self._expected_version(request, checkpoint)
-        serializer = serializer_class(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        expected = data.pop("expected_version", None) or header_version
-        return self._respond(act(checkpoint, data, expected))
+        # The service loads the checkpoint itself (once): the caller's queue is only read when
+        # the decision fails, to answer 404 rather than reveal a checkpoint outside it.
+        try:
+            pk = uuid.UUID(str(self.kwargs["pk"]))
+        except ValueError:
+            raise Http404 from None
+        header_version = None
+        try:
+            header_version = self._if_match(request, pk)
+            serializer = serializer_class(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = dict(serializer.validated_data)
+            expected = data.pop("expected_version", None) or header_version
+            if header_version is not None and expected != header_version and not self._at_version(pk, header_version):
+                raise self._precondition_failed(pk)  # the body's version is checked by the service (409)
+            return self._respond(act(pk, data, expected))
+        except Exception as exc:
+            if not self.get_queryset().filter(pk=pk).exists():
+                raise Http404 from None
+            if isinstance(exc, ReviewConflict) and header_version and not self._at_version(pk, header_version):
+                raise self._precondition_failed(pk) from None
+            raise
+
+    @staticmethod
+    def _at_version(pk: uuid.UUID, version: int) -> bool:
+        return Checkpoint.objects.filter(pk=pk, version=version).exists()
 
     @decision(s.VersionSerializer, "Claim the checkpoint")
     @action(detail=True, methods=["post"])
     def claim(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(
-            request, s.VersionSerializer, lambda cp, d, v: review.claim(cp, request.user, expected_version=v)
+            request, s.VersionSerializer, lambda pk, d, v: review.claim(pk, request.user, expected_version=v)
         )
 
     @decision(s.VersionSerializer, "Release your claim")
     @action(detail=True, methods=["post"])
     def release(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(
-            request, s.VersionSerializer, lambda cp, d, v: review.release(cp, request.user, expected_version=v)
+            request, s.VersionSerializer, lambda pk, d, v: review.release(pk, request.user, expected_version=v)
         )
 
     @decision(s.EditSerializer, "Save edits to the data the run resumes with")
     @action(detail=True, methods=["post"])
     def edit(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(
-            request, s.EditSerializer, lambda cp, d, v: review.edit(cp, request.user, d["override_data"], v)
+            request, s.EditSerializer, lambda pk, d, v: review.edit(pk, request.user, d["override_data"], v)
         )
 
     @decision(s.ApproveSerializer, "Approve (with optional edits); the last required approval resumes the run")
@@ -284,14 +314,14 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         return self._decide(
             request,
             s.ApproveSerializer,
-            lambda cp, d, v: review.approve(cp, request.user, d["override_data"] or None, d["comment"], v),
+            lambda pk, d, v: review.approve(pk, request.user, d["override_data"] or None, d["comment"], v),
         )
 
     @decision(s.RejectSerializer, "Reject; the run ends and runs nothing more")
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(
-            request, s.RejectSerializer, lambda cp, d, v: review.reject(cp, request.user, d["comment"], v)
+            request, s.RejectSerializer, lambda pk, d, v: review.reject(pk, request.user, d["comment"], v)
         )
 
     @decision(s.ReassignSerializer, "Assign to other users and/or groups")
@@ -300,8 +330,8 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         return self._decide(
             request,
             s.ReassignSerializer,
-            lambda cp, d, v: review.reassign(
-                cp, request.user, to_users=d.get("to_users"), to_groups=d.get("to_groups"), expected_version=v
+            lambda pk, d, v: review.reassign(
+                pk, request.user, to_users=d.get("to_users"), to_groups=d.get("to_groups"), expected_version=v
             ),
         )
 
