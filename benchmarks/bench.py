@@ -204,6 +204,7 @@ def evidence(queue: dict[str, tuple[float, float, float, int]], load: dict[str, 
     api_list = queue["API list as a superuser"]
     pause_1k = RATIOS[("Context of 1 KB", peers.Ours(durability="pause").name)]
     pause_100k = RATIOS[("Context of 100 KB", peers.Ours(durability="pause").name)]
+    prepared_1k = RATIOS[("Context of 1 KB", peers.Ours(prepared=True).name)]
     p95s = {name: row[1] for name, row in queue.items() if name.startswith("API")}
     slow = [f"{name} ({p95 * 1e3:.0f} ms)" for name, p95 in p95s.items() if p95 >= 0.05]
     p95_verdict = "met by every API list" if not slow else "missed by " + ", ".join(slow)
@@ -220,16 +221,20 @@ def evidence(queue: dict[str, tuple[float, float, float, int]], load: dict[str, 
         f"cursor: {step_inside * 1e6:,.0f} µs per step inside the statements against the limit's "
         f"{limit_step * 1e6:,.0f} µs for its UPDATE and COMMIT, plus {(step_total - step_inside) * 1e6:,.0f} µs of "
         "Python around them. The event per step is what the audit trail promises, so this mode stays above the "
-        'limit. The issue\'s way out is `durability="pause"`: '
+        "limit. The limit's psycopg connection prepares its UPDATE after five runs (psycopg's default) where "
+        "Django's does not (`prepare_threshold` None); with the same setting this app's step is "
+        f"{prepared_1k:.2f}× the limit. "
+        'The issue\'s way out is `durability="pause"`: '
         f"{pause_1k:.2f}× of the limit at 1 KB ({'met' if pause_1k <= 1.5 else 'missed'}) and "
         f"{pause_100k:.2f}× at 100 KB ({'met' if pause_100k <= 2 else 'missed'}); at 1 KB the rest is the run's "
         "start and end spread over the 20 steps.",
         f"- **Resume ≤ 3×.** The limit is two statements; the approve call here reads the checkpoint and its run, "
         "checks the reviewer, writes the decision, the approval, its audit events and the run's move (under this "
-        "process's lease) in one statement inside a transaction, runs the last step and writes it with the run's "
-        f"completion in one more: {STATEMENTS['resume']:.0f} statements. Those statements alone take "
+        "process's lease) in one statement (no transaction of its own: the statement undoes itself if the run "
+        "moved meanwhile), runs the last step and writes it with the run's completion in one more: "
+        f"{STATEMENTS['resume']:.0f} statements. Those statements alone take "
         f"{resume_inside * 1e3:.1f} ms ({resume_inside / limit_resume:.1f}× the limit's whole "
-        f"{limit_resume * 1e3:.1f} ms); the commits and the Python around them take "
+        f"{limit_resume * 1e3:.1f} ms); the Python around them takes "
         f"{(resume_total - resume_inside) * 1e3:.1f} ms more. Each write backs a guarantee (exactly-once decision, "
         f"audit trail, lease), so 3× ({3 * limit_resume * 1e3:.1f} ms) is out of reach by design.",
         f"- **Approvals under load ≥ 50%.** The framework's floor — a DRF view with the API's token "
@@ -237,8 +242,9 @@ def evidence(queue: dict[str, tuple[float, float, float, int]], load: dict[str, 
         f"view by itself; the full approval is {load['api'] / load['floor']:.0%} of that floor. In server time per "
         f"request (8 clients, 4 workers): the floor costs {1e3 / load['floor']:.2f} ms, 50% of the bare view "
         f"allows {2e3 / load['bare']:.2f} ms, which leaves {2e3 / load['bare'] - 1e3 / load['floor']:.2f} ms "
-        "for everything an approval adds to one UPDATE: loading and checking the checkpoint, the conditional "
-        "updates of the checkpoint and the run, the approval and audit rows, the commit and the worker's task; "
+        "for everything an approval adds to one UPDATE: loading and checking the checkpoint, one statement for "
+        "the conditional updates of the checkpoint and the run with the approval and audit rows, the worker's "
+        "task (an INSERT by django-tasks' database backend) and the answer's approvals; "
         f"those take {1e3 / load['api'] - 1e3 / load['floor']:.2f} ms here.",
         f"- **Queue list ≤ 3× raw SQL.** The limit's own SQL behind a DRF view with the same authentication and "
         f"JSON rendering takes {floor_list[0] * 1e3:.1f} ms ({floor_list[2]:.1f}× the raw SQL); the API list takes "

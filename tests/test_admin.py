@@ -137,6 +137,38 @@ def test_the_changelist_query_count_does_not_grow_with_rows(people, bob):
     assert many == few
 
 
+def test_the_queue_page_reads_neither_the_run_nor_the_contexts_nor_empty_assignments(people, bob, registered_pipelines):
+    registered_pipelines(stepkit("open").step("s", lambda c: {"n": 1}, review=Review()))
+    start("open", {}, user=people.alice)
+
+    def queue_sql():
+        with CaptureQueriesContext(connection) as queries:
+            response = bob.get(QUEUE + "?pipeline_name=open")
+        assert response.status_code == 200 and len(rows(response)) == 1
+        return response, [q["sql"] for q in queries.captured_queries]
+
+    response, sent = queue_sql()
+    page_query = next(sql for sql in sent if sql.startswith("SELECT") and "LIMIT" in sql and "checkpoint" in sql)
+    assert "stepkit_django_pipelinerun" not in page_query.split(" WHERE ")[0]  # no join of the run
+    assert '"context"' not in page_query.split(" FROM ")[0] and '"token"' not in page_query.split(" FROM ")[0]
+    assert not [sql for sql in sent if "_assigned_" in sql.split(" WHERE ")[0]]  # assigned to nobody: no lookups
+    # Assigned later through the ORM: the page reads and shows the assignment.
+    Checkpoint.objects.get(pipeline_name="open").assigned_users.add(people.bob)
+    response, sent = queue_sql()
+    assert len([sql for sql in sent if "_assigned_" in sql.split(" WHERE ")[0]]) == 2
+    assert '<td class="field-assigned_to">bob</td>' in response.content.decode()
+
+
+def test_the_selection_checkbox_is_djangos_markup(people):
+    from django.contrib import admin as django_admin
+    from django.contrib.admin import ModelAdmin
+
+    cp = paused(people).checkpoints.get()
+    model_admin = django_admin.site.get_model_admin(Checkpoint)
+    assert model_admin.action_checkbox(cp) == ModelAdmin.action_checkbox(model_admin, cp)
+    assert f'value="{cp.pk}"' in model_admin.action_checkbox(cp)
+
+
 def test_users_without_the_review_permission_cannot_open_the_queue(people, client):
     staff(people.eve)
     client.force_login(people.eve)
