@@ -146,9 +146,9 @@ def scenario_resume(systems: list[Any]) -> list[str]:
         *table("Resume latency", "ms", samples, peers.Limit.name, 1e3),
         f"SQL statements from the approve call to the completed run, this app: {STATEMENTS['resume']:.0f}; "
         f"the limit: 2 (an UPDATE, a SELECT). Of this app's {total * 1e3:.1f} ms, {inside * 1e3:.1f} ms are spent "
-        f"inside its statements and {(total - inside) * 1e3:.1f} ms outside them (the commit, the reviewer's "
-        "checks, the signed checkpoint, the audit events, the engine running the step, Django's transaction "
-        "handling).",
+        f"inside its statements and {(total - inside) * 1e3:.1f} ms outside them (the reviewer's checks, the "
+        "signed checkpoint, the audit events and the statements' parameters, the engine running the step, the "
+        "signals).",
         "",
     ]
 
@@ -181,16 +181,11 @@ def targets(queue: dict[str, tuple[float, float, float, int]], load: dict[str, f
             f"{RATIOS[('Resume latency', ours)]:.1f}×",
         ),
     ]
-    for name, (_median, p95, ratio, _queries) in queue.items():
-        if name.startswith("API"):
-            rows.append(
-                (
-                    f"Queue list ≤ 3× raw SQL, p95 < 50 ms: {name}",
-                    "",
-                    ratio <= 3 and p95 < 0.05,
-                    f"{ratio:.2f}×, p95 {p95 * 1e3:.0f} ms",
-                )
-            )
+    lists = {name: row for name, row in queue.items() if name.startswith(("API", "admin"))}
+    for name, (_median, p95, _ratio, _queries) in lists.items():
+        rows.append((f"Queue p95 < 50 ms: {name}", "", p95 < 0.05, f"{p95 * 1e3:.0f} ms"))
+    for name, (_median, _p95, ratio, queries) in lists.items():
+        rows.append((f"Queue ≤ 3× raw SQL: {name}", "", ratio <= 3, f"{ratio:.2f}× ({queries} queries)"))
     share = load["api"] / load["bare"]
     rows.append(("Approvals/s ≥ 50% of the bare view", "", share >= 0.5, f"{share:.0%}"))
     lines = ["## Targets", "", "| target | met | measured |", "| --- | --- | --- |"]
@@ -202,12 +197,13 @@ def evidence(queue: dict[str, tuple[float, float, float, int]], load: dict[str, 
     """Why the targets that are missed are, from the numbers of this run."""
     floor_list = queue["the same raw SQL behind a DRF view (the framework's floor)"]
     api_list = queue["API list as a superuser"]
+    admin_list = queue["admin changelist as a superuser"]
     pause_1k = RATIOS[("Context of 1 KB", peers.Ours(durability="pause").name)]
     pause_100k = RATIOS[("Context of 100 KB", peers.Ours(durability="pause").name)]
     prepared_1k = RATIOS[("Context of 1 KB", peers.Ours(prepared=True).name)]
-    p95s = {name: row[1] for name, row in queue.items() if name.startswith("API")}
+    p95s = {name: row[1] for name, row in queue.items() if name.startswith(("API", "admin"))}
     slow = [f"{name} ({p95 * 1e3:.0f} ms)" for name, p95 in p95s.items() if p95 >= 0.05]
-    p95_verdict = "met by every API list" if not slow else "missed by " + ", ".join(slow)
+    p95_verdict = "met by the API lists and the admin changelist" if not slow else "missed by " + ", ".join(slow)
     step_total, step_inside = INSIDE["step"]
     resume_total, resume_inside = INSIDE["resume"]
     limit_step = MEDIANS[("Context of 1 KB", peers.Limit.name)]
@@ -251,7 +247,9 @@ def evidence(queue: dict[str, tuple[float, float, float, int]], load: dict[str, 
         f"{api_list[0] * 1e3:.1f} ms, {api_list[0] / floor_list[0]:.1f}× that floor. The p95 target (< 50 ms) is "
         f"{p95_verdict}. With the request cycle alone at {floor_list[2]:.1f}× the raw SQL, 3× leaves "
         f"{max(0.0, 3 - floor_list[2]):.1f}× for building the filtered query and its rows, which take "
-        f"{api_list[2] - floor_list[2]:.1f}× here.",
+        f"{api_list[2] - floor_list[2]:.1f}× here. The admin changelist takes {admin_list[0] * 1e3:.1f} ms "
+        f"({admin_list[2]:.1f}× the raw SQL, {admin_list[3]} queries): the admin renders its 50 rows through "
+        "Django's templates (a cell at a time), and the date hierarchy adds two queries.",
         "",
     ]
 
