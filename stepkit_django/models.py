@@ -22,6 +22,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .conf import settings as stepkit_settings
 from .status import AuditAction, CheckpointStatus, RunStatus
 
 __all__ = [
@@ -142,6 +143,8 @@ class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
         if getattr(user, "is_superuser", False):
             return self
         permissions = sorted(user.get_all_permissions())
+        if stepkit_settings.DEFAULT_REVIEW_PERMISSION in permissions:
+            permissions.append("")  # a checkpoint stored without one: the services check the default
         # IN on the indexed started_by rather than a join, which would scan every run
         started = Q(run_id__in=PipelineRun.objects.filter(started_by=user).values("pk"))
         return self.filter((Q(permission__in=permissions) & _visible(user)) | started)
@@ -390,6 +393,6 @@ def _assignment_added(sender: Any, instance: Any, action: str, reverse: bool, pk
         return
     if reverse:  # user.stepkit_assigned_checkpoints.add(...) or group.stepkit_assigned_checkpoints.add(...)
         Checkpoint.objects.filter(pk__in=pk_set, assigned=False).update(assigned=True)
-    elif not instance.assigned:
-        Checkpoint.objects.filter(pk=instance.pk).update(assigned=True)
+    else:  # the instance may be stale (or a bare Checkpoint(pk=...)): ask the row
+        Checkpoint.objects.filter(pk=instance.pk, assigned=False).update(assigned=True)
         instance.assigned = True

@@ -284,14 +284,15 @@ def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | No
         raise ValueError("merge needs PostgreSQL's jsonb")
     if single_statement() and len(updates) <= 1:  # nothing can fail alone: the statement is atomic
         return None if _write_pg(updates, inserts) == len(updates) else 0
-    if single_statement() and not connection.in_atomic_block:
+    if single_statement() and not connection.in_atomic_block and connection.get_autocommit():
         # Outside a transaction the statement is its own: it aborts itself when a later UPDATE
         # found no row, which saves the BEGIN and COMMIT round trips. Then, rarely (a concurrent
         # change), the writes are tried again in a transaction to tell which UPDATE it was.
         try:
             done = _write_pg(updates, inserts, abort_if_incomplete=True)
         except DataError as error:
-            if getattr(error.__cause__, "sqlstate", None) != _DIVISION_BY_ZERO:
+            cause = error.__cause__
+            if (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) != _DIVISION_BY_ZERO:
                 raise
         else:
             return None if done == len(updates) else 0

@@ -629,3 +629,31 @@ def test_a_decided_checkpoint_with_a_stale_etag_is_412_and_outside_the_queue_404
     eve = client_for(people.eve)
     assert eve.post(url(cp, "reject"), HTTP_IF_MATCH=seen).status_code == 404
     assert eve.post(url(cp, "edit"), {}, format="json").status_code == 404
+
+
+def test_malformed_if_match_and_page_size_are_refused_not_crashing(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    for tag in (f'"{cp.pk}-\u00b2"', f'"{cp.pk}-"', "garbage", f'"{cp.pk}-1'):
+        assert bob.post(url(cp, "claim"), HTTP_IF_MATCH=tag).status_code == 412, tag
+    assert bob.get(f"{API}/checkpoints/?page_size=\u00b2").status_code == 400
+
+
+def test_if_match_may_list_several_etags_and_weak_ones(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    bob.post(url(cp, "edit"), {"override_data": {"subject": "S"}}, format="json")  # now version 2
+    old_and_current = f'"{cp.pk}-1", W/"{cp.pk}-2"'
+    assert bob.post(url(cp, "claim"), HTTP_IF_MATCH=old_and_current).status_code == 200
+    assert bob.post(url(cp, "release"), HTTP_IF_MATCH=f'"{cp.pk}-1", "{cp.pk}-2"').status_code == 412  # now 3
+
+
+def test_a_stale_etag_is_412_before_a_bad_body_or_a_refusal(people):
+    cp = paused(people).checkpoints.get()
+    bob = client_for(people.bob)
+    seen = bob.get(url(cp))["ETag"]
+    bob.post(url(cp, "edit"), {"override_data": {"subject": "S"}}, format="json")
+    assert bob.post(url(cp, "edit"), {}, format="json", HTTP_IF_MATCH=seen).status_code == 412  # not 400
+    # alice started the run: she sees it and may not decide it, but her ETag is stale first
+    assert client_for(people.alice).post(url(cp, "approve"), HTTP_IF_MATCH=seen).status_code == 412
+    assert client_for(people.alice).post(url(cp, "approve")).status_code == 403

@@ -393,7 +393,7 @@ def test_a_checkpoint_stores_its_permission_and_whether_it_is_assigned(people, r
     assert Checkpoint.objects.for_user(people.dave).filter(pk=unassigned.pk).exists()  # open to any reviewer
 
 
-@pytest.mark.parametrize("side", ["users", "groups", "user's side", "group's side"])
+@pytest.mark.parametrize("side", ["users", "groups", "user's side", "group's side", "a bare instance"])
 def test_an_assignment_added_through_the_orm_hides_the_checkpoint_from_other_reviewers(
     people, registered_pipelines, side
 ):
@@ -403,6 +403,8 @@ def test_an_assignment_added_through_the_orm_hides_the_checkpoint_from_other_rev
         "groups": lambda: cp.assigned_groups.add(people.editors),
         "user's side": lambda: people.bob.stepkit_assigned_checkpoints.add(cp),
         "group's side": lambda: people.editors.stepkit_assigned_checkpoints.add(cp),
+        # an instance that does not know the row's assigned column (its default is True)
+        "a bare instance": lambda: Checkpoint(pk=cp.pk).assigned_users.add(people.bob.pk),
     }[side]()
     cp.refresh_from_db()
     assert cp.assigned is True
@@ -412,6 +414,16 @@ def test_an_assignment_added_through_the_orm_hides_the_checkpoint_from_other_rev
     with pytest.raises(ReviewPermissionDenied):
         review.approve(cp, people.dave)
     assert review.claim_next(people.dave) is None
+
+
+def test_a_checkpoint_stored_without_a_permission_is_in_the_queue_of_the_default_permissions_holders(
+    people, registered_pipelines
+):
+    cp = _unassigned(people, registered_pipelines)
+    Checkpoint.objects.filter(pk=cp.pk).update(permission="", review={"approvals_required": 1})
+    assert Checkpoint.objects.for_user(people.dave).filter(pk=cp.pk).exists()  # holds the default permission
+    assert not Checkpoint.objects.for_user(people.eve).filter(pk=cp.pk).exists()  # holds none
+    assert review.approve(cp.pk, people.dave).status == CheckpointStatus.APPROVED  # the service agrees
 
 
 def test_the_migration_fills_the_columns_from_the_review_settings_and_the_assignments(people, registered_pipelines):

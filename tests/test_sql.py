@@ -95,6 +95,37 @@ def test_write_outside_a_transaction_is_one_statement_that_undoes_itself(paused,
         assert not AuditEvent.objects.exists() and not Approval.objects.exists()
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_write_with_autocommit_off_leaves_the_callers_transaction_usable(paused):
+    from django.db import transaction
+
+    transaction.set_autocommit(False)
+    try:
+        PipelineRun.objects.filter(pk=paused.run_id).update(current_step="mine")  # the caller's own work
+        assert decide(paused, version=1, run_from=RunStatus.RUNNING) == 1
+        transaction.commit()
+    finally:
+        transaction.set_autocommit(True)
+    paused.refresh_from_db()
+    assert paused.run.current_step == "mine" and paused.status == CheckpointStatus.PENDING
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_write_reraises_other_data_errors_and_writes_nothing(paused):
+    rows = [event(paused.run, AuditAction.APPROVED)]
+    rows[0].pipeline_name = "x" * 201  # too long for the column: not the statement's own abort
+    updates = [
+        sql.Update(Checkpoint, paused.pk, {"comment": "c"}, where={"status": CheckpointStatus.PENDING}),
+        sql.Update(PipelineRun, paused.run_id, {"current_step": "s"}, where={"status": RunStatus.PAUSED}),
+    ]
+    with pytest.raises(DataError, match="too long"):
+        sql.write(updates, [sql.Insert.of(rows)])
+    paused.refresh_from_db()
+    assert paused.comment == "" and paused.run.current_step == ""
+
+
 def test_write_inserts_several_rows_with_null_foreign_keys(paused):
     # Rows whose nullable columns are all NULL: on PostgreSQL the VALUES list is typed by casts.
     rows = [event(paused.run, AuditAction.STEP_COMPLETED, data={"step": f"s{i}"}) for i in range(3)]

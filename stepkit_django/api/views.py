@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.http import Http404
@@ -33,6 +34,7 @@ from ..exceptions import (
     ReviewConflict,
     ReviewMisconfigured,
     ReviewPermissionDenied,
+    StepkitError,
 )
 from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
 from ..registry import get_pipeline, registered
@@ -63,7 +65,7 @@ class StepkitPagination(PageNumberPagination):
     def get_page_size(self, request: Request) -> int | None:
         # DRF falls back to the default for a page_size it cannot use; say so instead.
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and not (raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
+        if raw is not None and not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
             raise ValidationError({"page_size": [f"Use a whole number from 1 to {self.max_page_size}."]})
         return super().get_page_size(request)
 
@@ -240,7 +242,7 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     def _if_match(self, request: Request, pk: uuid.UUID) -> int | None:
         """The version of this checkpoint named by If-Match (None without one, or for ``*``).
 
-        412 when the header names none: its ETag cannot be among the tags then.
+        412 when the header names no current version of it: its ETag cannot match then.
         """
         header = request.headers.get("If-Match")
         if not header:
@@ -248,20 +250,26 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
         if "*" in tags:
             return None
-        prefix = f'"{pk}-'
+        prefix, versions = f'"{pk}-', set()
         for tag in tags:
             version = tag.removeprefix(prefix).removesuffix('"')
-            if tag.startswith(prefix) and tag.endswith('"') and version.isdigit():
-                return int(version)
-        raise self._precondition_failed(pk)
+            if tag.startswith(prefix) and tag.endswith('"') and version.isascii() and version.isdigit():
+                versions.add(int(version))
+        if len(versions) > 1:  # several ETags of this checkpoint: the current one, if listed
+            current = Checkpoint.objects.filter(pk=pk).values_list("version", flat=True).first()
+            versions &= {current}
+        if not versions:
+            raise self._precondition_failed(pk)
+        return versions.pop()
 
     def _precondition_failed(self, pk: uuid.UUID) -> PreconditionFailed:
         current = Checkpoint.objects.filter(pk=pk).only("pk", "version").first()
         return PreconditionFailed(f"The checkpoint changed: its ETag is now {etag(current)}." if current else None)
 
     def _decide(self, request: Request, serializer_class: type[Serializer[Any]], act: Callable[..., Any]) -> Response:
-        # The service loads the checkpoint itself (once): the caller's queue is only read when
-        # the decision fails, to answer 404 rather than reveal a checkpoint outside it.
+        # The service loads the checkpoint itself (once). The caller's queue and the If-Match
+        # version are read only when the decision is refused, to answer in the same order as a
+        # lookup first would: 404 outside the queue, then 412 for a stale ETag, then the refusal.
         try:
             pk = uuid.UUID(str(self.kwargs["pk"]))
         except ValueError:
@@ -275,13 +283,14 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
             expected = data.pop("expected_version", None) or header_version
             if header_version is not None and expected != header_version and not self._at_version(pk, header_version):
                 raise self._precondition_failed(pk)  # the body's version is checked by the service (409)
-            return self._respond(act(pk, data, expected))
-        except Exception as exc:
+            checkpoint = act(pk, data, expected)
+        except (APIException, StepkitError, ObjectDoesNotExist):
             if not self.get_queryset().filter(pk=pk).exists():
                 raise Http404 from None
-            if isinstance(exc, ReviewConflict) and header_version and not self._at_version(pk, header_version):
+            if header_version is not None and not self._at_version(pk, header_version):
                 raise self._precondition_failed(pk) from None
             raise
+        return self._respond(checkpoint)
 
     @staticmethod
     def _at_version(pk: uuid.UUID, version: int) -> bool:
