@@ -223,6 +223,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             raise Http404(f"No checkpoint {object_id} in your queue.")
         if not self.has_view_permission(request, checkpoint):
             raise Http404
+        prefetch_related_objects([checkpoint], "assigned_users", "assigned_groups")  # the page reads each twice
         posted = request.POST if request.method == "POST" else None
         reassigning = posted is not None and posted.get("_action") == "reassign"
         form = self._form(checkpoint, data=None if reassigning else posted)
