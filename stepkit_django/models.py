@@ -232,7 +232,10 @@ class Checkpoint(models.Model):
         verbose_name = _("checkpoint")
         verbose_name_plural = _("checkpoints")
         ordering: ClassVar = ["created_at"]
-        permissions: ClassVar = [("review_checkpoint", "Can review checkpoints")]
+        permissions: ClassVar = [
+            ("review_checkpoint", "Can review checkpoints"),
+            ("reassign_checkpoint", "Can reassign checkpoints to other reviewers"),
+        ]
         indexes: ClassVar = [
             # The trailing columns are what the queue's visibility filter reads (the permission, whether
             # assigned, the run of a starter, the id of an assignment lookup): PostgreSQL can count a
