@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -27,4 +28,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     limit = user.get("MAX_OVERRIDE_BYTES", DEFAULTS["MAX_OVERRIDE_BYTES"])
     if not isinstance(limit, int) or limit <= 0:
         errors.append(Error("STEPKIT['MAX_OVERRIDE_BYTES'] must be a positive integer", id="stepkit_django.E003"))
+    for key, check_id in (("CLAIM_TIMEOUT", "stepkit_django.E004"), ("UNKNOWN_PIPELINE_GRACE", "stepkit_django.E005")):
+        value = user.get(key, DEFAULTS[key])
+        if not isinstance(value, timedelta) or value.total_seconds() <= 0:
+            errors.append(Error(f"STEPKIT[{key!r}] must be a positive datetime.timedelta", id=check_id))
     return errors

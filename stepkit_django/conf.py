@@ -7,6 +7,7 @@ takes effect immediately. Every key and its default is documented in
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -34,6 +35,12 @@ DEFAULTS: dict[str, Any] = {
     "TASKS_QUEUE": "default",
     # Celery queue used by the "celery" executor (None: Celery's default queue).
     "CELERY_QUEUE": None,
+    # How long a claim keeps others off a checkpoint; an older claim (or one held by an
+    # inactive user) no longer blocks anyone.
+    "CLAIM_TIMEOUT": timedelta(minutes=30),
+    # How long a worker that does not know a run's pipeline (a rolling deploy) keeps the run
+    # queued and retries it before failing it.
+    "UNKNOWN_PIPELINE_GRACE": timedelta(minutes=10),
 }
 
 

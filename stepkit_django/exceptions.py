@@ -13,13 +13,17 @@ from django.core.exceptions import ImproperlyConfigured
 __all__ = [
     "CheckpointError",
     "ContextKeyCollision",
+    "IllegalTransition",
+    "InvalidAssignment",
     "InvalidCheckpoint",
     "InvalidOverride",
     "PipelineAborted",
+    "PipelineAlreadyRegistered",
     "PipelineChanged",
     "PipelineNotFound",
     "ReviewConflict",
     "ReviewError",
+    "ReviewExpired",
     "ReviewMisconfigured",
     "ReviewPermissionDenied",
     "StepTimeout",
@@ -59,6 +63,15 @@ class PipelineNotFound(StepkitError, LookupError):
     """No pipeline is registered under that name; the message lists the registered names."""
 
 
+class PipelineAlreadyRegistered(StepkitError):
+    """Another pipeline is registered under that name already.
+
+    Runs and checkpoints refer to their pipeline by name, so silently replacing it
+    would make them resume with other steps. Use another name, ``unregister()`` the
+    old one first, or pass ``register(..., replace=True)`` to replace it on purpose.
+    """
+
+
 class PipelineChanged(StepkitError):
     """The pipeline changed (version bumped, or the paused step removed) since the checkpoint was made.
 
@@ -74,6 +87,14 @@ class ReviewConflict(ReviewError):
     """The checkpoint changed under the caller: already decided, claimed by someone else, or a stale version."""
 
 
+class ReviewExpired(ReviewConflict):
+    """The checkpoint's deadline passed: no one may decide it any more; its ``on_timeout`` rule applies."""
+
+
+class IllegalTransition(StepkitError):
+    """A status change that the state machine does not allow (a bug, or a row changed by hand)."""
+
+
 class ReviewPermissionDenied(ReviewError, PermissionError):
     """The user may not perform this review action on this checkpoint or run."""
 
@@ -85,6 +106,15 @@ class InvalidOverride(ReviewError, ValueError):
         self.errors = errors
         details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
         super().__init__(f"Invalid override data: {details}")
+
+
+class InvalidAssignment(ReviewError, ValueError):
+    """A reassignment was refused. ``errors`` maps ``"to_users"`` / ``"to_groups"`` to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
+        super().__init__(f"Invalid assignment: {details}")
 
 
 class ReviewMisconfigured(StepkitError, ImproperlyConfigured):

@@ -23,7 +23,7 @@ from typing import Any
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from . import sql
+from . import audit, sql
 from .conf import settings
 from .models import PipelineRun
 from .status import AuditAction, RunStatus
@@ -141,7 +141,6 @@ def recover(now: datetime | None = None) -> int:
     Safe to run from several processes at once.
     """
     from .executors import dispatch
-    from .runner import audit
 
     now = now or timezone.now()
     handled = 0
@@ -156,7 +155,7 @@ def recover(now: datetime | None = None) -> int:
             if not moved:
                 continue  # renewed meanwhile, or another sweeper got it
             run = PipelineRun.objects.get(pk=pk)
-            audit(run, AuditAction.RUN_RECOVERED, data={"lease_owner": owner, "after": run.current_step})
+            audit.record(run, AuditAction.RUN_RECOVERED, data={"lease_owner": owner, "after": run.current_step})
             dispatch(run)
         handled += 1
     # Queued runs whose message may have been lost (e.g. a broker restart): send another.

@@ -15,14 +15,14 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.db.models.signals import m2m_changed
 from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .conf import settings as stepkit_settings
+from . import permissions
 from .status import AuditAction, CheckpointStatus, RunStatus
 
 __all__ = [
@@ -51,11 +51,7 @@ def _json_field(**kwargs: Any) -> models.JSONField[Any, Any]:
 class PipelineRunQuerySet(models.QuerySet["PipelineRun"]):
     def visible_to(self, user: Any) -> PipelineRunQuerySet:
         """Runs the user started or has a checkpoint of in their queue; all for run managers."""
-        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-            return self.none()
-        if getattr(user, "is_superuser", False) or user.has_perm("stepkit_django.manage_pipelinerun"):
-            return self
-        return self.filter(Q(pk__in=Checkpoint.objects.for_user(user).values("run_id")) | Q(started_by=user))
+        return permissions.runs_for(self, user, Checkpoint.objects.for_user(user))  # type: ignore[return-value]
 
 
 class PipelineRun(models.Model):
@@ -121,33 +117,18 @@ class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
         return self.filter(Q(assigned_users=user) | Q(assigned_groups__in=Group.objects.filter(user=user))).distinct()
 
     def visible_to(self, user: Any) -> CheckpointQuerySet:
-        """Checkpoints ``user`` may see: unassigned ones, or ones assigned to them or their groups.
+        """Checkpoints assigned so that ``user`` may see them (see :mod:`stepkit_django.permissions`).
 
         Superusers see everything. The review permission is checked per checkpoint by the services.
         """
-        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-            return self.none()
-        if getattr(user, "is_superuser", False):
-            return self
-        return self.filter(_visible(user))
+        return permissions.reviewable_by(self, user)  # type: ignore[return-value]
 
     def for_user(self, user: Any) -> CheckpointQuerySet:
         """What ``user`` may see in the queue: checkpoints they may review, and those of runs they started.
 
-        "May review" means visible to them (see :meth:`visible_to`) and guarded by
-        a review permission they hold. Superusers see everything. Written with
-        EXISTS so that PostgreSQL applies it after the queue indexes narrowed the rows.
+        See :func:`stepkit_django.permissions.queue_for`. Superusers see everything.
         """
-        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-            return self.none()
-        if getattr(user, "is_superuser", False):
-            return self
-        permissions = sorted(user.get_all_permissions())
-        if stepkit_settings.DEFAULT_REVIEW_PERMISSION in permissions:
-            permissions.append("")  # a checkpoint stored without one: the services check the default
-        # IN on the indexed started_by rather than a join, which would scan every run
-        started = Q(run_id__in=PipelineRun.objects.filter(started_by=user).values("pk"))
-        return self.filter((Q(permission__in=permissions) & _visible(user)) | started)
+        return permissions.queue_for(self, user, PipelineRun.objects.all())  # type: ignore[return-value]
 
 
 def approvals_count() -> Any:
@@ -160,18 +141,6 @@ def approvals_count() -> Any:
         .values("total")
     )
     return Coalesce(Subquery(counted), 0)
-
-
-def _visible(user: Any) -> Q:
-    """Assigned to nobody, or to ``user`` (directly or through a group).
-
-    ``assigned=False`` (set only when a checkpoint was created assigned to nobody) comes
-    first, so the lookups in the assignment tables run only for the others.
-    """
-    users = Checkpoint.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
-    groups = Checkpoint.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
-    mine = Exists(users.filter(user_id=user.pk)) | Exists(groups.filter(group__user=user))
-    return Q(assigned=False) | (~Exists(users) & ~Exists(groups)) | mine
 
 
 class Checkpoint(models.Model):
@@ -308,12 +277,7 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
 
     def visible_to(self, user: Any) -> AuditEventQuerySet:
         """Events of runs the user started, or that have a checkpoint in the user's queue."""
-        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-            return self.none()
-        if getattr(user, "is_superuser", False) or user.has_perm("stepkit_django.manage_pipelinerun"):
-            return self
-        visible_runs = Checkpoint.objects.for_user(user).values("run_id")
-        return self.filter(Q(run__in=visible_runs) | Q(run__started_by=user))
+        return permissions.events_for(self, user, Checkpoint.objects.for_user(user))  # type: ignore[return-value]
 
 
 class AuditEvent(models.Model):

@@ -15,41 +15,32 @@ from datetime import datetime
 from typing import Any
 
 from . import sql
+from .audit import EVENT_FIELDS, step_rows
 from .models import AuditEvent, PipelineRun
-from .status import AuditAction, RunStatus
+from .status import RunStatus
 
-__all__ = ["EVENT_FIELDS", "event_row", "save_run", "save_step", "single_statement", "step_rows"]
-
-#: The columns of an audit event row, in the order of :func:`event_row`.
-EVENT_FIELDS = ("run", "checkpoint", "pipeline_name", "action", "actor", "timestamp", "data", "note")
+__all__ = ["save_run", "save_step", "single_statement"]
 
 single_statement = sql.single_statement
 
 
-def event_row(run: PipelineRun, action: str, at: datetime, data: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
-    """An audit event of ``run`` by the system (no actor, no checkpoint), as a row of :data:`EVENT_FIELDS`."""
-    return (run.pk, None, run.pipeline_name, action, None, at, data or {}, "")
-
-
-def step_rows(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> list[tuple[Any, ...]]:
-    """``step_completed`` rows for ``(step, duration in ms, completed at)`` tuples."""
-    return [
-        event_row(run, AuditAction.STEP_COMPLETED, at, {"step": step, "duration_ms": duration_ms})
-        for step, duration_ms, at in events
-    ]
-
-
 def save_run(
-    run: PipelineRun, owner: str, values: Mapping[str, Any], rows: list[tuple[Any, ...]], *, merge: bool = False
+    run: PipelineRun,
+    owner: str,
+    values: Mapping[str, Any],
+    rows: list[tuple[Any, ...]],
+    *,
+    merge: bool = False,
+    status: str = RunStatus.RUNNING,
 ) -> bool:
-    """Write ``values`` to ``run`` if ``owner`` still holds it running, and then the event ``rows``.
+    """Write ``values`` to ``run`` if ``owner`` still holds it ``status`` (running), and then the event ``rows``.
 
     One statement on PostgreSQL (atomic by itself); elsewhere call it inside
     atomic(). With ``merge`` (PostgreSQL only), ``values["context"]`` holds only
     the top-level keys that changed since the last save, merged into the stored
     context with ``||``.
     """
-    where = {"status": RunStatus.RUNNING, "lease_owner": owner}
+    where = {"status": status, "lease_owner": owner}
     saving = sql.Update(PipelineRun, run.pk, values, where, merge=("context",) if merge else ())
     return sql.write([saving], [sql.Insert(AuditEvent, EVENT_FIELDS, rows)]) is None
 

@@ -1,10 +1,17 @@
 """The review services: the only code that changes review state.
 
-Every function checks, at the moment of the change, that the user may act;
-changes the row with one conditional UPDATE on status and version
-(compare-and-set), so of concurrent callers exactly one wins and the others get
-:class:`~stepkit_django.exceptions.ReviewConflict`; and writes its audit event
-in the same transaction. The admin and the REST API call these and nothing else.
+Every function checks, at the moment of the change, that the user may act (asking
+:mod:`stepkit_django.permissions`); changes the row with compare-and-set through
+:mod:`stepkit_django.transitions`, so of concurrent callers exactly one wins and
+the others get :class:`~stepkit_django.exceptions.ReviewConflict`; and appends its
+audit events (:mod:`stepkit_django.audit`) with the change. The admin and the REST
+API call these and nothing else.
+
+The data rules: an approval attests to the effective data (context and edits) at
+the moment it is given, so any change of a value voids the approvals given before
+it; no one decides after the deadline (the ``on_timeout`` rule applies); a claim
+older than ``STEPKIT["CLAIM_TIMEOUT"]``, or held by an inactive user, no longer
+blocks others.
 
 The services that act on one checkpoint take the instance or its primary key;
 either way they read it afresh, so an instance loaded earlier is never stale.
@@ -21,19 +28,22 @@ from uuid import UUID
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, Group, Permission
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, QuerySet
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from . import sql
+from . import audit, permissions, sql
+from .assignments import resolve_groups, resolve_targets, resolve_users
 from .conf import settings
 from .engine import StepCompleteEvent, decode_checkpoint
 from .engine.context import to_json_ready
 from .engine.executor import resume_point
 from .exceptions import (
+    InvalidAssignment,
     InvalidCheckpoint,
     PipelineChanged,
     ReviewConflict,
+    ReviewExpired,
     ReviewMisconfigured,
     ReviewPermissionDenied,
 )
@@ -42,9 +52,9 @@ from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
 from .registry import get_registration
 from .review_spec import Review
-from .runner import audit, audit_event
 from .signals import checkpoint_created, checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus
+from .transitions import lock_run, move_run, write_checkpoint
 
 __all__ = [
     "approve",
@@ -67,7 +77,8 @@ CheckpointRef: TypeAlias = "Checkpoint | UUID | str"
 
 logger = logging.getLogger("stepkit_django")
 User = AbstractBaseUser | AnonymousUser | None
-RUN_MANAGE_PERMISSION = "stepkit_django.manage_pipelinerun"
+
+can_review = permissions.can_review
 
 
 # -- creating checkpoints (called by the runner when a run pauses) ---------------------
@@ -83,45 +94,67 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
     snapshot = spec.snapshot()
     context = event.context
     _require_permission_exists(snapshot["permission"], event.step_name)
-    groups = _resolve_groups(spec.assign_to_group, context, event.step_name)
-    users = _resolve_users(spec.assign_to_user, context, event.step_name)
+    groups = resolve_groups(spec.assign_to_group, context, event.step_name)
+    users = resolve_users(spec.assign_to_user, context, event.step_name)
     if spec.escalate_to_group:
-        _resolve_groups(spec.escalate_to_group, context, event.step_name)
-    now = timezone.now()
+        resolve_groups(spec.escalate_to_group, context, event.step_name)
     with transaction.atomic():
-        checkpoint = Checkpoint.objects.create(
-            run=run,
-            pipeline_name=run.pipeline_name,
+        move_run(run, RunStatus.RUNNING, RunStatus.PAUSED, lease_owner="", lease_expires_at=None)
+        return _open_checkpoint(
+            run,
             step=event.step_name,
             position=list(event.position),
             token=event.checkpoint,
             context=to_json_ready(context),
             review=snapshot,
-            assigned=bool(groups or users),  # Checkpoint.save() derives permission from the review
-            expires_at=now + spec.timeout if spec.timeout else None,
+            users=users,
+            groups=groups,
         )
-        if groups:
-            checkpoint.assigned_groups.set(groups)
-        if users:
-            checkpoint.assigned_users.set(users)
-        paused = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            status=RunStatus.PAUSED, updated_at=now, lease_owner="", lease_expires_at=None
-        )
-        if paused != 1:
-            raise ReviewConflict(f"Run {run.pk} is no longer running; it cannot pause")
-        run.status, run.updated_at, run.lease_owner, run.lease_expires_at = RunStatus.PAUSED, now, "", None
-        audit(
-            run,
-            AuditAction.PAUSED,
-            checkpoint=checkpoint,
-            data={
-                "step": event.step_name,
-                "assigned_groups": sorted(g.name for g in groups),
-                "assigned_users": sorted(u.get_username() for u in users),
-                "expires_at": checkpoint.expires_at.isoformat() if checkpoint.expires_at else None,
-            },
-        )
-        checkpoint_created.send(sender=Checkpoint, checkpoint=checkpoint, run=run)
+
+
+def _open_checkpoint(
+    run: PipelineRun,
+    *,
+    step: str,
+    position: list[int],
+    token: str,
+    context: dict[str, Any],
+    review: dict[str, Any],
+    users: list[Any],
+    groups: list[Group],
+    assigned: bool | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> Checkpoint:
+    """Create a pending checkpoint of the paused ``run`` with its assignments, its ``paused`` event and the signal."""
+    timeout = review.get("timeout_seconds")
+    checkpoint = Checkpoint.objects.create(
+        run=run,
+        pipeline_name=run.pipeline_name,
+        step=step,
+        position=position,
+        token=token,
+        context=context,
+        review=review,
+        assigned=bool(groups or users) if assigned is None else assigned,  # save() derives the permission column
+        expires_at=timezone.now() + timedelta(seconds=timeout) if timeout else None,
+    )
+    if groups:
+        checkpoint.assigned_groups.set(groups)
+    if users:
+        checkpoint.assigned_users.set(users)
+    audit.record(
+        run,
+        AuditAction.PAUSED,
+        checkpoint=checkpoint,
+        data={
+            "step": step,
+            "assigned_groups": sorted(g.name for g in groups),
+            "assigned_users": sorted(u.get_username() for u in users),
+            "expires_at": checkpoint.expires_at.isoformat() if checkpoint.expires_at else None,
+            **(data or {}),
+        },
+    )
+    checkpoint_created.send(sender=Checkpoint, checkpoint=checkpoint, run=run)
     return checkpoint
 
 
@@ -131,111 +164,12 @@ def _require_permission_exists(permission: str, step: str) -> None:
         raise ReviewMisconfigured(f"Review of step {step!r} requires permission {permission!r}, which does not exist")
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        return [value]
-    return list(value)
-
-
-def _resolve_groups(spec: Any, context: dict[str, Any], step: str) -> list[Group]:
-    names: list[str] = []
-    groups: list[Group] = []
-    for item in _as_list(spec):
-        for value in _as_list(item(context) if callable(item) else item):
-            if isinstance(value, Group):
-                groups.append(value)
-            elif isinstance(value, get_user_model()):
-                continue
-            else:
-                names.append(str(value))
-    if names:
-        found = {g.name: g for g in Group.objects.filter(name__in=names)}
-        missing = sorted(set(names) - set(found))
-        if missing:
-            raise ReviewMisconfigured(
-                f"Review of step {step!r} is assigned to group(s) {', '.join(map(repr, missing))}, "
-                "which do not exist: create them or fix the Review"
-            )
-        groups.extend(found.values())
-    return groups
-
-
-def _resolve_users(spec: Any, context: dict[str, Any], step: str) -> list[Any]:
-    user_model = get_user_model()
-    names: list[str] = []
-    users: list[Any] = []
-    for item in _as_list(spec):
-        for value in _as_list(item(context) if callable(item) else item):
-            if isinstance(value, user_model):
-                users.append(value)
-            elif not isinstance(value, Group):
-                names.append(str(value))
-    if names:
-        found = {
-            u.get_username(): u
-            for u in user_model._default_manager.filter(**{f"{user_model.USERNAME_FIELD}__in": names})
-        }
-        missing = sorted(set(names) - set(found))
-        if missing:
-            raise ReviewMisconfigured(
-                f"Review of step {step!r} is assigned to user(s) {', '.join(map(repr, missing))}, which do not exist"
-            )
-        users.extend(found.values())
-    return users
-
-
 # -- checks -----------------------------------------------------------------------------
 
 
 def _load(checkpoint: CheckpointRef) -> Checkpoint:
     pk = checkpoint.pk if isinstance(checkpoint, Checkpoint) else checkpoint
     return sql.get(Checkpoint, pk, related="run")  # type: ignore[no-any-return]
-
-
-def _require_active(user: User) -> Any:
-    """The user, if logged in and active (typed Any: AUTH_USER_MODEL may be a custom model)."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        raise ReviewPermissionDenied("You must be logged in to review.")
-    if not getattr(user, "is_active", False):
-        raise ReviewPermissionDenied("Inactive users cannot review.")
-    return user
-
-
-def _is_assigned(checkpoint: Checkpoint, user: AbstractBaseUser) -> bool | None:
-    """True/False for an assigned checkpoint, None when it is assigned to nobody."""
-    if not checkpoint.assigned:  # created assigned to nobody, and nobody since (kept by an m2m_changed receiver)
-        return None
-    user_ids = set(checkpoint.assigned_users.values_list("pk", flat=True))
-    group_ids = set(checkpoint.assigned_groups.values_list("pk", flat=True))
-    if not user_ids and not group_ids:
-        return None
-    if user.pk in user_ids:
-        return True
-    return bool(group_ids) and Group.objects.filter(pk__in=group_ids, user=user).exists()  # type: ignore[misc]
-
-
-def _check_reviewer(checkpoint: Checkpoint, user: User) -> Any:
-    """Raise ReviewPermissionDenied unless ``user`` may review ``checkpoint`` now."""
-    reviewer = _require_active(user)
-    permission = checkpoint.review.get("permission") or settings.DEFAULT_REVIEW_PERMISSION
-    if not reviewer.has_perm(permission):
-        raise ReviewPermissionDenied(f"You need the permission {permission!r} to review this checkpoint.")
-    if not checkpoint.review.get("allow_self_approval", False) and checkpoint.run.started_by_id == reviewer.pk:
-        raise ReviewPermissionDenied("Four-eyes rule: the user who started the run may not review it.")
-    if not getattr(reviewer, "is_superuser", False) and _is_assigned(checkpoint, reviewer) is False:
-        raise ReviewPermissionDenied("This checkpoint is assigned to other reviewers.")
-    return reviewer
-
-
-def can_review(checkpoint: Checkpoint, user: User) -> bool:
-    """Whether ``user`` may review ``checkpoint`` (the checks every service makes, as a bool)."""
-    try:
-        _check_reviewer(checkpoint, user)
-    except ReviewPermissionDenied:
-        return False
-    return True
 
 
 def check_pending(checkpoint: Checkpoint, expected_version: int | None = None) -> None:
@@ -250,87 +184,50 @@ def check_pending(checkpoint: Checkpoint, expected_version: int | None = None) -
         )
 
 
-def _check_claim(checkpoint: Checkpoint, user: AbstractBaseUser) -> None:
-    if checkpoint.claimed_by_id is not None and checkpoint.claimed_by_id != user.pk:
-        raise ReviewConflict(f"This checkpoint is claimed by {checkpoint.claimed_by}.")
+def _check_deadline(checkpoint: Checkpoint) -> None:
+    """Raise ReviewExpired once the deadline has passed, after applying the timeout rule if nobody has yet."""
+    now = timezone.now()
+    if checkpoint.expires_at is None or checkpoint.expires_at > now:
+        return
+    try:
+        _expire_one(checkpoint.pk, now)  # the sweeper may not have run yet: apply the rule now
+    except (ReviewConflict, PipelineChanged, ReviewMisconfigured, DatabaseError):
+        logger.exception("Could not apply on_timeout to checkpoint %s; the sweeper will", checkpoint.pk)
+    rule = checkpoint.review.get("on_timeout", "reject")
+    raise ReviewExpired(
+        f"The deadline for this review passed at {checkpoint.expires_at:%Y-%m-%d %H:%M} UTC; "
+        f"no decision can be taken any more (the checkpoint's timeout rule, {rule!r}, applies)."
+    )
 
 
-def _open(checkpoint: CheckpointRef, by: User, expected_version: int | None) -> tuple[Checkpoint, Any]:
-    """Reload ``checkpoint`` and check that ``by`` may decide it now: pending, allowed, not claimed by another."""
+def _take_over(checkpoint: Checkpoint, user: Any) -> list[AuditEvent]:
+    """The events of taking over another user's lapsed claim; ReviewConflict while the claim holds.
+
+    A claim lapses after ``STEPKIT["CLAIM_TIMEOUT"]``, or when its holder is no longer active.
+    """
+    if checkpoint.claimed_by_id is None or checkpoint.claimed_by_id == user.pk:
+        return []
+    holder = checkpoint.claimed_by
+    assert holder is not None
+    lapsed_at = (checkpoint.claimed_at or timezone.now()) + settings.CLAIM_TIMEOUT
+    if holder.is_active and lapsed_at > timezone.now():
+        raise ReviewConflict(f"This checkpoint is claimed by {holder}.")
+    reason = "holder inactive" if not holder.is_active else "claim expired"
+    data = {"claimed_by": holder.get_username(), "reason": reason, "taken_over_by": user.get_username()}
+    return [audit.event(checkpoint.run, AuditAction.RELEASED, checkpoint=checkpoint, actor=user, data=data)]
+
+
+def _open(checkpoint: CheckpointRef, by: User, expected_version: int | None) -> tuple[Checkpoint, Any, list[Any]]:
+    """Reload ``checkpoint`` and check that ``by`` may act on it now: pending, before the deadline,
+    allowed, not claimed by another (a lapsed claim is taken over: its events come third)."""
     cp = _load(checkpoint)
     check_pending(cp, expected_version)
-    reviewer = _check_reviewer(cp, by)
-    _check_claim(cp, reviewer)
-    return cp, reviewer
+    reviewer = permissions.check_reviewer(cp, by)
+    _check_deadline(cp)
+    return cp, reviewer, _take_over(cp, reviewer)
 
 
-def _conflict(checkpoint: Checkpoint) -> ReviewConflict:
-    """Why a conditional write of ``checkpoint`` (pending, at the version read) found no row."""
-    current = Checkpoint.objects.filter(pk=checkpoint.pk).values_list("status", flat=True).first()
-    if current != CheckpointStatus.PENDING:
-        return ReviewConflict(f"This checkpoint was already {current}.")
-    return ReviewConflict("Someone else changed this checkpoint at the same time; reload it and try again.")
-
-
-def _cas(checkpoint: Checkpoint, **changes: Any) -> None:
-    """Apply ``changes`` if the checkpoint is still pending at the version we read; else ReviewConflict."""
-    _write(checkpoint, changes, [])
-
-
-def _write(
-    checkpoint: Checkpoint,
-    changes: Mapping[str, Any],
-    events: list[AuditEvent],
-    *,
-    run: tuple[str, str, Mapping[str, Any]] | None = None,
-    approvals: list[Approval] | None = None,
-) -> None:
-    """Change the checkpoint if it is still pending at the version read, move its run ``(from, to, fields)``
-    and append ``events`` and ``approvals``: all or nothing (one statement on PostgreSQL).
-
-    Raises ReviewConflict when the checkpoint or the run changed meanwhile; then nothing is written.
-    """
-    now = timezone.now()
-    updates = [
-        sql.Update(
-            Checkpoint,
-            checkpoint.pk,
-            {"updated_at": now, **changes},
-            where={"status": CheckpointStatus.PENDING, "version": checkpoint.version},
-            increment=("version",),
-        )
-    ]
-    if run is not None:
-        source, target, fields = run
-        updates.append(
-            sql.Update(
-                PipelineRun, checkpoint.run_id, {"status": target, "updated_at": now, **fields}, {"status": source}
-            )
-        )
-    rows = [sql.Insert.of(batch) for batch in (events, approvals) if batch]
-    failed = sql.write(updates, rows)
-    if failed == 0:
-        raise _conflict(checkpoint)
-    if failed is not None:
-        raise ReviewConflict(f"Run {checkpoint.run_id} is no longer {updates[1].where['status']}.")
-    for name, value in changes.items():
-        setattr(checkpoint, name, value)
-    checkpoint.version += 1
-    checkpoint.updated_at = now
-    if run is not None:
-        checkpoint.run.status, checkpoint.run.updated_at = run[1], now
-        for name, value in run[2].items():
-            setattr(checkpoint.run, name, value)
-
-
-def _move_run(run: PipelineRun, source: str, target: str, **changes: Any) -> None:
-    now = timezone.now()
-    moved = sql.update(PipelineRun, run.pk, {"status": target, "updated_at": now, **changes}, where={"status": source})
-    if moved != 1:
-        raise ReviewConflict(f"Run {run.pk} is no longer {source}.")
-    run.status, run.updated_at = target, now
-    for field, value in changes.items():
-        setattr(run, field, value)
+_CLEAR_CLAIM = {"claimed_by": None, "claimed_at": None}
 
 
 # -- claiming -----------------------------------------------------------------------------
@@ -338,14 +235,11 @@ def _move_run(run: PipelineRun, source: str, target: str, **changes: Any) -> Non
 
 def claim(checkpoint: CheckpointRef, by: User, *, expected_version: int | None = None) -> Checkpoint:
     """Take ``checkpoint`` so that no one else decides it while ``by`` works on it."""
-    cp = _load(checkpoint)
-    check_pending(cp, expected_version)
-    reviewer = _check_reviewer(cp, by)
+    cp, reviewer, took_over = _open(checkpoint, by, expected_version)
     if cp.claimed_by_id == reviewer.pk:
         return cp
-    _check_claim(cp, reviewer)
     claimed = {"claimed_by": reviewer, "claimed_at": timezone.now()}
-    _write(cp, claimed, [audit_event(cp.run, AuditAction.CLAIMED, checkpoint=cp, actor=reviewer)])
+    write_checkpoint(cp, claimed, [*took_over, audit.event(cp.run, AuditAction.CLAIMED, checkpoint=cp, actor=reviewer)])
     return cp
 
 
@@ -353,38 +247,40 @@ def release(checkpoint: CheckpointRef, by: User, *, expected_version: int | None
     """Give back a claim (the holder, or a superuser for someone else's claim)."""
     cp = _load(checkpoint)
     check_pending(cp, expected_version)
-    user = _require_active(by)
+    user = permissions.require_active(by)
     if cp.claimed_by_id is None:
         raise ReviewConflict("This checkpoint is not claimed.")
-    if cp.claimed_by_id != user.pk and not getattr(user, "is_superuser", False):
+    if cp.claimed_by_id != user.pk and not permissions.is_superuser(user):
         raise ReviewPermissionDenied(f"Only {cp.claimed_by} (or a superuser) can release this claim.")
-    event = audit_event(
+    event = audit.event(
         cp.run, AuditAction.RELEASED, checkpoint=cp, actor=user, data={"claimed_by": str(cp.claimed_by)}
     )
-    _write(cp, {"claimed_by": None, "claimed_at": None}, [event])
+    write_checkpoint(cp, _CLEAR_CLAIM, [event])
     return cp
 
 
 def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters: Any) -> Checkpoint | None:
-    """Claim the oldest pending, unclaimed checkpoint ``by`` may review, or return None.
+    """Claim the oldest pending checkpoint ``by`` may review and nobody holds, or return None.
 
     ``queryset`` (a filtered ``Checkpoint`` queryset, such as the API's filtered queue)
     and ``filters`` (``pipeline_name="...", step="..."``) narrow the candidates.
-    On PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED``, so
-    concurrent callers never receive the same checkpoint and never wait for each other.
+    Unclaimed checkpoints and lapsed claims are candidates; those past their deadline
+    are not. On PostgreSQL the candidate row is locked with ``FOR UPDATE SKIP LOCKED``,
+    so concurrent callers never receive the same checkpoint and never wait for each other.
     """
-    reviewer = _require_active(by)
+    reviewer = permissions.require_active(by)
+    now = timezone.now()
     base = Checkpoint.objects.all() if queryset is None else queryset
     if base.query.distinct or base.query.is_sliced:
         # FOR UPDATE cannot lock rows of a DISTINCT or sliced query: take its ids instead.
         base = Checkpoint.objects.filter(pk__in=base.values("pk"))
-    queue = (
+    free = Q(claimed_by__isnull=True) | Q(claimed_at__lt=now - settings.CLAIM_TIMEOUT) | Q(claimed_by__is_active=False)
+    queue = permissions.claimable_permissions(
         base.visible_to(reviewer)  # type: ignore[attr-defined]
-        .filter(status=CheckpointStatus.PENDING, claimed_by__isnull=True, **filters)
-        .order_by("created_at", "pk")
+        .filter(free, Q(expires_at__isnull=True) | Q(expires_at__gt=now), status=CheckpointStatus.PENDING, **filters)
+        .order_by("created_at", "pk"),
+        reviewer,
     )
-    if not reviewer.is_superuser:  # skip, in SQL, what needs a permission the reviewer lacks
-        queue = queue.filter(permission__in=sorted(reviewer.get_all_permissions()))
     skip_locked = connection.features.has_select_for_update_skip_locked
     passed_over: list[Any] = []
     while True:
@@ -397,11 +293,14 @@ def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters
                 return None
             cp = _load(candidate)
             passed_over.append(cp.pk)
-            if cp.claimed_by_id is not None or not can_review(cp, reviewer):
+            if not permissions.can_review(cp, reviewer):
                 continue
-            event = audit_event(cp.run, AuditAction.CLAIMED, checkpoint=cp, actor=reviewer, data={"via": "claim_next"})
             try:
-                _write(cp, {"claimed_by": reviewer, "claimed_at": timezone.now()}, [event])
+                took_over = _take_over(cp, reviewer)
+                event = audit.event(
+                    cp.run, AuditAction.CLAIMED, checkpoint=cp, actor=reviewer, data={"via": "claim_next"}
+                )
+                write_checkpoint(cp, {"claimed_by": reviewer, "claimed_at": timezone.now()}, [*took_over, event])
             except ReviewConflict:
                 continue
             return cp
@@ -415,22 +314,38 @@ def reassign(
     to_groups: Iterable[Any] | None = None,
     expected_version: int | None = None,
 ) -> Checkpoint:
-    """Assign ``checkpoint`` to other users and/or groups (replacing the assignment) and drop any claim."""
-    cp, reviewer = _open(checkpoint, by, expected_version)
-    if to_users is None and to_groups is None:
-        raise ReviewMisconfigured("reassign() needs to_users and/or to_groups")
-    users = _resolve_users(list(to_users or []), cp.context, cp.step)
-    groups = _resolve_groups(list(to_groups or []), cp.context, cp.step)
+    """Assign ``checkpoint`` to other users and/or groups (replacing the assignment) and drop any claim.
+
+    Needs ``stepkit_django.reassign_checkpoint``; the run's starter and anyone who
+    approved the checkpoint may not. Target users must exist, be active and hold
+    the checkpoint's review permission; target groups must exist
+    (:class:`InvalidAssignment` otherwise).
+    """
+    cp = _load(checkpoint)
+    check_pending(cp, expected_version)
+    approvers = cp.approvals.values_list("user_id", flat=True)
+    actor = permissions.check_reassign(cp, by, approvers)
+    _check_deadline(cp)
+    took_over = _take_over(cp, actor)
+    users, groups = resolve_targets(to_users or [], to_groups or [])
+    unfit = permissions.unfit_reviewers(cp, users)
+    if unfit:
+        permission = permissions.review_permission_of(cp)
+        raise InvalidAssignment(
+            {"to_users": [f"{name} cannot review this checkpoint (needs {permission!r})." for name in unfit]}
+        )
     before = {
         "users": sorted(u.get_username() for u in cp.assigned_users.all()),
         "groups": sorted(g.name for g in cp.assigned_groups.all()),
     }
     after = {"users": sorted(u.get_username() for u in users), "groups": sorted(g.name for g in groups)}
+    event = audit.event(
+        cp.run, AuditAction.REASSIGNED, checkpoint=cp, actor=actor, data={"before": before, "after": after}
+    )
     with transaction.atomic():
-        _cas(cp, claimed_by=None, claimed_at=None)
+        write_checkpoint(cp, {**_CLEAR_CLAIM, "assigned": True}, [*took_over, event])
         cp.assigned_users.set(users)
         cp.assigned_groups.set(groups)
-        audit(cp.run, AuditAction.REASSIGNED, checkpoint=cp, actor=reviewer, data={"before": before, "after": after})
     return cp
 
 
@@ -438,24 +353,51 @@ def reassign(
 
 
 def _validated(cp: Checkpoint, override_data: object) -> dict[str, Any]:
-    return validate_override(
+    """The edits of ``override_data`` that change a value (validated); empty when nothing changes."""
+    data = validate_override(
         override_data,
-        context={**cp.context, **cp.override_data},
+        context=cp.effective_context,
         editable=cp.editable_keys,
         schema=cp.review.get("schema"),
+        existing=cp.override_data,
     )
+    changed = diff(cp.effective_context, data)
+    return {key: data[key] for key in changed}
+
+
+def _voided(cp: Checkpoint, edits: Mapping[str, Any], actor: Any) -> tuple[list[Any], list[AuditEvent]]:
+    """The approvals a change of ``edits`` voids (primary keys), and the event that says so."""
+    if not edits:
+        return [], []
+    given = list(cp.approvals.values_list("pk", "user__" + _username_field()))
+    if not given:
+        return [], []
+    data = {"voided": sorted(str(name) for _pk, name in given), "changed": sorted(edits), "version": cp.version}
+    event = audit.event(cp.run, AuditAction.APPROVALS_VOIDED, checkpoint=cp, actor=actor, data=data)
+    return [pk for pk, _name in given], [event]
+
+
+def _username_field() -> str:
+    return str(get_user_model().USERNAME_FIELD)
 
 
 def edit(
     checkpoint: CheckpointRef, by: User, override_data: Mapping[str, Any], expected_version: int | None = None
 ) -> Checkpoint:
-    """Save edits to the data the run will resume with; validated, and audited as before → after."""
-    cp, reviewer = _open(checkpoint, by, expected_version)
+    """Save edits to the data the run will resume with; validated, and audited as before → after.
+
+    An edit that changes no value changes nothing (no new version, no event). One
+    that does voids the approvals given before it.
+    """
+    cp, reviewer, took_over = _open(checkpoint, by, expected_version)
     data = _validated(cp, override_data)
-    before = cp.effective_context
-    merged = {**cp.override_data, **data}
-    event = audit_event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data={"changes": diff(before, data)})
-    _write(cp, {"override_data": merged}, [event])
+    if not data:
+        return cp
+    changes = {"changes": diff(cp.effective_context, data)}
+    void, voided = _voided(cp, data, reviewer)
+    events = [*took_over, audit.event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=changes), *voided]
+    fields = {"override_data": {**cp.override_data, **data}, **(_CLEAR_CLAIM if took_over else {})}
+    write_checkpoint(cp, fields, events, void=void)
     return cp
 
 
@@ -496,37 +438,44 @@ def approve(
     comment: str = "",
     expected_version: int | None = None,
 ) -> Checkpoint:
-    """Record ``by``'s approval; with the last required approval, resume the run with the edits merged."""
-    cp, reviewer = _open(checkpoint, by, expected_version)
+    """Record ``by``'s approval of the data as it will then be; with the last required approval, resume the run.
+
+    Edits given with the approval that change a value void the approvals given
+    before (they attested to other data): the quorum is then counted again.
+    """
+    cp, reviewer, took_over = _open(checkpoint, by, expected_version)
     required = cp.approvals_required
     # A pending checkpoint that needs one approval has none yet (the first one decides it).
     approvers = list(cp.approvals.values_list("user_id", flat=True)) if required > 1 else []
     if reviewer.pk in approvers:
         raise ReviewConflict("You have already approved this checkpoint.")
     data = _validated(cp, override_data) if override_data else {}
-    override = {**cp.override_data, **data}
-    count = len(approvers) + 1
+    void, voided = _voided(cp, data, reviewer) if approvers else ([], [])
+    count = len(approvers) - len(void) + 1
     quorum = count >= required
+    override = {**cp.override_data, **data}
     run_fields = _resume_state(cp, override)[0] if quorum else None
     held = held_here() if quorum else None
-    before = cp.effective_context
     now = timezone.now()
-    changes: dict[str, Any] = {"override_data": override}
+    changes: dict[str, Any] = {"override_data": override} if data else {}
     if quorum:
         changes.update(status=CheckpointStatus.APPROVED, decided_by=reviewer, decided_at=now, comment=comment)
-    events = []
+    elif took_over:
+        changes.update(_CLEAR_CLAIM)
+    events = list(took_over)
     if data:
-        changes_made = {"changes": diff(before, data)}
-        events.append(audit_event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=changes_made))
-    approved = {"approvals": count, "required": required}
-    events.append(audit_event(cp.run, AuditAction.APPROVED, checkpoint=cp, actor=reviewer, data=approved, note=comment))
+        edited = {"changes": diff(cp.effective_context, data)}
+        events += [audit.event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=edited), *voided]
+    approved = {"approvals": count, "required": required, "version": cp.version}  # the version it attests to
+    events.append(audit.event(cp.run, AuditAction.APPROVED, checkpoint=cp, actor=reviewer, data=approved, note=comment))
     move = None
     if run_fields is not None:
         # With the inline executor the run moves straight to running, held by this process.
         move = (RunStatus.PAUSED, RunStatus.RUNNING if held else RunStatus.QUEUED, {**run_fields, **(held or {})})
-        events.append(audit_event(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step}))
+        events.append(audit.event(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step}))
+    approval = Approval(checkpoint=cp, user=reviewer, created_at=now)
     try:
-        _write(cp, changes, events, run=move, approvals=[Approval(checkpoint=cp, user=reviewer, created_at=now)])
+        write_checkpoint(cp, changes, events, run=move, approvals=[approval], void=void)
     except IntegrityError:
         raise ReviewConflict("You have already approved this checkpoint.") from None
     if quorum:
@@ -539,11 +488,11 @@ def approve(
 
 def reject(checkpoint: CheckpointRef, by: User, comment: str = "", expected_version: int | None = None) -> Checkpoint:
     """Reject ``checkpoint``: the run ends as ``rejected`` and runs nothing more."""
-    cp, reviewer = _open(checkpoint, by, expected_version)
+    cp, reviewer, took_over = _open(checkpoint, by, expected_version)
     now = timezone.now()
     decided = {"status": CheckpointStatus.REJECTED, "decided_by": reviewer, "decided_at": now, "comment": comment}
-    event = audit_event(cp.run, AuditAction.REJECTED, checkpoint=cp, actor=reviewer, note=comment)
-    _write(cp, decided, [event], run=(RunStatus.PAUSED, RunStatus.REJECTED, {"finished_at": now}))
+    event = audit.event(cp.run, AuditAction.REJECTED, checkpoint=cp, actor=reviewer, note=comment)
+    write_checkpoint(cp, decided, [*took_over, event], run=(RunStatus.PAUSED, RunStatus.REJECTED, {"finished_at": now}))
     checkpoint_decided.send(
         sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.REJECTED, user=reviewer
     )
@@ -554,48 +503,85 @@ def reject(checkpoint: CheckpointRef, by: User, comment: str = "", expected_vers
 # -- runs ---------------------------------------------------------------------------------
 
 
-def _check_run_manager(run: PipelineRun, user: User) -> Any:
-    actor = _require_active(user)
-    if run.started_by_id == actor.pk or actor.has_perm(RUN_MANAGE_PERMISSION):
-        return actor
-    raise ReviewPermissionDenied(
-        f"Only the user who started the run or one with {RUN_MANAGE_PERMISSION!r} can do this."
-    )
-
-
 def cancel_run(run: PipelineRun, by: User) -> PipelineRun:
-    """Cancel a run that has not ended; its pending checkpoints are cancelled too."""
+    """Cancel a run that has not ended; its pending checkpoints are cancelled too.
+
+    A run that a worker is executing stops at the next step boundary: the step in
+    flight completes, and the worker records it in the trail before it stops.
+    """
     run = PipelineRun.objects.get(pk=run.pk)
-    actor = _check_run_manager(run, by)
+    actor = permissions.check_run_manager(run, by)
     if run.is_finished:
         raise ReviewConflict(f"Run {run.pk} already ended ({run.status}).")
     now = timezone.now()
+    # A running run keeps its lease owner, so that its worker can still record the step in flight.
+    lease = (
+        {"lease_expires_at": None} if run.status == RunStatus.RUNNING else {"lease_owner": "", "lease_expires_at": None}
+    )
     with transaction.atomic():
-        _move_run(run, run.status, RunStatus.CANCELLED, finished_at=now, lease_owner="", lease_expires_at=None)
-        pending = list(run.checkpoints.filter(status=CheckpointStatus.PENDING))
-        Checkpoint.objects.filter(pk__in=[c.pk for c in pending], status=CheckpointStatus.PENDING).update(
+        move_run(run, run.status, RunStatus.CANCELLED, finished_at=now, **lease)  # the run first: the lock order
+        pending = list(
+            Checkpoint.objects.filter(run=run, status=CheckpointStatus.PENDING)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        Checkpoint.objects.filter(pk__in=pending, status=CheckpointStatus.PENDING).update(
             status=CheckpointStatus.CANCELLED, decided_by=actor, decided_at=now, version=F("version") + 1
         )
-        audit(run, AuditAction.RUN_CANCELLED, actor=actor, data={"checkpoints": [str(c.pk) for c in pending]})
-    for cp in pending:
-        cp.status = CheckpointStatus.CANCELLED
+        audit.record(run, AuditAction.RUN_CANCELLED, actor=actor, data={"checkpoints": [str(pk) for pk in pending]})
+    for cp in Checkpoint.objects.filter(pk__in=pending):
         checkpoint_decided.send(sender=Checkpoint, checkpoint=cp, run=run, decision=cp.status, user=actor)
     run_finished.send(sender=PipelineRun, run=run, status=run.status)
     return run
 
 
 def retry_run(run: PipelineRun, by: User) -> PipelineRun:
-    """Resume a failed run from its last completed step."""
+    """Resume a failed run from its last completed step.
+
+    A run that failed because its review deadline passed (``on_timeout="fail"``) is
+    not resumed past the review: the review is opened again, with a new pending
+    checkpoint for the same step (same review settings and assignees, a new deadline).
+    """
     run = PipelineRun.objects.get(pk=run.pk)
-    actor = _check_run_manager(run, by)
+    actor = permissions.check_run_manager(run, by)
     if run.status != RunStatus.FAILED:
         raise ReviewConflict(f"Only failed runs can be retried; run {run.pk} is {run.status}.")
+    timed_out = run.checkpoints.order_by("-created_at").first()
+    if timed_out is not None and timed_out.status == CheckpointStatus.EXPIRED:
+        return _reopen_review(run, timed_out, actor)
     with transaction.atomic():
         previous = run.error
-        _move_run(run, RunStatus.FAILED, RunStatus.QUEUED, error="", traceback="", finished_at=None)
-        audit(run, AuditAction.RUN_RETRIED, actor=actor, data={"previous_error": previous, "from": run.current_step})
+        move_run(run, RunStatus.FAILED, RunStatus.QUEUED, error="", traceback="", finished_at=None)
+        audit.record(
+            run, AuditAction.RUN_RETRIED, actor=actor, data={"previous_error": previous, "from": run.current_step}
+        )
     if not dispatch(run):
         run.refresh_from_db()
+    return run
+
+
+def _reopen_review(run: PipelineRun, expired: Checkpoint, actor: Any) -> PipelineRun:
+    with transaction.atomic():
+        previous = run.error
+        move_run(run, RunStatus.FAILED, RunStatus.PAUSED, error="", traceback="", finished_at=None)
+        audit.record(
+            run,
+            AuditAction.RUN_RETRIED,
+            actor=actor,
+            data={"previous_error": previous, "from": run.current_step, "review_reopened": expired.step},
+        )
+        _open_checkpoint(
+            run,
+            step=expired.step,
+            position=list(expired.position),
+            token=expired.token,
+            context=expired.context,
+            review=expired.review,
+            users=list(expired.assigned_users.all()),
+            groups=list(expired.assigned_groups.all()),
+            assigned=expired.assigned,  # restricted stays restricted, even if its assignees are gone
+            data={"reopened_from": str(expired.pk)},
+        )
     return run
 
 
@@ -605,8 +591,9 @@ def retry_run(run: PipelineRun, by: User) -> PipelineRun:
 def expire_due(now: datetime | None = None) -> int:
     """Apply ``on_timeout`` to pending checkpoints past ``expires_at``; return how many were handled.
 
-    Safe to run from several processes at once: each checkpoint is handled by
-    exactly one of them.
+    Safe to run from several processes at once, and alongside reviewers: each
+    checkpoint is handled on its own, by exactly one of them, and a conflict on one
+    does not stop the others.
     """
     now = now or timezone.now()
     due = list(
@@ -619,60 +606,75 @@ def expire_due(now: datetime | None = None) -> int:
         try:
             handled += _expire_one(pk, now)
         except ReviewConflict:
-            continue  # another sweeper (or a reviewer) got there first
-        except (PipelineChanged, ReviewMisconfigured):
+            continue  # another sweeper (or a cancellation) got there first
+        except (PipelineChanged, ReviewMisconfigured, DatabaseError):
             logger.exception("Could not apply on_timeout to checkpoint %s; it stays pending", pk)
     return handled
 
 
 def _expire_one(pk: Any, now: datetime) -> int:
-    skip_locked = connection.features.has_select_for_update_skip_locked
     with transaction.atomic():
+        run_id = Checkpoint.objects.filter(pk=pk).values_list("run_id", flat=True).first()
+        if run_id is None:
+            return 0
+        lock_run(run_id)  # the run first, then the checkpoint: the lock order of every decision
         rows = Checkpoint.objects.filter(pk=pk, status=CheckpointStatus.PENDING, expires_at__lte=now)
-        if skip_locked:
-            rows = rows.select_for_update(skip_locked=True, of=("self",))
-        if not list(rows):
-            return 0  # decided meanwhile, or another sweeper holds it
+        if not list(rows.select_for_update(no_key=True).values_list("pk", flat=True)):
+            return 0  # decided meanwhile, or another sweeper handled it
         cp = _load(pk)
-        action = cp.review.get("on_timeout", "reject")
-        if action == "escalate" and cp.escalated:
-            action = "reject"  # escalated once already: the second deadline ends it
-        data = {"on_timeout": action, "expires_at": cp.expires_at.isoformat() if cp.expires_at else None}
-        if action == "escalate":
-            group_name = cp.review["escalate_to_group"]
-            groups = _resolve_groups(group_name, cp.context, cp.step)
-            timeout = cp.review.get("timeout_seconds")
-            _cas(
-                cp,
-                escalated=True,
-                claimed_by=None,
-                claimed_at=None,
-                expires_at=now + timedelta(seconds=timeout) if timeout else None,
-            )
-            cp.assigned_users.clear()
-            cp.assigned_groups.set(groups)
-            audit(cp.run, AuditAction.ESCALATED, checkpoint=cp, data={**data, "to_group": group_name})
-            return 1
-        if action == "approve":
-            run_fields = _resume_state(cp, cp.override_data)[0]
-            _cas(cp, status=CheckpointStatus.APPROVED, decided_at=now)
-            audit(cp.run, AuditAction.EXPIRED, checkpoint=cp, data=data)
-            audit(cp.run, AuditAction.APPROVED, checkpoint=cp, data={"automatic": True}, note="Approved on timeout")
-            _move_run(cp.run, RunStatus.PAUSED, RunStatus.QUEUED, **run_fields)
-            audit(cp.run, AuditAction.RESUMED, checkpoint=cp, data={"after": cp.step})
-        else:
-            _cas(cp, status=CheckpointStatus.EXPIRED, decided_at=now)
-            audit(cp.run, AuditAction.EXPIRED, checkpoint=cp, data=data)
-            if action == "fail":
-                error = f"Review of step {cp.step!r} timed out"
-                _move_run(cp.run, RunStatus.PAUSED, RunStatus.FAILED, finished_at=now, error=error)
-                audit(cp.run, AuditAction.RUN_FAILED, checkpoint=cp, data={"step": cp.step, "error": error})
-            else:
-                _move_run(cp.run, RunStatus.PAUSED, RunStatus.REJECTED, finished_at=now)
+        action = _apply_timeout(cp, now)
     decision = CheckpointStatus.APPROVED if action == "approve" else CheckpointStatus.EXPIRED
+    if action == "escalate":
+        return 1
     checkpoint_decided.send(sender=Checkpoint, checkpoint=cp, run=cp.run, decision=decision, user=None)
     if action == "approve":
         dispatch(cp.run)
     else:
         run_finished.send(sender=PipelineRun, run=cp.run, status=cp.run.status)
     return 1
+
+
+def _apply_timeout(cp: Checkpoint, now: datetime) -> str:
+    """Write the checkpoint's ``on_timeout`` rule (inside the caller's transaction); the rule applied."""
+    action = cp.review.get("on_timeout", "reject")
+    if action == "escalate" and cp.escalated:
+        action = "reject"  # escalated once already: the second deadline ends it
+    data = {"on_timeout": action, "expires_at": cp.expires_at.isoformat() if cp.expires_at else None}
+    if action == "escalate":
+        group_name = cp.review["escalate_to_group"]
+        groups = resolve_groups(group_name, cp.context, cp.step)
+        timeout = cp.review.get("timeout_seconds")
+        event = audit.event(cp.run, AuditAction.ESCALATED, checkpoint=cp, data={**data, "to_group": group_name})
+        deadline = now + timedelta(seconds=timeout) if timeout else None
+        write_checkpoint(cp, {**_CLEAR_CLAIM, "escalated": True, "assigned": True, "expires_at": deadline}, [event])
+        cp.assigned_users.clear()
+        cp.assigned_groups.set(groups)
+        return action
+    expired = audit.event(cp.run, AuditAction.EXPIRED, checkpoint=cp, data=data)
+    if action == "approve":
+        # An automatic approval applies only edits an approval attests to: any edit voids the approvals
+        # given before it, so the edits stand if someone approved after the last of them.
+        attested = cp.approvals.exists()
+        override = cp.override_data if attested else {}
+        run_fields = _resume_state(cp, override)[0]
+        approved = {"automatic": True, "edits_applied": sorted(override)}
+        if cp.override_data and not attested:
+            approved["edits_not_applied"] = sorted(cp.override_data)
+        note = "Approved on timeout" + ("" if attested or not cp.override_data else ", without the unapproved edits")
+        events = [
+            expired,
+            audit.event(cp.run, AuditAction.APPROVED, checkpoint=cp, data=approved, note=note),
+            audit.event(cp.run, AuditAction.RESUMED, checkpoint=cp, data={"after": cp.step}),
+        ]
+        move = (RunStatus.PAUSED, RunStatus.QUEUED, run_fields)
+        write_checkpoint(cp, {"status": CheckpointStatus.APPROVED, "decided_at": now}, events, run=move)
+        return action
+    if action == "fail":
+        error = f"Review of step {cp.step!r} timed out"
+        failed = audit.event(cp.run, AuditAction.RUN_FAILED, checkpoint=cp, data={"step": cp.step, "error": error})
+        move = (RunStatus.PAUSED, RunStatus.FAILED, {"finished_at": now, "error": error})
+        write_checkpoint(cp, {"status": CheckpointStatus.EXPIRED, "decided_at": now}, [expired, failed], run=move)
+        return action
+    move = (RunStatus.PAUSED, RunStatus.REJECTED, {"finished_at": now})
+    write_checkpoint(cp, {"status": CheckpointStatus.EXPIRED, "decided_at": now}, [expired], run=move)
+    return action

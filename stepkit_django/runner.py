@@ -10,6 +10,7 @@ completed step with :func:`resume_run`; completed steps do not run again.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -21,21 +22,25 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from . import sql
+from . import audit, sql
+from .audit import step_rows, system_row
+from .conf import settings
 from .engine import Pipeline, StepCompleteEvent
 from .engine.context import changed_keys, to_json_ready
 from .engine.executor import Resume, display_path, run_sync
-from .exceptions import PipelineChanged, StepkitError
+from .exceptions import PipelineChanged, PipelineNotFound, StepkitError
 from .models import AuditEvent, PipelineRun
-from .progress import event_row, save_run, save_step, single_statement, step_rows
+from .progress import save_run, save_step, single_statement
 from .registry import get_pipeline, get_registration
 from .review_spec import Review
 from .signals import run_finished, run_started, step_completed
 from .status import AuditAction, RunStatus
+from .transitions import move_run, run_update
 
-__all__ = ["RunNotResumable", "advance", "resume_run", "start"]
+__all__ = ["RunNotResumable", "advance", "resume_run", "start", "start_or_replay"]
 
 User = AbstractBaseUser | AnonymousUser | None
+logger = logging.getLogger("stepkit_django")
 
 
 class RunNotResumable(StepkitError):
@@ -71,35 +76,6 @@ def _json(value: Any) -> Any:
     return to_json_ready(value)
 
 
-def audit_event(
-    run: PipelineRun,
-    action: str,
-    *,
-    checkpoint: Any = None,
-    actor: User = None,
-    data: dict[str, Any] | None = None,
-    note: str = "",
-) -> AuditEvent:
-    """An unsaved audit event (see :func:`audit`; review.py writes several with its change)."""
-    return AuditEvent(
-        run=run,
-        checkpoint=checkpoint,
-        pipeline_name=run.pipeline_name,
-        action=action,
-        actor=_user_or_none(actor),
-        data=data or {},
-        note=note,
-    )
-
-
-def audit(run: PipelineRun, action: str, **fields: Any) -> None:
-    """Append an audit event (call inside the transaction of the change it records).
-
-    ``fields``: ``checkpoint``, ``actor``, ``data``, ``note`` as for :func:`audit_event`.
-    """
-    sql.insert_objects([audit_event(run, action, **fields)])
-
-
 def start(
     pipeline_or_name: Pipeline | str,
     input: Mapping[str, Any] | None = None,
@@ -112,7 +88,26 @@ def start(
     With the ``"inline"`` executor (the default) the run executes now, in this
     process, until it pauses or ends; with ``"tasks"`` or ``"celery"`` it is queued
     and a worker advances it once the current transaction commits. A second call
-    with the same ``idempotency_key`` returns the first run and starts nothing.
+    with the same ``idempotency_key`` returns the first run and starts nothing
+    (:class:`StepkitError` if that run is of another pipeline).
+    """
+    run, created = start_or_replay(pipeline_or_name, input, user=user, idempotency_key=idempotency_key)
+    if not created:
+        _same_pipeline(run, _resolve(pipeline_or_name))
+    return run
+
+
+def start_or_replay(
+    pipeline_or_name: Pipeline | str,
+    input: Mapping[str, Any] | None = None,
+    *,
+    user: User = None,
+    idempotency_key: str | None = None,
+) -> tuple[PipelineRun, bool]:
+    """:func:`start`, returning ``(run, created)``: ``created`` is False when ``idempotency_key`` was
+    used already (by anyone, for any pipeline), and ``run`` is then that earlier run, unchecked.
+
+    Concurrent calls with one key create one run; the others get it back.
     """
     pipeline = _resolve(pipeline_or_name)
     if input is not None and not isinstance(input, Mapping):
@@ -121,7 +116,7 @@ def start(
     if idempotency_key is not None:
         existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
-            return _same_pipeline(existing, pipeline)
+            return existing, False
     from .executors import dispatch, held_here
 
     held = held_here()  # inline: the run is written already running, held by this process
@@ -138,7 +133,7 @@ def start(
         started_at=now if held else None,
         **(held or {}),
     )
-    started = audit_event(run, AuditAction.RUN_STARTED, actor=user, data={"version": pipeline.version})
+    started = audit.event(run, AuditAction.RUN_STARTED, actor=user, data={"version": pipeline.version})
     listeners = run_started.has_listeners(PipelineRun)
     try:
         # One statement on PostgreSQL; a transaction (a savepoint inside the caller's) for the receivers,
@@ -148,13 +143,16 @@ def start(
             run._state.adding, run._state.db = False, connection.alias
             if listeners:
                 run_started.send(sender=PipelineRun, run=run, user=_user_or_none(user))
-    except IntegrityError:
+    except IntegrityError as exc:
         if idempotency_key is None:
             raise
-        return _same_pipeline(PipelineRun.objects.get(idempotency_key=idempotency_key), pipeline)
+        try:
+            return PipelineRun.objects.get(idempotency_key=idempotency_key), False
+        except PipelineRun.DoesNotExist:  # the other insert was rolled back meanwhile
+            raise exc from None
     if not dispatch(run, held=held is not None):
         run.refresh_from_db()
-    return run
+    return run, True
 
 
 def _same_pipeline(run: PipelineRun, pipeline: Pipeline) -> PipelineRun:
@@ -219,6 +217,10 @@ def advance(
         try:
             pipeline = get_registration(run.pipeline_name).pipeline
             resume = saved_resume_point(run, pipeline)
+        except PipelineNotFound as exc:
+            if not _wait_for_pipeline(run, owner, exc):
+                _finish_failed(run, owner, exc, run.current_step)
+            return run
         except StepkitError as exc:
             _finish_failed(run, owner, exc, run.current_step)
             return run
@@ -226,6 +228,49 @@ def advance(
     finally:
         CURRENT_RUN.reset(token)
         HEARTBEAT.release(run.pk)
+
+
+#: The events after which a run waits in the queue: how long it has been waiting is counted from the last.
+_QUEUED_BY = (AuditAction.RUN_STARTED, AuditAction.RESUMED, AuditAction.RUN_RETRIED, AuditAction.RUN_RECOVERED)
+
+
+def _wait_for_pipeline(run: PipelineRun, owner: str, exc: PipelineNotFound) -> bool:
+    """Put back in the queue a run whose pipeline this process does not know, within the grace period.
+
+    During a rolling deploy a worker may not have the new ``pipelines.py`` yet: the run
+    stays queued (``recover()`` sends it again after ``LEASE_SECONDS``), until
+    ``STEPKIT["UNKNOWN_PIPELINE_GRACE"]`` has passed since it was queued; False then,
+    and the caller fails it.
+    """
+    queued_at = (
+        AuditEvent.objects.filter(run_id=run.pk, action__in=_QUEUED_BY)
+        .order_by("-timestamp")
+        .values_list("timestamp", flat=True)
+        .first()
+    ) or run.created_at
+    grace = settings.UNKNOWN_PIPELINE_GRACE
+    if timezone.now() - queued_at >= grace:
+        return False
+    try:
+        move_run(
+            run,
+            RunStatus.RUNNING,
+            RunStatus.QUEUED,
+            where={"lease_owner": owner},
+            lease_owner="",
+            lease_expires_at=None,
+        )
+    except StepkitError:
+        return True  # cancelled or taken meanwhile: nothing to do here
+    logger.warning(
+        "Run %s: this process does not know pipeline %r (a deploy in progress?). The run stays queued and is "
+        "retried; it fails if the pipeline is still unknown %s after it was queued. %s",
+        run.pk,
+        run.pipeline_name,
+        grace,
+        exc,
+    )
+    return True
 
 
 def saved_resume_point(run: PipelineRun, pipeline: Pipeline) -> Resume | None:
@@ -251,12 +296,15 @@ def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | 
     config = {
         "on_step_complete": progress.step_completed,
         "on_error": lambda step, exc: failed_step.append(step),
+        # The next step sees each output as the database gives it back (as after a pause or a crash).
+        "prepare_output": to_json_ready,
     }
     try:
         context = run_sync(pipeline, run.input if resume is None else None, resume, config)
         if run.status != RunStatus.PAUSED:
             _finish_completed(run, owner, context, progress)
     except _RunInterrupted:
+        progress.record_cancelled(run.context)  # outside the step's transaction, which rolled back
         run.refresh_from_db()
     except DatabaseError as exc:
         if _connection_lost():
@@ -370,11 +418,32 @@ class Progress:
             raise
         if not saved:
             self.written = None
-            raise _RunInterrupted
+            raise _RunInterrupted  # _execute() records the steps that ran if the run was cancelled
         self.written = None if run.outer_contexts else run.context
         run.updated_at = now
         if lease_until is not None:
             self.lease_until = run.lease_expires_at = lease_until
+        self.pending = []
+
+    def record_cancelled(self, context: dict[str, Any]) -> None:
+        """The run was cancelled while this process executed it: record the steps that ran.
+
+        Written only if the run is cancelled and still names this process as its lease owner
+        (``cancel_run`` keeps it for that), which also gives the lease up; a run that another
+        process took over is left alone.
+        """
+        if not self.pending:
+            return
+        run = self.run
+        values = {
+            "context": context,
+            "outer_contexts": run.outer_contexts,
+            "position": run.position,
+            "current_step": run.current_step,
+            "updated_at": timezone.now(),
+            "lease_owner": "",
+        }
+        save_run(run, self.owner, values, step_rows(run, self.pending), status=RunStatus.CANCELLED)
         self.pending = []
 
 
@@ -421,7 +490,7 @@ def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], pro
         # Not stored as it is (the last step, buffered steps, a change after the last save): write it.
         sent, merge = progress.context_to_send(context)
         values.update(context=sent, outer_contexts=[], position=run.position, current_step=run.current_step)
-    rows = [*step_rows(run, progress.pending), event_row(run, AuditAction.RUN_COMPLETED, now)]
+    rows = [*step_rows(run, progress.pending), system_row(run, AuditAction.RUN_COMPLETED, now)]
     try:
         done = save_run(run, owner, values, rows, merge=merge)
     except (TypeError, ValueError) as exc:
@@ -434,6 +503,7 @@ def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], pro
         run.updated_at, run.lease_owner, run.lease_expires_at = now, "", None
         run_finished.send(sender=PipelineRun, run=run, status=run.status)
     else:
+        progress.record_cancelled(context)
         run.refresh_from_db()
 
 
@@ -452,24 +522,14 @@ def _finish_failed(
         ):  # the save itself failed (the same unstorable value, or the run was taken): record the failure
             progress.pending = []
     with transaction.atomic():
-        failed = sql.update(
-            PipelineRun,
-            run.pk,
-            {
-                "status": RunStatus.FAILED,
-                "error": error,
-                "traceback": trace,
-                "finished_at": now,
-                "updated_at": now,
-                "lease_owner": "",
-                "lease_expires_at": None,
-            },
-            where={"status": RunStatus.RUNNING, "lease_owner": owner},
-        )
+        fields = {"error": error, "traceback": trace, "finished_at": now, "updated_at": now}
+        fields.update(lease_owner="", lease_expires_at=None)
+        moved = run_update(run.pk, RunStatus.RUNNING, RunStatus.FAILED, fields, where={"lease_owner": owner})
+        failed = sql.write([moved]) is None
         if failed:
             run.status, run.error, run.traceback, run.finished_at = RunStatus.FAILED, error, trace, now
             run.updated_at, run.lease_owner, run.lease_expires_at = now, "", None
-            audit(run, AuditAction.RUN_FAILED, data={"step": step, "error": error})
+            audit.record(run, AuditAction.RUN_FAILED, data={"step": step, "error": error})
     if failed:
         run_finished.send(sender=PipelineRun, run=run, status=run.status)
     else:

@@ -46,10 +46,11 @@ class AuditAction(models.TextChoices):
     RUN_CANCELLED = "run_cancelled", _("Run cancelled")
     RUN_RETRIED = "run_retried", _("Run retried")
     RUN_RECOVERED = "run_recovered", _("Run recovered after its worker stopped")
+    APPROVALS_VOIDED = "approvals_voided", _("Approvals voided by a change of the data")
 
 
-# status -> statuses it may move to. Every change of a run's status is one
-# conditional UPDATE from one of the allowed sources (see runner.py and review.py).
+# status -> statuses it may move to. Every change of a run's status is one conditional
+# UPDATE from one of the allowed sources, checked by stepkit_django.transitions.
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     RunStatus.QUEUED: frozenset({RunStatus.RUNNING, RunStatus.CANCELLED}),
     RunStatus.RUNNING: frozenset(
@@ -65,7 +66,8 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
     RunStatus.PAUSED: frozenset(
         {RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.REJECTED, RunStatus.FAILED, RunStatus.CANCELLED}
     ),
-    RunStatus.FAILED: frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLED}),
+    # A retry queues the run again, or, when a review deadline failed it, re-opens the review.
+    RunStatus.FAILED: frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLED}),
     RunStatus.COMPLETED: frozenset(),
     RunStatus.REJECTED: frozenset(),
     RunStatus.CANCELLED: frozenset(),

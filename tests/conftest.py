@@ -46,12 +46,24 @@ class People:
                 u.user_permissions.add(perm)
             return User.objects.get(pk=u.pk)  # fresh: permission cache empty
 
+        self.reassign_permission = Permission.objects.get(
+            content_type__app_label="stepkit_django", codename="reassign_checkpoint"
+        )
         self.alice = user("alice", can_review=False)  # starts runs
         self.bob = user("bob", self.editors)
         self.carol = user("carol", self.editors)
         self.dave = user("dave", self.managers)  # reviewer outside the editors
         self.eve = user("eve", self.editors, can_review=False)  # in the group, no permission
         self.root = User.objects.create_superuser("root", password="pw")
+
+    def grant_reassign(self, name):
+        """Give ``name`` (an attribute of the cast) the reassign permission; the fresh user replaces it."""
+        from django.contrib.auth.models import User
+
+        user = getattr(self, name)
+        user.user_permissions.add(self.reassign_permission)
+        setattr(self, name, User.objects.get(pk=user.pk))
+        return getattr(self, name)
 
 
 @pytest.fixture

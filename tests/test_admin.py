@@ -331,6 +331,7 @@ def test_conflict_and_permission_messages(people, bob, client):
 
 
 def test_reassign_replaces_the_assignment_and_drops_the_claim(people, bob):
+    people.grant_reassign("bob")
     cp = paused(people).checkpoints.get()
     review.claim(cp, people.bob)
     cp.refresh_from_db()
@@ -359,6 +360,7 @@ def test_reassign_replaces_the_assignment_and_drops_the_claim(people, bob):
     ],
 )
 def test_reassign_errors_are_shown_and_change_nothing(people, bob, data, error):
+    people.grant_reassign("bob")
     cp = paused(people).checkpoints.get()
     before = (cp.version, AuditEvent.objects.count())
     response = bob.post(page(cp), {"_action": "reassign", "expected_version": cp.version, **data})

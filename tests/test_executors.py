@@ -246,18 +246,28 @@ def test_a_lost_database_connection_is_not_the_runs_failure(registered_pipelines
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_run_cancelled_during_a_step_keeps_nothing_of_that_step(registered_pipelines):
+def test_a_run_cancelled_during_a_step_records_that_step_and_runs_no_further(registered_pipelines, people):
+    from stepkit_django import review
+
     def cancel_meanwhile(ctx):
         step = current_step()
         assert step is not None and step.run_id is not None
-        PipelineRun.objects.filter(pk=step.run_id).update(status=RunStatus.CANCELLED)
+        review.cancel_run(PipelineRun.objects.get(pk=step.run_id), people.root)
         return {"b": True}
 
-    registered_pipelines(stepkit("cut-short").step("a", lambda c: {"a": True}).step("b", cancel_meanwhile))
+    ran = []
+    registered_pipelines(
+        stepkit("cut-short")
+        .step("a", lambda c: {"a": True})
+        .step("b", cancel_meanwhile)
+        .step("c", lambda c: ran.append("c") or {"c": True})
+    )
     run = start("cut-short", {})
-    assert run.status == RunStatus.CANCELLED
-    assert run.current_step == "a" and run.context == {"a": True}  # b's result was not written
-    assert [e.data["step"] for e in run.events.filter(action="step_completed")] == ["a"]
+    assert run.status == RunStatus.CANCELLED and ran == []  # stopped at the step boundary
+    # b ran (its effects happened): the trail and the run say so
+    assert run.current_step == "b" and run.context == {"a": True, "b": True}
+    assert [e.data["step"] for e in run.events.filter(action="step_completed")] == ["a", "b"]
+    assert run.lease_owner == "" and run.lease_expires_at is None
 
 
 @pytest.mark.postgres

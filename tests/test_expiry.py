@@ -50,17 +50,30 @@ def test_on_timeout_reject(people, registered_pipelines):
     assert review.expire_due(now=timezone.now() + LATER) == 0  # exactly once
 
 
-def test_on_timeout_approve_resumes_with_the_current_data(people, registered_pipelines):
+def test_on_timeout_approve_resumes_without_edits_nobody_approved(people, registered_pipelines):
     sent = register_timed(registered_pipelines, "approve")
     run = start("timed-approve", {}, user=people.alice)
     review.edit(run.checkpoints.get(), people.bob, {"draft": "edited before the deadline"})
     assert review.expire_due(now=timezone.now() + LATER) == 1
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED
-    assert sent == ["edited before the deadline"]
+    assert sent == ["text"]  # the paused step's own output: no one approved the edit
     cp = run.checkpoints.get()
     assert cp.status == CheckpointStatus.APPROVED and cp.decided_by is None
     assert [e.action for e in cp.events.all()][-3:] == ["expired", "approved", "resumed"]
+    approved = cp.events.get(action="approved")
+    assert approved.data["edits_not_applied"] == ["draft"] and "without the unapproved edits" in approved.note
+
+
+def test_on_timeout_approve_applies_edits_an_approval_attests_to(people, registered_pipelines):
+    sent = register_timed(registered_pipelines, "approve", approvals_required=2)
+    run = start("timed-approve", {}, user=people.alice)
+    cp = review.edit(run.checkpoints.get(), people.bob, {"draft": "edited, then approved"})
+    review.approve(cp, people.carol)  # carol approves the edited draft; the second approval never comes
+    assert review.expire_due(now=timezone.now() + LATER) == 1
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED and sent == ["edited, then approved"]
+    assert run.checkpoints.get().events.get(action="approved", actor=None).data["edits_applied"] == ["draft"]
 
 
 def test_on_timeout_escalate_reassigns_then_the_second_deadline_rejects(people, registered_pipelines):

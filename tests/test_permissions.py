@@ -31,6 +31,10 @@ MATRIX = {
     },
     "assigned reviewer": {
         "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200,
+        "reassign": 403, "cancel": 403, "retry": 403, "events": 200,
+    },
+    "assigned reviewer who may reassign": {
+        "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200,
         "reassign": 200, "cancel": 403, "retry": 403, "events": 200,
     },
     "superuser": {
@@ -47,6 +51,7 @@ def actor(role, people):
         "reviewer outside the group": people.dave,
         "the run's starter": people.carol,  # a reviewer in the editors group, who started this run
         "assigned reviewer": people.bob,
+        "assigned reviewer who may reassign": people.grant_reassign("carol"),
         "superuser": people.root,
     }[role]
 
@@ -89,7 +94,7 @@ def test_permission_matrix(people, role, action):
         assert state() == before  # a refusal changes nothing
     if action == "list" and expected == 200:
         ids = [item["id"] for item in response.json()["results"]]
-        may_see = role in ("the run's starter", "assigned reviewer", "superuser")
+        may_see = role in ("the run's starter", "assigned reviewer", "assigned reviewer who may reassign", "superuser")
         assert (str(checkpoint.pk) in ids) is may_see
         assert "secret contents" not in response.content.decode() or may_see
 
@@ -137,6 +142,11 @@ ADMIN_MATRIX = {
         "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
     },
     "assigned reviewer": {
+        "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "reassign": (302, "refused"),
+        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),
+    },
+    "assigned reviewer who may reassign": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
         "approve": (302, "done"), "reject": (302, "done"), "reassign": (302, "done"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),

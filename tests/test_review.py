@@ -5,6 +5,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from stepkit_django import (
     InvalidOverride,
+    InvalidAssignment,
     PipelineChanged,
     Review,
     ReviewConflict,
@@ -171,8 +172,8 @@ def test_quorum_of_two_distinct_approvers(people, registered_pipelines):
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED and sent == ["enable-feature"]
     assert [e.data for e in run.events.filter(action="approved")] == [
-        {"approvals": 1, "required": 2},
-        {"approvals": 2, "required": 2},
+        {"approvals": 1, "required": 2, "version": 1},
+        {"approvals": 2, "required": 2, "version": 2},
     ]
 
 
@@ -224,7 +225,7 @@ def test_decided_checkpoints_cannot_be_decided_again(people):
 def test_reassign_moves_the_checkpoint_and_drops_the_claim(people):
     _, cp = paused_email(people)
     review.claim(cp, people.bob)
-    cp = review.reassign(cp, people.bob, to_groups=["managers"])
+    cp = review.reassign(cp, people.grant_reassign("bob"), to_groups=["managers"])
     assert cp.claimed_by is None
     assert list(cp.assigned_groups.values_list("name", flat=True)) == ["managers"]
     with pytest.raises(ReviewPermissionDenied):
@@ -240,8 +241,9 @@ def test_reassign_moves_the_checkpoint_and_drops_the_claim(people):
 def test_reassign_to_a_missing_group_changes_nothing(people):
     _, cp = paused_email(people)
     before = snapshot()
-    with pytest.raises(ReviewMisconfigured, match="nobody"):
-        review.reassign(cp, people.bob, to_groups=["nobody"])
+    with pytest.raises(InvalidAssignment, match="nobody") as refused:
+        review.reassign(cp, people.grant_reassign("bob"), to_groups=["nobody"])
+    assert refused.value.errors == {"to_groups": ["There is no group 'nobody'."]}
     assert snapshot() == before
 
 
@@ -304,7 +306,7 @@ def versioned(version, *steps, **register_kwargs):
 def test_approving_after_a_version_bump_raises_pipeline_changed(people, registered_pipelines):
     registered_pipelines(versioned(1, "draft", "publish"))
     run = start("evolving", {}, user=people.alice)
-    registered_pipelines(versioned(2, "draft", "publish"))
+    registered_pipelines(versioned(2, "draft", "publish"), replace=True)
     before = snapshot()
     with pytest.raises(PipelineChanged, match="from version 1 to 2"):
         review.approve(run.checkpoints.get(), people.bob)
@@ -314,7 +316,7 @@ def test_approving_after_a_version_bump_raises_pipeline_changed(people, register
 def test_approving_after_the_paused_step_was_removed_raises_pipeline_changed(people, registered_pipelines):
     registered_pipelines(versioned(1, "draft", "publish"))
     run = start("evolving", {}, user=people.alice)
-    registered_pipelines(stepkit("evolving", version=1).step("write").step("publish"))
+    registered_pipelines(stepkit("evolving", version=1).step("write").step("publish"), replace=True)
     with pytest.raises(PipelineChanged, match="'draft' is not a step"):
         review.approve(run.checkpoints.get(), people.bob)
 
@@ -325,6 +327,7 @@ def test_a_migration_hook_lets_old_checkpoints_resume(people, registered_pipelin
     registered_pipelines(
         versioned(2, "draft", "review-links", "publish"),
         migrations={1: lambda ctx, step: {**ctx, "migrated": True}},
+        replace=True,
     )
     review.approve(run.checkpoints.get(), people.bob)
     run.refresh_from_db()

@@ -17,14 +17,16 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.clickjacking import xframe_options_deny
 
-from .. import review
+from .. import permissions, review
 from ..describe import remaining_steps
-from ..exceptions import InvalidOverride, StepkitError
+from ..exceptions import InvalidAssignment, InvalidOverride, StepkitError
 from ..models import Checkpoint, approvals_count
 from ..registry import registered
 from ..status import CheckpointStatus
@@ -41,7 +43,7 @@ from .forms import ReassignForm, ReviewForm
 from .overview import overview_context
 from .trail import trail_rows
 
-REVIEW_PERMISSION = "stepkit_django.review_checkpoint"
+REVIEW_PERMISSION = permissions.REVIEW_PERMISSION
 
 
 def _duration(delta: timedelta) -> str:
@@ -172,7 +174,8 @@ class CheckpointAdmin(admin.ModelAdmin):
         if not obj.assigned:  # created assigned to nobody, and nobody since
             return "—"
         names = [g.name for g in obj.assigned_groups.all()] + [u.get_username() for u in obj.assigned_users.all()]
-        return ", ".join(names) or "—"
+        # Created with assignees who were all deleted since: it stays restricted until someone reassigns it.
+        return ", ".join(names) or gettext("nobody: its assignees were deleted (reassign it)")
 
     @admin.display(description=_("approvals"))
     def approvals(self, obj: Checkpoint) -> str:
@@ -215,6 +218,9 @@ class CheckpointAdmin(admin.ModelAdmin):
         )
         return [overview, *super().get_urls()]
 
+    # The review page and the queue carry the decision buttons and bulk actions: they refuse to be
+    # framed (one click in a disguised frame would approve), whatever the project's middleware.
+    @method_decorator(xframe_options_deny)
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
@@ -299,6 +305,10 @@ class CheckpointAdmin(admin.ModelAdmin):
             form.add_override_errors(exc.errors)
             self.message_user(request, "The edits were refused; see the errors below.", messages.ERROR)
             return None
+        except InvalidAssignment as exc:
+            reassign_form.add_assignment_errors(exc.errors)
+            self.message_user(request, "The reassignment was refused; see the errors below.", messages.ERROR)
+            return None
         except StepkitError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         return here
@@ -334,10 +344,14 @@ class CheckpointAdmin(admin.ModelAdmin):
             "form": form,
             "reassign_form": reassign_form,
             "pending": checkpoint.is_pending,
-            "can_review": review.can_review(checkpoint, request.user),
+            "can_review": permissions.can_review(checkpoint, request.user),
+            "can_reassign": request.user.has_perm(permissions.REASSIGN_PERMISSION),
+            "assignees_gone": checkpoint.assigned
+            and not checkpoint.assigned_users.all()
+            and not checkpoint.assigned_groups.all(),
             "claimed_by_me": checkpoint.claimed_by_id == request.user.pk,
             "approvals": checkpoint.approvals.select_related("user"),
-            "trail": trail_rows(checkpoint.events.select_related("actor")),
+            "trail": trail_rows(checkpoint.events.select_related("actor"), request.user),
             "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
             "has_view_permission": True,
         }
@@ -374,6 +388,7 @@ class CheckpointAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, self.overview_template, context)
 
+    @method_decorator(xframe_options_deny)
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         extra = {"overview_url": reverse("admin:stepkit_django_checkpoint_overview"), **(extra_context or {})}
         return super().changelist_view(request, extra)

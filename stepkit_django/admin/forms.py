@@ -10,14 +10,45 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 
+from ..jsonchecks import UnsafeJSON, check_json_value, too_deep
+
 ANY_KEY_FIELD = "override_data"
 FIELD_PREFIX = "edit__"
 
 
 class PrettyJSONField(forms.JSONField):
-    """A JSON editor: an indented textarea."""
+    """A JSON editor: an indented textarea.
+
+    Refuses, as a form error, what the API refuses too (:mod:`stepkit_django.jsonchecks`):
+    NUL characters, lone surrogates, nesting deeper than the shared limit, and text that
+    cannot even be parsed (a number of more than 4,300 digits, nesting deep enough to
+    exhaust the stack).
+    """
 
     widget = forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "vLargeTextField stepkit-json"})
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            converted = super().to_python(value)
+        except RecursionError:
+            raise forms.ValidationError(too_deep().message, code="invalid") from None
+        except ValueError:  # int() of more than 4,300 digits; json.JSONDecodeError is handled by Django
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        try:
+            check_json_value(converted)
+        except UnsafeJSON as exc:
+            raise forms.ValidationError(exc.message, code="invalid") from None
+        return converted
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        # Redisplay refused text as typed: Django parses it again here (and would fail the same way).
+        try:
+            value = super().bound_data(data, initial)
+            if not isinstance(value, forms.fields.InvalidJSONInput):
+                check_json_value(value)
+        except (RecursionError, ValueError):  # UnsafeJSON is a ValueError
+            return forms.fields.InvalidJSONInput(data)
+        return value
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, forms.fields.InvalidJSONInput):
@@ -155,6 +186,12 @@ class ReassignForm(forms.Form):
         if unknown:
             raise forms.ValidationError(f"Unknown user(s): {', '.join(unknown)}.")
         return names
+
+    def add_assignment_errors(self, errors: dict[str, list[str]]) -> None:
+        """Show the review service's refusal of the targets next to their fields."""
+        for key, messages in errors.items():
+            for message in messages:
+                self.add_error(key if key in self.fields else None, message)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

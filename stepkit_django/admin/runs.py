@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from .. import review
+from .. import permissions, review
+from ..audit import redacted
 from ..exceptions import StepkitError
 from ..models import AuditEvent, PipelineRun, QueueOverview
 from .trail import describe_event
 
-MANAGE_PERMISSION = "stepkit_django.manage_pipelinerun"
+MANAGE_PERMISSION = permissions.MANAGE_RUNS_PERMISSION
 
 
 class ReadOnlyMixin:
@@ -40,10 +44,15 @@ class AuditEventInline(ReadOnlyMixin, admin.TabularInline):
     can_delete = False
     ordering = ["timestamp", "id"]
     fields = ["timestamp", "action", "actor", "details"]
-    readonly_fields = ["timestamp", "action", "actor", "details"]
+    readonly_fields = ["timestamp", "action", "actor", "details", "full_details"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return super().get_queryset(request).select_related("actor")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Failure messages in full only for those who may read them (permissions.can_see_failure_details).
+        full = permissions.can_see_failure_details(request.user)
+        return ["timestamp", "action", "actor", "full_details" if full else "details"]
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # whoever may see the run may see its trail
@@ -51,7 +60,15 @@ class AuditEventInline(ReadOnlyMixin, admin.TabularInline):
 
     @admin.display(description=_("details"))
     def details(self, obj: AuditEvent) -> str:
-        row = describe_event(obj)
+        return self._details(obj, full=False)
+
+    @admin.display(description=_("details"))
+    def full_details(self, obj: AuditEvent) -> str:
+        return self._details(obj, full=True)
+
+    @staticmethod
+    def _details(obj: AuditEvent, *, full: bool) -> str:
+        row = describe_event(obj, full=full)
         parts = [
             format_html("<div><code>{}</code>: {} → {}</div>", c["key"], c["before"], c["after"])
             for c in row["changes"]
@@ -97,14 +114,30 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "duration",
         "error",
         "traceback",
+        "failure",
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PipelineRun]:
         return PipelineRun.objects.visible_to(request.user)
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if permissions.can_see_failure_details(request.user):
+            return self.fieldsets
+        # The message and the traceback may quote personal data: others see the failed step and the type.
+        return [*self.fieldsets[:-1], (_("Failure"), {"fields": ["failure"], "classes": ["collapse"]})]
+
+    @admin.display(description=_("failure"))
+    def failure(self, obj: PipelineRun) -> str:
+        if not obj.error:
+            return "—"
+        return gettext("%(type)s after step %(step)s (ask a run manager for the details)") % {
+            "type": permissions.error_type(obj.error),
+            "step": obj.current_step or "—",
+        }
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         user = request.user
-        return user.has_perm("stepkit_django.review_checkpoint") or super().has_view_permission(request, obj)
+        return user.has_perm(permissions.REVIEW_PERMISSION) or super().has_view_permission(request, obj)
 
     def has_manage_permission(self, request: HttpRequest) -> bool:
         # Offered to whoever sees runs; the services decide per run (its starter, or MANAGE_PERMISSION),
@@ -157,9 +190,19 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return AuditEvent.objects.visible_to(request.user)
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        if permissions.can_see_failure_details(request.user):
+            return [*self.list_display[:-1], "full_details"]
+        return self.list_display
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if permissions.can_see_failure_details(request.user):
+            return self.readonly_fields
+        return [name if name != "data" else "visible_data" for name in self.readonly_fields]
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         user = request.user
-        return user.has_perm("stepkit_django.review_checkpoint") or super().has_view_permission(request, obj)
+        return user.has_perm(permissions.REVIEW_PERMISSION) or super().has_view_permission(request, obj)
 
     @admin.display(description=_("run"))
     def run_link(self, obj: AuditEvent) -> str:
@@ -175,7 +218,19 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description=_("details"))
     def details(self, obj: AuditEvent) -> str:
-        row = describe_event(obj)
+        return self._details(obj, full=False)
+
+    @admin.display(description=_("details"))
+    def full_details(self, obj: AuditEvent) -> str:
+        return self._details(obj, full=True)
+
+    @admin.display(description=_("data"))
+    def visible_data(self, obj: AuditEvent) -> str:
+        return json.dumps(redacted(obj.data or {}, full=False), indent=2, sort_keys=True, cls=DjangoJSONEncoder)
+
+    @staticmethod
+    def _details(obj: AuditEvent, *, full: bool) -> str:
+        row = describe_event(obj, full=full)
         changes = "; ".join(f"{c['key']}: {c['before']} → {c['after']}" for c in row["changes"])
         return " ".join(part for part in (row["summary"], changes, obj.note) if part) or "—"
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from .. import permissions
+from ..audit import redacted
 from ..models import AuditEvent
 
 
@@ -16,9 +18,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def describe_event(event: AuditEvent) -> dict[str, Any]:
-    """A row: time, action, actor, note, a summary of ``data``, and the changes of an edit."""
-    data = event.data or {}
+def describe_event(event: AuditEvent, *, full: bool) -> dict[str, Any]:
+    """A row: time, action, actor, note, a summary of ``data`` (failure messages only if ``full``), and the
+    changes of an edit."""
+    data = redacted(event.data or {}, full=full)
     changes = [
         {"key": key, "before": _short(change.get("before")), "after": _short(change.get("after"))}
         for key, change in (data.get("changes") or {}).items()
@@ -32,5 +35,7 @@ def describe_event(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def trail_rows(events: Iterable[AuditEvent]) -> list[dict[str, Any]]:
-    return [describe_event(e) for e in events]
+def trail_rows(events: Iterable[AuditEvent], user: Any) -> list[dict[str, Any]]:
+    """The rows of ``events`` as ``user`` may read them."""
+    full = permissions.can_see_failure_details(user)
+    return [describe_event(e, full=full) for e in events]

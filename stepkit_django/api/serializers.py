@@ -9,6 +9,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from .. import permissions
+from ..audit import redacted
 from ..describe import remaining_steps
 from ..models import Approval, AuditEvent, Checkpoint, PipelineRun
 from ..registry import registered
@@ -180,8 +182,16 @@ class ReassignSerializer(serializers.Serializer[Any]):
         return attrs
 
 
+def _user(serializer: serializers.Serializer[Any]) -> Any:
+    request = serializer.context.get("request")
+    return getattr(request, "user", None)
+
+
 class RunSerializer(serializers.ModelSerializer[PipelineRun]):
     pipeline = serializers.CharField(source="pipeline_name", read_only=True)
+    error = serializers.SerializerMethodField(
+        help_text="Why the run failed: the exception's type and message for run managers, the type for others."
+    )
     started_by = UserRefSerializer(read_only=True, allow_null=True)
     checkpoints: serializers.Field[Any, Any, Any, Any] = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
@@ -206,6 +216,12 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_error(self, obj: PipelineRun) -> str:
+        if not obj.error or permissions.can_see_failure_details(_user(self)):
+            return obj.error
+        return permissions.error_type(obj.error)
+
 
 class RunCreateSerializer(serializers.Serializer[Any]):
     pipeline = serializers.CharField(max_length=200)
@@ -227,6 +243,7 @@ class RunStatusSerializer(serializers.Serializer[Any]):
 
 class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     pipeline = serializers.CharField(source="pipeline_name", read_only=True)
+    data = serializers.SerializerMethodField(help_text="Details; a failure's message only for run managers.")
     run = serializers.UUIDField(source="run_id", read_only=True)
     checkpoint = serializers.UUIDField(source="checkpoint_id", read_only=True, allow_null=True)
     actor = UserRefSerializer(read_only=True, allow_null=True)
@@ -235,6 +252,10 @@ class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
         model = AuditEvent
         fields = ["id", "run", "checkpoint", "pipeline", "action", "actor", "timestamp", "data", "note"]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_data(self, obj: AuditEvent) -> dict[str, Any]:
+        return redacted(obj.data or {}, full=permissions.can_see_failure_details(_user(self)))
 
 
 class PipelineStepSerializer(serializers.Serializer[Any]):

@@ -28,6 +28,7 @@ from .. import review
 from ..describe import describe_pipeline
 from ..exceptions import (
     CheckpointError,
+    InvalidAssignment,
     InvalidOverride,
     PipelineChanged,
     PipelineNotFound,
@@ -37,8 +38,9 @@ from ..exceptions import (
     StepkitError,
 )
 from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
+from ..permissions import START_RUNS_PERMISSION
 from ..registry import get_pipeline, registered
-from ..runner import RunNotResumable, start
+from ..runner import RunNotResumable, start_or_replay
 from . import rows
 from . import serializers as s
 from .filters import AuditEventFilter, CheckpointFilter, RunFilter
@@ -63,9 +65,16 @@ class StepkitPagination(PageNumberPagination):
     max_page_size = 200
 
     def get_page_size(self, request: Request) -> int | None:
-        # DRF falls back to the default for a page_size it cannot use; say so instead.
+        # DRF falls back to the default for a page_size it cannot use; say so instead. The length
+        # is checked before int(), which refuses more than 4,300 digits (ValueError, a 500).
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= self.max_page_size):
+        usable = raw is None or (
+            raw.isascii()
+            and raw.isdigit()
+            and len(raw) <= len(str(self.max_page_size))
+            and 1 <= int(raw) <= self.max_page_size
+        )
+        if not usable:
             raise ValidationError({"page_size": [f"Use a whole number from 1 to {self.max_page_size}."]})
         return super().get_page_size(request)
 
@@ -91,6 +100,10 @@ def api_error(exc: Exception) -> Exception:
     if isinstance(exc, InvalidOverride):
         errors = {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}
         return ValidationError({"override_data": errors})
+    if isinstance(exc, InvalidAssignment):
+        return ValidationError(
+            {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}
+        )
     if isinstance(exc, ReviewPermissionDenied):
         return PermissionDenied(str(exc))
     if isinstance(exc, (ReviewConflict, PipelineChanged, RunNotResumable)):
@@ -148,6 +161,14 @@ class StepkitViewMixin:
             response["Retry-After"] = "5"
             return response
         return super().handle_exception(api_error(exc))  # type: ignore[misc,no-any-return]
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # No response may be framed (a framed page could trick a reviewer into a click),
+        # whatever the project's middleware; as Django's xframe_options_deny, a header already
+        # set is kept.
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        response.setdefault("X-Frame-Options", "DENY")
+        return response
 
 
 ERRORS = {
@@ -242,7 +263,9 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     def _if_match(self, request: Request, pk: uuid.UUID) -> int | None:
         """The version of this checkpoint named by If-Match (None without one, or for ``*``).
 
-        412 when the header names no current version of it: its ETag cannot match then.
+        412 when the header names no current version of it: its ETag cannot match then. A version
+        is read only as an ETag writes it (canonical decimal, at most 63 bits): anything else,
+        such as 5,000 digits that int() refuses or a database cannot compare, matches no ETag.
         """
         header = request.headers.get("If-Match")
         if not header:
@@ -253,7 +276,9 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         prefix, versions = f'"{pk}-', set()
         for tag in tags:
             version = tag.removeprefix(prefix).removesuffix('"')
-            if tag.startswith(prefix) and tag.endswith('"') and version.isascii() and version.isdigit():
+            if not (tag.startswith(prefix) and tag.endswith('"') and version.isascii() and version.isdigit()):
+                continue
+            if len(version) <= len(str(2**63)) and int(version) < 2**63 and str(int(version)) == version:
                 versions.add(int(version))
         if len(versions) > 1:  # several ETags of this checkpoint: the current one, if listed
             current = Checkpoint.objects.filter(pk=pk).values_list("version", flat=True).first()
@@ -391,26 +416,27 @@ class RunViewSet(  # type: ignore[misc]
         )
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        if not request.user.has_perm("stepkit_django.add_pipelinerun"):
-            raise PermissionDenied("You need the permission 'stepkit_django.add_pipelinerun' to start runs.")
+        if not request.user.has_perm(START_RUNS_PERMISSION):
+            raise PermissionDenied(f"You need the permission {START_RUNS_PERMISSION!r} to start runs.")
         serializer = s.RunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        key = data["idempotency_key"]
-        existing = PipelineRun.objects.filter(idempotency_key=key).first() if key else None
-        if existing is not None:
-            if existing.pipeline_name != data["pipeline"] or existing.started_by_id != request.user.pk:
-                raise Conflict("This idempotency key was already used for another run.")
-            return Response(s.RunSerializer(existing).data, status=status.HTTP_200_OK)
-        run = start(data["pipeline"], data["input"], user=request.user, idempotency_key=key)
-        run = self.get_queryset().get(pk=run.pk)
-        return Response(s.RunSerializer(run).data, status=status.HTTP_201_CREATED)
+        run, created = start_or_replay(
+            data["pipeline"], data["input"], user=request.user, idempotency_key=data["idempotency_key"]
+        )
+        # A replayed key answers with its run only to someone who may see it, and only for the same pipeline.
+        visible = self.get_queryset().filter(pk=run.pk).first()
+        if visible is None or (not created and run.pipeline_name != data["pipeline"]):
+            raise Conflict("This idempotency key was already used for another run.")
+        return Response(
+            self.get_serializer(visible).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
     @extend_schema(summary="Cancel the run", request=None, responses={200: s.RunSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         run = review.cancel_run(self.get_object(), request.user)
-        return Response(s.RunSerializer(self.get_queryset().get(pk=run.pk)).data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=run.pk)).data)
 
     @extend_schema(
         summary="Retry a failed run from its last completed step",
@@ -420,7 +446,7 @@ class RunViewSet(  # type: ignore[misc]
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         run = review.retry_run(self.get_object(), request.user)
-        return Response(s.RunSerializer(self.get_queryset().get(pk=run.pk)).data)
+        return Response(self.get_serializer(self.get_queryset().get(pk=run.pk)).data)
 
     @extend_schema(summary="The run's audit trail, oldest first", responses={200: s.AuditEventSerializer(many=True)})
     @action(detail=True, methods=["get"], filter_backends=[], pagination_class=StepkitPagination)
@@ -428,7 +454,7 @@ class RunViewSet(  # type: ignore[misc]
         run = self.get_object()
         events = AuditEvent.objects.filter(run=run).select_related("actor").order_by("timestamp", "id")
         page: Any = self.paginate_queryset(events)  # type: ignore[arg-type]
-        return self.get_paginated_response(s.AuditEventSerializer(page, many=True).data)
+        return self.get_paginated_response(s.AuditEventSerializer(page, many=True, context={"request": request}).data)
 
 
 @extend_schema_view(

@@ -1,0 +1,103 @@
+"""The audit trail's one writer: every event is built here, and appended with the change it records.
+
+Two shapes, one set of columns:
+
+* :func:`event` builds an unsaved :class:`~stepkit_django.models.AuditEvent` (a
+  person's action, with an actor, a checkpoint, a note); :func:`rows` turns a batch
+  of them into the rows that :func:`stepkit_django.sql.write` appends with the
+  change, in the same statement or transaction;
+* :func:`system_row` is an event of the runner itself (no actor, no checkpoint) as
+  a row of :data:`EVENT_FIELDS`, for the per-step write, which is the hot path.
+
+:func:`record` appends one event now; call it inside the transaction of the change.
+Audit events never go through ``Model.save()`` here, so ``post_save`` is not sent for
+them (listen to the signals of :mod:`stepkit_django.signals` instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from . import permissions, sql
+from .models import AuditEvent, PipelineRun
+from .status import AuditAction
+
+__all__ = ["EVENT_FIELDS", "event", "record", "redacted", "rows", "step_rows", "system_row"]
+
+#: The columns of an audit event row, in the order of :func:`system_row`.
+EVENT_FIELDS = ("run", "checkpoint", "pipeline_name", "action", "actor", "timestamp", "data", "note")
+
+
+def _actor(user: Any) -> Any:
+    """The user to store: None for anonymous or no user."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user
+
+
+def event(
+    run: PipelineRun,
+    action: str,
+    *,
+    checkpoint: Any = None,
+    actor: Any = None,
+    data: Mapping[str, Any] | None = None,
+    note: str = "",
+) -> AuditEvent:
+    """An unsaved event of ``run``; append it with :func:`rows` (several with one change) or :func:`record`."""
+    return AuditEvent(
+        run=run,
+        checkpoint=checkpoint,
+        pipeline_name=run.pipeline_name,
+        action=action,
+        actor=_actor(actor),
+        data=dict(data or {}),
+        note=note,
+    )
+
+
+def rows(events: Sequence[AuditEvent]) -> sql.Insert:
+    """The INSERT of ``events`` for :func:`stepkit_django.sql.write`."""
+    return sql.Insert.of(events)
+
+
+def record(run: PipelineRun, action: str, **fields: Any) -> None:
+    """Append one event now (inside the transaction of the change it records).
+
+    ``fields``: ``checkpoint``, ``actor``, ``data``, ``note`` as for :func:`event`.
+    """
+    sql.insert_objects([event(run, action, **fields)])
+
+
+def system_row(run: PipelineRun, action: str, at: datetime, data: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
+    """An event of ``run`` by the system (no actor, no checkpoint), as a row of :data:`EVENT_FIELDS`."""
+    return (run.pk, None, run.pipeline_name, action, None, at, data or {}, "")
+
+
+def step_rows(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> list[tuple[Any, ...]]:
+    """``step_completed`` rows for ``(step, duration in ms, completed at)`` tuples."""
+    return [
+        system_row(run, AuditAction.STEP_COMPLETED, at, {"step": step, "duration_ms": duration_ms})
+        for step, duration_ms, at in events
+    ]
+
+
+def step_insert(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> sql.Insert:
+    """The INSERT of the ``step_completed`` rows of ``events``."""
+    return sql.Insert(AuditEvent, EVENT_FIELDS, step_rows(run, events))
+
+
+#: Keys of event data that hold a failure's message (which may quote personal data).
+FAILURE_KEYS = ("error", "previous_error")
+
+
+def redacted(data: Mapping[str, Any], *, full: bool) -> dict[str, Any]:
+    """``data`` with failure messages cut to the exception's type unless ``full``.
+
+    Pass ``full=permissions.can_see_failure_details(user)`` for the user who reads it.
+    """
+    if full or not any(data.get(key) for key in FAILURE_KEYS):
+        return dict(data)
+    return {key: permissions.error_type(value) if key in FAILURE_KEYS else value for key, value in data.items()}

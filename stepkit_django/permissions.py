@@ -1,0 +1,264 @@
+"""Who may do what: the one place that answers "may this user … this checkpoint or run".
+
+The models' ``visible_to`` and ``for_user`` querysets, the review services, the
+admin and the API all ask here; nothing else decides. The rules:
+
+* **see a checkpoint** (the queue): superusers see all; others see checkpoints of
+  runs they started, and checkpoints they may review (they hold its review
+  permission and it is assigned to nobody, to them, or to one of their groups).
+  A checkpoint created with assignees stays restricted when its assignees are
+  deleted (fail closed): then only superusers and reassigners see it.
+* **claim, edit, approve, reject**: logged in and active, the checkpoint's review
+  permission, not the run's starter (four-eyes) unless the review allows it, and
+  assigned to them (superusers are exempt from the assignment only).
+* **reassign**: :data:`REASSIGN_PERMISSION`, not the run's starter, and not someone
+  who approved the checkpoint (an approver could otherwise choose the second approver).
+* **cancel and retry a run**: its starter, or :data:`MANAGE_RUNS_PERMISSION`.
+* **read a failure's message and traceback**: superusers and :data:`MANAGE_RUNS_PERMISSION`;
+  others see the failed step and the exception's type.
+
+This module imports no models (the models import it): it works on the querysets
+and instances it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from .conf import settings
+from .exceptions import ReviewPermissionDenied
+
+__all__ = [
+    "MANAGE_RUNS_PERMISSION",
+    "REASSIGN_PERMISSION",
+    "REVIEW_PERMISSION",
+    "START_RUNS_PERMISSION",
+    "can_review",
+    "can_see_failure_details",
+    "check_reassign",
+    "check_reviewer",
+    "check_run_manager",
+    "events_for",
+    "is_active_user",
+    "queue_for",
+    "require_active",
+    "review_permission_of",
+    "reviewable_by",
+    "runs_for",
+]
+
+APP_LABEL = "stepkit_django"
+
+
+def permission_name(action: str, model_name: str) -> str:
+    """``"stepkit_django.<action>_<model>"``, as ``django.contrib.auth.get_permission_codename`` derives it."""
+    return f"{APP_LABEL}.{action}_{model_name}"
+
+
+#: The default permission a reviewer needs (``STEPKIT["DEFAULT_REVIEW_PERMISSION"]`` may name another).
+REVIEW_PERMISSION = permission_name("review", "checkpoint")
+#: Reassigning a checkpoint to other users or groups.
+REASSIGN_PERMISSION = permission_name("reassign", "checkpoint")
+#: Cancelling and retrying any run, and reading failures in full.
+MANAGE_RUNS_PERMISSION = permission_name("manage", "pipelinerun")
+#: Starting runs through the API.
+START_RUNS_PERMISSION = permission_name("add", "pipelinerun")
+
+
+# -- who is acting -----------------------------------------------------------------------
+
+
+def is_active_user(user: Any) -> bool:
+    return bool(getattr(user, "is_authenticated", False) and getattr(user, "is_active", False))
+
+
+def is_superuser(user: Any) -> bool:
+    return is_active_user(user) and bool(getattr(user, "is_superuser", False))
+
+
+def require_active(user: Any) -> Any:
+    """The user, if logged in and active; else :class:`ReviewPermissionDenied`."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise ReviewPermissionDenied("You must be logged in to review.")
+    if not getattr(user, "is_active", False):
+        raise ReviewPermissionDenied("Inactive users cannot review.")
+    return user
+
+
+def review_permission_of(checkpoint: Any) -> str:
+    """The permission a reviewer of ``checkpoint`` needs (its review's, else the default)."""
+    return str(checkpoint.review.get("permission") or settings.DEFAULT_REVIEW_PERMISSION)
+
+
+# -- querysets -----------------------------------------------------------------------------
+
+
+def _assigned_to(queryset: QuerySet[Any], user: Any) -> Q:
+    """Assigned to nobody (a checkpoint created so), or to ``user`` directly or through a group.
+
+    A checkpoint created with assignees keeps ``assigned=True`` when they are deleted, and then
+    matches no one here (fail closed). ``assigned=False`` comes first, so that the lookups in the
+    assignment tables run only for the others.
+    """
+    model: Any = queryset.model
+    users = model.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
+    groups = model.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
+    mine = Exists(users.filter(user_id=user.pk)) | Exists(groups.filter(group__user=user))
+    return Q(assigned=False) | mine
+
+
+def _orphaned(queryset: QuerySet[Any]) -> Q:
+    """Created with assignees, all of which are gone."""
+    model: Any = queryset.model
+    users = model.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
+    groups = model.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
+    return Q(assigned=True) & ~Exists(users) & ~Exists(groups)
+
+
+def reviewable_by(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
+    """The checkpoints of ``queryset`` assigned so that ``user`` may see them (permissions aside)."""
+    if not is_active_user(user):
+        return queryset.none()
+    if is_superuser(user):
+        return queryset
+    visible = _assigned_to(queryset, user)
+    if user.has_perm(REASSIGN_PERMISSION):
+        visible |= _orphaned(queryset)
+    return queryset.filter(visible)
+
+
+def _held_permissions(user: Any) -> list[str]:
+    """The permissions ``user`` holds, with ``""`` for checkpoints stored without one when the default is held."""
+    permissions = sorted(user.get_all_permissions())
+    if settings.DEFAULT_REVIEW_PERMISSION in permissions:
+        permissions.append("")  # a checkpoint stored without one: the services check the default
+    return permissions
+
+
+def queue_for(queryset: QuerySet[Any], user: Any, started_runs: QuerySet[Any]) -> QuerySet[Any]:
+    """What ``user`` may see in the queue: checkpoints they may review, and those of ``started_runs``.
+
+    Written with EXISTS and IN so that PostgreSQL applies it after the queue indexes narrowed the rows.
+    """
+    if not is_active_user(user):
+        return queryset.none()
+    if is_superuser(user):
+        return queryset
+    visible = _assigned_to(queryset, user)
+    if user.has_perm(REASSIGN_PERMISSION):
+        visible |= _orphaned(queryset)
+    # IN on the indexed started_by rather than a join, which would scan every run
+    started = Q(run_id__in=started_runs.filter(started_by=user).values("pk"))
+    return queryset.filter((Q(permission__in=_held_permissions(user)) & visible) | started)
+
+
+def claimable_permissions(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
+    """Narrow ``queryset`` (in SQL) to checkpoints whose review permission ``user`` holds."""
+    if is_superuser(user):
+        return queryset
+    return queryset.filter(permission__in=_held_permissions(user))
+
+
+def runs_for(queryset: QuerySet[Any], user: Any, queue: QuerySet[Any]) -> QuerySet[Any]:
+    """Runs ``user`` started or has a checkpoint of in ``queue`` (their queue); all for run managers."""
+    if not is_active_user(user):
+        return queryset.none()
+    if is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION):
+        return queryset
+    return queryset.filter(Q(pk__in=queue.values("run_id")) | Q(started_by=user))
+
+
+def events_for(queryset: QuerySet[Any], user: Any, queue: QuerySet[Any]) -> QuerySet[Any]:
+    """Events of runs ``user`` started, or that have a checkpoint in ``queue``; all for run managers."""
+    if not is_active_user(user):
+        return queryset.none()
+    if is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION):
+        return queryset
+    return queryset.filter(Q(run__in=queue.values("run_id")) | Q(run__started_by=user))
+
+
+# -- one checkpoint ---------------------------------------------------------------------------
+
+
+def assignment_of(checkpoint: Any, user: Any) -> bool | None:
+    """True/False for a checkpoint created assigned, None for one created assigned to nobody.
+
+    A checkpoint whose assignees were all deleted answers False for everyone (fail closed).
+    """
+    if not checkpoint.assigned:  # created assigned to nobody, and nobody since (kept by an m2m_changed receiver)
+        return None
+    user_ids = {u.pk for u in checkpoint.assigned_users.all()}
+    if user.pk in user_ids:
+        return True
+    group_ids = {g.pk for g in checkpoint.assigned_groups.all()}
+    return bool(group_ids) and Group.objects.filter(pk__in=group_ids, user=user).exists()
+
+
+def check_reviewer(checkpoint: Any, user: Any) -> Any:
+    """The user, if they may claim, edit, approve or reject ``checkpoint``; else ReviewPermissionDenied."""
+    reviewer = require_active(user)
+    permission = review_permission_of(checkpoint)
+    if not reviewer.has_perm(permission):
+        raise ReviewPermissionDenied(f"You need the permission {permission!r} to review this checkpoint.")
+    if not checkpoint.review.get("allow_self_approval", False) and checkpoint.run.started_by_id == reviewer.pk:
+        raise ReviewPermissionDenied("Four-eyes rule: the user who started the run may not review it.")
+    if not is_superuser(reviewer) and assignment_of(checkpoint, reviewer) is False:
+        raise ReviewPermissionDenied("This checkpoint is assigned to other reviewers.")
+    return reviewer
+
+
+def can_review(checkpoint: Any, user: Any) -> bool:
+    """Whether ``user`` may review ``checkpoint`` (:func:`check_reviewer` as a bool)."""
+    try:
+        check_reviewer(checkpoint, user)
+    except ReviewPermissionDenied:
+        return False
+    return True
+
+
+def check_reassign(checkpoint: Any, user: Any, approver_ids: Iterable[Any]) -> Any:
+    """The user, if they may reassign ``checkpoint``; else ReviewPermissionDenied."""
+    actor = require_active(user)
+    if not actor.has_perm(REASSIGN_PERMISSION):
+        raise ReviewPermissionDenied(f"You need the permission {REASSIGN_PERMISSION!r} to reassign checkpoints.")
+    if checkpoint.run.started_by_id == actor.pk and not checkpoint.review.get("allow_self_approval", False):
+        raise ReviewPermissionDenied("Four-eyes rule: the user who started the run may not choose its reviewers.")
+    if actor.pk in set(approver_ids):
+        raise ReviewPermissionDenied(
+            "You approved this checkpoint, so you may not choose who else approves it; ask someone else to reassign it."
+        )
+    return actor
+
+
+def unfit_reviewers(checkpoint: Any, users: Iterable[Any]) -> list[str]:
+    """The usernames among ``users`` who could not review ``checkpoint`` (inactive, or without its permission)."""
+    permission = review_permission_of(checkpoint)
+    return [
+        str(u.get_username())
+        for u in users
+        if not getattr(u, "is_active", False) or not (u.is_superuser or u.has_perm(permission))
+    ]
+
+
+def check_run_manager(run: Any, user: Any) -> Any:
+    """The user, if they may cancel or retry ``run`` (its starter, or a run manager)."""
+    actor = require_active(user)
+    if run.started_by_id == actor.pk or actor.has_perm(MANAGE_RUNS_PERMISSION):
+        return actor
+    raise ReviewPermissionDenied(
+        f"Only the user who started the run or one with {MANAGE_RUNS_PERMISSION!r} can do this."
+    )
+
+
+def can_see_failure_details(user: Any) -> bool:
+    """Whether ``user`` may read a failed run's error message and traceback (they may hold personal data)."""
+    return is_active_user(user) and (is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION))
+
+
+def error_type(error: str) -> str:
+    """The exception's type from a stored ``"Type: message"`` error: what everyone may see of a failure."""
+    return error.split(":", 1)[0].strip() if error else ""
