@@ -189,3 +189,71 @@ def test_the_database_refuses_to_rewrite_the_audit_trail(people):
             cursor.execute(sql)
     assert AuditEvent.objects.filter(run=run).count() == count
     assert not AuditEvent.objects.filter(note="rewritten").exists()
+
+
+def test_mixed_race_of_approve_reject_cancel_and_expire_never_deadlocks_and_decides_once(people, registered_pipelines):
+    """16 threads per round: approvals, rejections, cancellations and sweeps of one overdue-soon checkpoint."""
+    registered_pipelines(
+        stepkit("race")
+        .step("draft", lambda c: {"draft": "d"}, review=Review(timeout=timedelta(hours=1), on_timeout="reject"))
+        .step("send", lambda c: {"sent": True})
+    )
+    users = reviewers(people, 16)
+    manager = people.root
+    outcomes = []
+    for _round in range(20):
+        run = start("race", {}, user=people.alice)
+        cp = run.checkpoints.get()
+        later = timezone.now() + timedelta(hours=2)
+
+        def act(i, cp=cp, run=run, later=later):
+            kind = i % 4
+            if kind == 0:
+                return review.approve(cp, users[i])
+            if kind == 1:
+                return review.reject(cp, users[i])
+            if kind == 2:
+                return review.cancel_run(run, manager)
+            return review.expire_due(now=later)
+
+        results, errors = in_threads(16, act)
+        unexpected = [e for e in errors if e is not None and not isinstance(e, ReviewConflict)]
+        assert unexpected == [], unexpected  # no deadlock, no other database error
+        cp.refresh_from_db()
+        run.refresh_from_db()
+        decisions = AuditEvent.objects.filter(
+            checkpoint=cp, action__in=["approved", "rejected", "expired"]
+        ).count() + AuditEvent.objects.filter(run=run, action="run_cancelled").count()
+        assert decisions == 1  # exactly one of them decided
+        assert cp.status != CheckpointStatus.PENDING and run.is_finished
+        outcomes.append(cp.status)
+    assert len(outcomes) == 20
+
+
+def test_concurrent_api_starts_by_two_users_with_one_key_never_leak_or_fail(people):
+    from django.contrib.auth.models import Permission
+    from rest_framework.test import APIClient
+
+    add = Permission.objects.get(codename="add_pipelinerun")
+    users = []
+    for i in range(8):
+        user = User.objects.create_user(f"starter{i}")
+        user.user_permissions.add(add)
+        users.append(User.objects.get(pk=user.pk))
+
+    def post(i):
+        client = APIClient()
+        client.force_authenticate(users[i])
+        body = {"pipeline": "email-approval", "input": {"message": f"secret {i}", "customer": "c", "to": "t@x"}}
+        return client.post("/api/stepkit/runs/", {**body, "idempotency_key": "shared-key"}, format="json")
+
+    results, errors = in_threads(8, post)
+    assert errors == [None] * 8
+    codes = sorted(r.status_code for r in results)
+    assert codes == [201] + [409] * 7, codes  # never a 500, never someone else's run
+    run = PipelineRun.objects.get(idempotency_key="shared-key")
+    winner = next(r for r in results if r.status_code == 201)
+    assert winner.json()["id"] == str(run.pk)
+    for response in results:
+        if response.status_code == 409:
+            assert str(run.pk) not in response.content.decode() and "secret" not in response.content.decode()
