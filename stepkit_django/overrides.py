@@ -6,9 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.translation import gettext
+
 from .conf import settings
 from .engine.context import to_json_ready
 from .exceptions import CheckpointError, InvalidOverride
+from .jsonchecks import UnsafeJSON, check_json_value
 
 __all__ = ["diff", "validate_override"]
 
@@ -19,12 +22,18 @@ def validate_override(
     context: Mapping[str, Any],
     editable: list[str] | None,
     schema: dict[str, Any] | None,
+    existing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return ``override`` as JSON-ready data, or raise :class:`InvalidOverride` with per-key messages.
 
     Checks, in order: it is a dict; only ``editable`` keys (when given); every value
-    can be stored; the size limit; the JSON Schema against the context with the
-    edits merged in.
+    can be stored (no NUL characters or lone surrogates, at most
+    :data:`~stepkit_django.jsonchecks.MAX_DEPTH` levels deep, JSON types); the size
+    limit; the JSON Schema against the context with the edits merged in.
+
+    ``existing`` is the override data the checkpoint already holds (None: none). The
+    size limit bounds what the checkpoint would hold with these edits merged in
+    (``{**existing, **override}``), not one edit: many small edits add up.
     """
     if not isinstance(override, Mapping):
         raise InvalidOverride({"__all__": [f"Override data must be an object, got {type(override).__name__}."]})
@@ -37,13 +46,22 @@ def validate_override(
     if errors:
         raise InvalidOverride(errors)
     try:
+        check_json_value(override)  # before to_json_ready, which recurses: any depth is safe here
+    except UnsafeJSON as exc:
+        key = str(exc.path[0]) if exc.path else "__all__"
+        raise InvalidOverride({key: [exc.message]}) from None
+    try:
         data = to_json_ready(dict(override))
     except CheckpointError as exc:
         raise InvalidOverride({"__all__": [str(exc).replace("context", "override_data", 1)]}) from exc
     limit = settings.MAX_OVERRIDE_BYTES
-    size = len(json.dumps(data, ensure_ascii=False).encode())
+    size = len(json.dumps({**(existing or {}), **data}, ensure_ascii=False).encode())
     if size > limit:
-        raise InvalidOverride({"__all__": [f"Override data is {size} bytes; the limit is {limit} bytes."]})
+        message = gettext(
+            "With these edits the checkpoint's override data would be %(size)d bytes; the limit is %(limit)d bytes. "
+            "Shorten the edited values."
+        )
+        raise InvalidOverride({"__all__": [message % {"size": size, "limit": limit}]})
     if schema is not None:
         from jsonschema.validators import validator_for
 

@@ -7,27 +7,27 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-#: Deeper JSON is refused: no context needs it, and very deep input exhausts the stack.
-MAX_DEPTH = 64
+from ..jsonchecks import MAX_DEPTH, UnsafeJSON, too_deep
+from ..jsonchecks import check_json_value as check_json
+
+__all__ = ["MAX_DEPTH", "StepkitJSONParser", "check_json_value"]
+
+
+def refused(error: UnsafeJSON) -> ParseError:
+    """A 400 saying what is wrong in ``detail`` and, when it is inside a field, under that field too."""
+    detail: dict[str, Any] = {"detail": error.message}
+    if error.path and isinstance(error.path[0], str):
+        detail[error.path[0]] = [error.message]
+    return ParseError(detail)
 
 
 def check_json_value(data: Any) -> None:
-    """Raise ParseError for NUL characters (PostgreSQL refuses them in text and jsonb) or too much nesting."""
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise ParseError(f"JSON is nested more than {MAX_DEPTH} levels deep.")
-        if isinstance(value, str):
-            if "\x00" in value:
-                raise ParseError("Strings must not contain NUL characters (\\u0000).")
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                if "\x00" in key:
-                    raise ParseError("Keys must not contain NUL characters (\\u0000).")
-                stack.append((item, depth + 1))
-        elif isinstance(value, list):
-            stack.extend((item, depth + 1) for item in value)
+    """Raise ParseError for NUL characters or lone surrogates (PostgreSQL refuses them in text and jsonb), or too
+    much nesting (see :func:`stepkit_django.jsonchecks.check_json_value`)."""
+    try:
+        check_json(data)
+    except UnsafeJSON as error:
+        raise refused(error) from None
 
 
 class StepkitJSONParser(JSONParser):
@@ -35,6 +35,6 @@ class StepkitJSONParser(JSONParser):
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError(f"JSON is nested more than {MAX_DEPTH} levels deep.") from None
+            raise refused(too_deep()) from None
         check_json_value(data)
         return data
