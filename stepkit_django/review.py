@@ -636,7 +636,7 @@ def _expire_one(pk: Any, now: datetime) -> int:
 
 def _apply_timeout(cp: Checkpoint, now: datetime) -> str:
     """Write the checkpoint's ``on_timeout`` rule (inside the caller's transaction); the rule applied."""
-    action = cp.review.get("on_timeout", "reject")
+    action = str(cp.review.get("on_timeout", "reject"))
     if action == "escalate" and cp.escalated:
         action = "reject"  # escalated once already: the second deadline ends it
     data = {"on_timeout": action, "expires_at": cp.expires_at.isoformat() if cp.expires_at else None}

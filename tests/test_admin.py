@@ -354,7 +354,7 @@ def test_reassign_replaces_the_assignment_and_drops_the_claim(people, bob):
 @pytest.mark.parametrize(
     ("data", "error"),
     [
-        ({"reassign-to_users": "nobody, dave"}, "Unknown user(s): nobody."),
+        ({"reassign-to_users": "nobody, dave"}, "There is no user &#x27;nobody&#x27;."),
         ({}, "Choose at least one user or group."),
         ({"reassign-to_groups": ["no such group"]}, "Select a valid choice."),
     ],

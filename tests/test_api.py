@@ -225,8 +225,10 @@ def test_release_and_reassign(people):
     response = bob.post(url(cp, "reassign"), {"to_groups": ["managers"]}, format="json")
     assert response.status_code == 200 and response.json()["assigned_groups"] == ["managers"]
     assert bob.post(url(cp, "reassign"), {}, format="json").status_code == 404  # no longer in bob's queue
-    response = client_for(people.dave).post(url(cp, "reassign"), {"to_groups": ["nobody"]}, format="json")
-    assert response.status_code == 400 and response.json() == {"to_groups": ["Unknown group: nobody"]}
+    response = client_for(people.grant_reassign("dave")).post(
+        url(cp, "reassign"), {"to_groups": ["nobody"]}, format="json"
+    )
+    assert response.status_code == 400 and response.json() == {"to_groups": ["There is no group 'nobody'."]}
 
 
 def test_reject_through_the_api(people):

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from django import forms
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -178,14 +177,8 @@ class ReassignForm(forms.Form):
     )
 
     def clean_to_users(self) -> list[str]:
-        names = [name.strip() for name in self.cleaned_data["to_users"].split(",") if name.strip()]
-        user_model = get_user_model()
-        field = user_model.USERNAME_FIELD
-        known = set(user_model._default_manager.filter(**{f"{field}__in": names}).values_list(field, flat=True))
-        unknown = [name for name in names if name not in known]
-        if unknown:
-            raise forms.ValidationError(f"Unknown user(s): {', '.join(unknown)}.")
-        return names
+        # Whether they exist, are active and may review is the service's to say (InvalidAssignment).
+        return [name.strip() for name in self.cleaned_data["to_users"].split(",") if name.strip()]
 
     def add_assignment_errors(self, errors: dict[str, list[str]]) -> None:
         """Show the review service's refusal of the targets next to their fields."""

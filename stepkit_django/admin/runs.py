@@ -49,7 +49,7 @@ class AuditEventInline(ReadOnlyMixin, admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return super().get_queryset(request).select_related("actor")
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Failure messages in full only for those who may read them (permissions.can_see_failure_details).
         full = permissions.can_see_failure_details(request.user)
         return ["timestamp", "action", "actor", "full_details" if full else "details"]
