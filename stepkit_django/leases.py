@@ -27,6 +27,7 @@ from . import audit, sql
 from .conf import settings
 from .models import PipelineRun
 from .status import AuditAction, RunStatus
+from .transitions import check_run
 
 __all__ = ["HEARTBEAT", "acquire", "lease_duration", "new_owner", "recover", "take"]
 
@@ -147,6 +148,7 @@ def recover(now: datetime | None = None) -> int:
     expired = PipelineRun.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now).values_list(
         "pk", "lease_owner"
     )
+    check_run(RunStatus.RUNNING, RunStatus.QUEUED)
     for pk, owner in list(expired):
         with transaction.atomic():
             moved = PipelineRun.objects.filter(

@@ -18,6 +18,7 @@ from . import sql
 from .audit import EVENT_FIELDS, step_rows
 from .models import AuditEvent, PipelineRun
 from .status import RunStatus
+from .transitions import run_update
 
 __all__ = ["save_run", "save_step", "single_statement"]
 
@@ -32,16 +33,21 @@ def save_run(
     *,
     merge: bool = False,
     status: str = RunStatus.RUNNING,
+    target: str | None = None,
 ) -> bool:
-    """Write ``values`` to ``run`` if ``owner`` still holds it ``status`` (running), and then the event ``rows``.
+    """Write ``values`` to ``run`` if ``owner`` still holds it ``status`` (running), and then the event ``rows``;
+    with ``target``, move it to that status (checked by :mod:`stepkit_django.transitions`).
 
     One statement on PostgreSQL (atomic by itself); elsewhere call it inside
     atomic(). With ``merge`` (PostgreSQL only), ``values["context"]`` holds only
     the top-level keys that changed since the last save, merged into the stored
     context with ``||``.
     """
-    where = {"status": status, "lease_owner": owner}
-    saving = sql.Update(PipelineRun, run.pk, values, where, merge=("context",) if merge else ())
+    merged = ("context",) if merge else ()
+    if target is None:  # progress only: the status stays
+        saving = sql.Update(PipelineRun, run.pk, values, {"status": status, "lease_owner": owner}, merge=merged)
+    else:
+        saving = run_update(run.pk, status, target, values, {"lease_owner": owner}, merge=merged)
     return sql.write([saving], [sql.Insert(AuditEvent, EVENT_FIELDS, rows)]) is None
 
 

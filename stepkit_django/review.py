@@ -29,7 +29,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, Group, Permission
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from . import audit, permissions, sql
@@ -54,7 +54,7 @@ from .registry import get_registration
 from .review_spec import Review
 from .signals import checkpoint_created, checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus
-from .transitions import lock_run, move_run, write_checkpoint
+from .transitions import cancel_checkpoints, lock_run, move_run, write_checkpoint
 
 __all__ = [
     "approve",
@@ -520,14 +520,7 @@ def cancel_run(run: PipelineRun, by: User) -> PipelineRun:
     )
     with transaction.atomic():
         move_run(run, run.status, RunStatus.CANCELLED, finished_at=now, **lease)  # the run first: the lock order
-        pending = list(
-            Checkpoint.objects.filter(run=run, status=CheckpointStatus.PENDING)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        Checkpoint.objects.filter(pk__in=pending, status=CheckpointStatus.PENDING).update(
-            status=CheckpointStatus.CANCELLED, decided_by=actor, decided_at=now, version=F("version") + 1
-        )
+        pending = cancel_checkpoints(run, actor, now)
         audit.record(run, AuditAction.RUN_CANCELLED, actor=actor, data={"checkpoints": [str(pk) for pk in pending]})
     for cp in Checkpoint.objects.filter(pk__in=pending):
         checkpoint_decided.send(sender=Checkpoint, checkpoint=cp, run=run, decision=cp.status, user=actor)

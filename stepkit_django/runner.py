@@ -479,7 +479,6 @@ def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], pro
     on PostgreSQL."""
     now = timezone.now()
     values: dict[str, Any] = {
-        "status": RunStatus.COMPLETED,
         "finished_at": now,
         "updated_at": now,
         "lease_owner": "",
@@ -492,7 +491,7 @@ def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], pro
         values.update(context=sent, outer_contexts=[], position=run.position, current_step=run.current_step)
     rows = [*step_rows(run, progress.pending), system_row(run, AuditAction.RUN_COMPLETED, now)]
     try:
-        done = save_run(run, owner, values, rows, merge=merge)
+        done = save_run(run, owner, values, rows, merge=merge, target=RunStatus.COMPLETED)
     except (TypeError, ValueError) as exc:
         if not isinstance(exc, StepkitError):
             _json(context)  # name the key that cannot be stored

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import sql
@@ -30,6 +31,7 @@ from .status import RUN_TRANSITIONS, CheckpointStatus
 
 __all__ = [
     "CHECKPOINT_TRANSITIONS",
+    "cancel_checkpoints",
     "check_checkpoint",
     "check_run",
     "lock_run",
@@ -63,11 +65,31 @@ def check_checkpoint(source: str, target: str) -> None:
 
 
 def run_update(
-    pk: Any, source: str, target: str, fields: Mapping[str, Any], where: Mapping[str, Any] | None = None
+    pk: Any,
+    source: str,
+    target: str,
+    fields: Mapping[str, Any],
+    where: Mapping[str, Any] | None = None,
+    *,
+    merge: tuple[str, ...] = (),
 ) -> sql.Update:
-    """The checked, conditional UPDATE that moves run ``pk`` from ``source`` to ``target`` with ``fields``."""
+    """The checked, conditional UPDATE that moves run ``pk`` from ``source`` to ``target`` with ``fields``.
+
+    ``merge`` names JSON fields merged into the stored value (see :class:`stepkit_django.sql.Update`).
+    """
     check_run(source, target)
-    return sql.Update(PipelineRun, pk, {"status": target, **fields}, {"status": source, **(where or {})})
+    return sql.Update(PipelineRun, pk, {"status": target, **fields}, {"status": source, **(where or {})}, merge=merge)
+
+
+def cancel_checkpoints(run: PipelineRun, actor: Any, now: Any) -> list[Any]:
+    """Cancel the pending checkpoints of ``run`` (call after moving the run: the lock order); their keys."""
+    check_checkpoint(CheckpointStatus.PENDING, CheckpointStatus.CANCELLED)
+    pending = Checkpoint.objects.filter(run=run, status=CheckpointStatus.PENDING).order_by("pk")
+    keys = list(pending.values_list("pk", flat=True))
+    Checkpoint.objects.filter(pk__in=keys, status=CheckpointStatus.PENDING).update(
+        status=CheckpointStatus.CANCELLED, decided_by=actor, decided_at=now, version=F("version") + 1
+    )
+    return keys
 
 
 def move_run(

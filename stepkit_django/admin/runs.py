@@ -240,7 +240,7 @@ class QueueOverviewAdmin(admin.ModelAdmin):
     """The admin index entry of the queue overview page."""
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm("stepkit_django.review_checkpoint")
+        return request.user.has_perm(permissions.REVIEW_PERMISSION)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
