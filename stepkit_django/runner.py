@@ -28,7 +28,8 @@ from .conf import settings
 from .engine import Pipeline, StepCompleteEvent
 from .engine.context import changed_keys, to_json_ready
 from .engine.executor import Resume, display_path, run_sync
-from .exceptions import PipelineChanged, PipelineNotFound, StepkitError
+from .exceptions import CheckpointError, PipelineChanged, PipelineNotFound, StepkitError
+from .jsonchecks import UnsafeJSON, check_json_value
 from .models import AuditEvent, PipelineRun
 from .progress import save_run, save_step, single_statement
 from .registry import get_pipeline, get_registration
@@ -112,6 +113,10 @@ def start_or_replay(
     pipeline = _resolve(pipeline_or_name)
     if input is not None and not isinstance(input, Mapping):
         raise TypeError(f"Pipeline input must be a dict, got {type(input).__name__}")
+    try:
+        check_json_value(input or {})  # NUL characters, lone surrogates and deep nesting cannot be stored
+    except UnsafeJSON as exc:
+        raise CheckpointError(f"Pipeline input cannot be stored: {exc.message}") from None
     data = _json(dict(input or {}))
     if idempotency_key is not None:
         existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()

@@ -386,3 +386,19 @@ def test_an_anonymous_api_response_refuses_framing():
     response = APIClient().get(f"{API}/checkpoints/")
     assert response.status_code == 401
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_schema_and_the_api_index_refuse_framing(people):
+    client = APIClient()
+    client.force_authenticate(people.bob)
+    for url in ("/api/stepkit/", "/api/stepkit/schema/"):
+        assert client.get(url)["X-Frame-Options"] == "DENY", url
+
+
+def test_python_start_refuses_input_it_cannot_store_and_starts_nothing(people):
+    from stepkit_django import CheckpointError, start
+    from stepkit_django.models import PipelineRun
+
+    with pytest.raises(CheckpointError, match="surrogate"):
+        start("email-approval", {"message": "\ud800", "customer": "c", "to": "t@x"}, user=people.alice)
+    assert PipelineRun.objects.count() == 0
