@@ -17,6 +17,8 @@ REVIEWERS = {
     "sre1": ("sre1-demo-pw", ["sre"]),
     "sre2": ("sre2-demo-pw", ["sre"]),
 }
+#: Reviewers who may also hand checkpoints to other reviewers (stepkit_django.reassign_checkpoint).
+REASSIGNERS = {"manager"}
 
 
 class Command(BaseCommand):
@@ -25,6 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         review = Permission.objects.get(content_type__app_label="stepkit_django", codename="review_checkpoint")
         start_runs = Permission.objects.get(content_type__app_label="stepkit_django", codename="add_pipelinerun")
+        reassign = Permission.objects.get(content_type__app_label="stepkit_django", codename="reassign_checkpoint")
         admin, created = User.objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
         if created:
             admin.set_password("admin-demo-pw")
@@ -40,6 +43,8 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save()
                 user.user_permissions.add(review)
+                if username in REASSIGNERS:
+                    user.user_permissions.add(reassign)
             user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
 
         if not PipelineRun.objects.exists():
@@ -76,6 +81,7 @@ class Command(BaseCommand):
         self.stdout.write("  admin / admin-demo-pw (superuser)")
         self.stdout.write("  requester / requester-demo-pw (starts runs; API token below)")
         for username, (password, groups) in REVIEWERS.items():
-            self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)})")
+            also = "; may reassign checkpoints" if username in REASSIGNERS else ""
+            self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)}{also})")
         token, _ = Token.objects.get_or_create(user=User.objects.get(username="editor"))
         self.stdout.write(f"API token of editor: {token.key}")
