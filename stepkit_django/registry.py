@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine import Pipeline
-from .exceptions import PipelineNotFound
+from .exceptions import PipelineAlreadyRegistered, PipelineNotFound
 
 __all__ = ["Migration", "get_pipeline", "get_registration", "register", "registered", "unregister"]
 
@@ -37,7 +37,11 @@ _registry: dict[str, Registration] = {}
 
 
 def register(
-    pipeline: Pipeline, *, migrations: Mapping[int, Migration] | None = None, durability: str = "step"
+    pipeline: Pipeline,
+    *,
+    migrations: Mapping[int, Migration] | None = None,
+    durability: str = "step",
+    replace: bool = False,
 ) -> Pipeline:
     """Register ``pipeline`` under its name and return it.
 
@@ -45,7 +49,12 @@ def register(
     of that version: ``fn(context, step) -> context`` or ``-> (context, step)``.
     ``durability="pause"`` saves progress only when the run pauses, fails or ends
     (a crash then repeats the steps since the last save); the default ``"step"``
-    saves after every step. Registering a name again replaces the earlier pipeline.
+    saves after every step.
+
+    Registering the same pipeline again with the same options does nothing. Another
+    pipeline (or other options) under a name already taken raises
+    :class:`PipelineAlreadyRegistered`, unless ``replace=True``: runs and checkpoints
+    refer to their pipeline by name, and would resume with the new one's steps.
     """
     if durability not in DURABILITY:
         raise ValueError(f"durability must be one of {', '.join(DURABILITY)}; got {durability!r}")
@@ -58,9 +67,39 @@ def register(
             raise ValueError(f"Migrations must be keyed by older versions (< {pipeline.version}), got {version!r}")
         if not callable(fn):
             raise TypeError(f"Migration for version {version} must be callable")
+    registration = Registration(pipeline, dict(migrations or {}), durability)
     with _lock:
-        _registry[pipeline.name] = Registration(pipeline, dict(migrations or {}), durability)
+        existing = _registry.get(pipeline.name)
+        if existing is not None and not replace:
+            if _same(existing, registration):
+                return pipeline
+            raise PipelineAlreadyRegistered(_taken(existing, registration))
+        _registry[pipeline.name] = registration
     return pipeline
+
+
+def _same(a: Registration, b: Registration) -> bool:
+    """The same pipeline object with the same options (registering it again is a no-op)."""
+    return a.pipeline is b.pipeline and a.durability == b.durability and dict(a.migrations) == dict(b.migrations)
+
+
+def _taken(existing: Registration, new: Registration) -> str:
+    name = new.pipeline.name
+    if existing.pipeline is new.pipeline:
+        return (
+            f"Pipeline {name!r} is registered already, with other options ({_options(existing)}); "
+            "pass replace=True to change them"
+        )
+    return (
+        f"Another pipeline is registered as {name!r} already: {existing.pipeline!r}. Runs and checkpoints "
+        "refer to their pipeline by name, so theirs would resume with the new one's steps. Use another name, "
+        f"unregister({name!r}) first, or pass replace=True to replace it."
+    )
+
+
+def _options(registration: Registration) -> str:
+    versions = ", ".join(str(v) for v in sorted(registration.migrations)) or "none"
+    return f"durability={registration.durability!r}, migrations for versions: {versions}"
 
 
 def unregister(name: str) -> None:
