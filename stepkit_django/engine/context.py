@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import decimal
+import functools
 import logging
 import math
 import uuid
@@ -61,57 +62,138 @@ def _path(parts: list[str | int]) -> str:
 def to_json_ready(value: Any, parts: list[str | int] | None = None) -> Any:
     """Return ``value`` as plain JSON types, or raise :class:`CheckpointError` naming the key path.
 
-    ``datetime``, ``date``, ``time``, ``timedelta``, ``Decimal`` and ``UUID`` become
-    strings exactly as Django's ``DjangoJSONEncoder`` writes them, so a context
-    reads back the same from a checkpoint and from a ``JSONField``.
+    ``datetime``, ``date``, ``time``, ``timedelta``, ``Decimal``, ``UUID`` and lazy
+    translation strings become strings exactly as Django's ``DjangoJSONEncoder``
+    writes them, so a context reads back the same from a checkpoint and from a
+    ``JSONField``. The Django runner applies it to every step's output, so the
+    next step sees what a resumed run would read back. ``parts``: the key path of
+    ``value`` itself, for the message.
     """
-    parts = [] if parts is None else parts
+    try:
+        return _ready(value)
+    except _Refused as refused:
+        path = [*(parts or ()), *reversed(refused.parts)]
+        raise CheckpointError(f"{_path(path)}{refused.rest}") from None
+
+
+class _Refused(Exception):
+    """A value that cannot be stored, on its way up to :func:`to_json_ready`; each level adds its key.
+
+    The happy path builds no key path: it is only needed for the message.
+    """
+
+    def __init__(self, rest: str) -> None:
+        self.rest = rest  # the message after the key path
+        self.parts: list[str | int] = []  # innermost first
+
+
+def _ready(value: Any) -> Any:
     t = type(value)
     if t is str or t is int or t is bool or value is None:
         return value
+    if t is dict:
+        return _ready_mapping(value)
+    if t is list:
+        return _ready_items(value)
     if t is float:
         if not math.isfinite(value):
-            raise CheckpointError(f"{_path(parts)} is {value!r}: NaN and Infinity are not valid JSON")
+            raise _Refused(f" is {value!r}: NaN and Infinity are not valid JSON")
         return value
+    exact = _exact_conversions().get(t)
+    if exact is not None:
+        try:
+            return exact(value)
+        except ValueError as exc:  # e.g. a time with a time zone, which JSON cannot represent
+            raise _Refused(f" is {value!r}: {exc}") from None
     if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise CheckpointError(
-                    f"{_path(parts)} has a key {k!r} of type {type(k).__name__}: JSON object keys must be strings"
-                )
-            parts.append(k)
-            out[k] = to_json_ready(v, parts)
-            parts.pop()
-        return out
+        return _ready_mapping(value)
     if isinstance(value, (list, tuple)):
-        items = []
-        for i, v in enumerate(value):
-            parts.append(i)
-            items.append(to_json_ready(v, parts))
-            parts.pop()
-        return items
+        return _ready_items(value)
     if isinstance(value, (int, float)):  # int/float subclasses such as IntEnum
-        return to_json_ready(int(value) if isinstance(value, int) else float(value), parts)
+        return _ready(int(value) if isinstance(value, int) else float(value))
     if isinstance(value, str):
         return str(value)
-    converted = _convert_special(value)
+    try:
+        converted = _convert_special(value)
+    except ValueError as exc:  # e.g. a time with a time zone, which JSON cannot represent
+        raise _Refused(f" is {value!r}: {exc}") from None
     if converted is not None:
         return converted
-    raise CheckpointError(
-        f"{_path(parts)} is a {type(value).__name__}, which cannot be stored in a checkpoint: "
+    raise _Refused(
+        f" is a {type(value).__name__}, which cannot be stored in a checkpoint: "
         "context values must be JSON types, datetime, date, time, timedelta, Decimal or UUID"
     )
 
 
+def _ready_mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in value.items():
+        t = type(v)
+        if type(k) is str and (t is str or t is int or t is bool or v is None):  # most items: no call
+            out[k] = v
+            continue
+        if not isinstance(k, str):
+            raise _Refused(f" has a key {k!r} of type {type(k).__name__}: JSON object keys must be strings")
+        try:
+            out[k] = _ready(v)
+        except _Refused as refused:
+            refused.parts.append(k)
+            raise
+    return out
+
+
+def _ready_items(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    items = []
+    for i, v in enumerate(value):
+        t = type(v)
+        if t is str or t is int or t is bool or v is None:
+            items.append(v)
+            continue
+        try:
+            items.append(_ready(v))
+        except _Refused as refused:
+            refused.parts.append(i)
+            raise
+    return items
+
+
+@functools.cache
+def _django_json() -> tuple[Callable[[Any], Any], type]:
+    """``DjangoJSONEncoder().default`` (stateless: one instance serves every call) and ``Promise``.
+
+    Imported on first use, so that the engine imports no Django module until a value needs it.
+    """
+    from django.core.serializers.json import DjangoJSONEncoder
+    from django.utils.functional import Promise
+
+    return DjangoJSONEncoder().default, Promise
+
+
+@functools.cache
+def _exact_conversions() -> dict[type, Callable[[Any], str]]:
+    """The conversion of each convertible type itself (not subclasses): one lookup instead of isinstance tests."""
+    default = _django_json()[0]
+
+    def encoded(value: Any) -> str:
+        return str(default(value))
+
+    return {
+        decimal.Decimal: str,
+        uuid.UUID: str,
+        datetime.datetime: encoded,
+        datetime.date: encoded,
+        datetime.time: encoded,
+        datetime.timedelta: encoded,
+    }
+
+
 def _convert_special(value: Any) -> str | None:
     # Same strings as django.core.serializers.json.DjangoJSONEncoder.
-    from django.core.serializers.json import DjangoJSONEncoder
-
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time, datetime.timedelta)):
-        return str(DjangoJSONEncoder().default(value))
     if isinstance(value, (decimal.Decimal, uuid.UUID)):
         return str(value)
+    default, promise = _django_json()
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time, datetime.timedelta, promise)):
+        return str(default(value))
     return None
 
 

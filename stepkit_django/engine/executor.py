@@ -11,7 +11,11 @@ Context handling, which the per-step cost depends on:
   of its step without copying it;
 * a step function receives one deep copy (``clone``) of the context, so
   mutating what it was given cannot change pipeline state;
-* ``event.context`` and ``event.checkpoint`` are computed only when read.
+* ``event.context`` and ``event.checkpoint`` are computed only when read;
+* the run option ``prepare_output`` (a function of a step's output dict, e.g.
+  ``to_json_ready``) is applied to each step's output before it is merged, so
+  the next step sees the values as they would come back from storage; without
+  it outputs are merged as returned.
 """
 
 from __future__ import annotations
@@ -45,13 +49,22 @@ class Resume:
     contexts: tuple[Context, ...]
 
 
+#: Options of one run only (not of a pipeline declaration), handled here rather than by the builder.
+RUN_ONLY_KEYS = ("prepare_output",)
+
+
 class _RunState:
-    __slots__ = ("complete_handlers", "error_handlers", "log", "pipeline", "signal")
+    __slots__ = ("complete_handlers", "error_handlers", "log", "pipeline", "prepare", "signal")
 
     def __init__(self, pipeline: Pipeline, run_config: Mapping[str, Any]) -> None:
-        run_config = _check_config(run_config)
+        prepare = run_config.get("prepare_output")
+        if prepare is not None and not callable(prepare):
+            raise TypeError(f"prepare_output must be callable, got {prepare!r}")
+        run_config = _check_config({k: v for k, v in run_config.items() if k not in RUN_ONLY_KEYS})
         base = pipeline.config
         self.pipeline = pipeline
+        #: Applied to each step's output (and a transform's new context) before it is merged; None: as returned.
+        self.prepare: Callable[[Context], Context] | None = prepare
         self.complete_handlers: tuple[Callable[..., Any], ...] = tuple(
             h for h in (base.get("on_step_complete"), run_config.get("on_step_complete")) if h is not None
         )
@@ -235,7 +248,8 @@ def _attempt(
     info = StepInfo(rs.pipeline.name, path, None, attempt)
     if step.kind == "transform":
         assert step.fn is not None
-        return _as_new_context((yield Call(step.fn, (clone(ctx),), timeout, info)), path), False
+        new_ctx = _as_new_context((yield Call(step.fn, (clone(ctx),), timeout, info)), path)
+        return (new_ctx if rs.prepare is None else rs.prepare(new_ctx)), False
     if step.kind == "branch":
         return (yield from _branch(rs, step, ctx, path, pos, outer, resume))
     items = step.items
@@ -243,6 +257,8 @@ def _attempt(
         return ctx, False
     if len(items) == 1 and not isinstance(items[0], Pipeline):
         output = _as_output((yield Call(items[0], (clone(ctx),), timeout, info)), path)
+        if output and rs.prepare is not None:
+            output = rs.prepare(output)
         return merge_output(ctx, output, opts.merge_policy, path, rs.log.collision), False
 
     subs = [_item(rs, item, i, ctx, path, pos, outer, resume, attempt) for i, item in enumerate(items)]
@@ -275,7 +291,8 @@ def _item(
     """One item of a step; return ``(output to merge, stopped)``."""
     if not isinstance(item, Pipeline):
         info = StepInfo(rs.pipeline.name, path, index, attempt)
-        return _as_output((yield Call(item, (clone(ctx),), None, info)), path), False
+        output = _as_output((yield Call(item, (clone(ctx),), None, info)), path)
+        return (rs.prepare(output) if output and rs.prepare is not None else output), False
     child = None
     if resume is not None and resume.position[0] == index:
         child = Resume(resume.position[1:], resume.contexts)
