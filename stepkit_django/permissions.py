@@ -37,8 +37,10 @@ __all__ = [
     "REASSIGN_PERMISSION",
     "REVIEW_PERMISSION",
     "START_RUNS_PERMISSION",
+    "can_reassign",
     "can_review",
     "can_see_failure_details",
+    "check_approver",
     "check_reassign",
     "check_reviewer",
     "check_run_manager",
@@ -220,11 +222,21 @@ def can_review(checkpoint: Any, user: Any) -> bool:
     return True
 
 
+def _orphaned_checkpoint(checkpoint: Any) -> bool:
+    return bool(checkpoint.assigned) and not checkpoint.assigned_users.all() and not checkpoint.assigned_groups.all()
+
+
 def check_reassign(checkpoint: Any, user: Any, approver_ids: Iterable[Any]) -> Any:
-    """The user, if they may reassign ``checkpoint``; else ReviewPermissionDenied."""
+    """The user, if they may reassign ``checkpoint``; else ReviewPermissionDenied.
+
+    A reassigner acts on checkpoints in their own queue (assigned to nobody, to them or their
+    groups), or whose assignees were all deleted; superusers on any.
+    """
     actor = require_active(user)
     if not actor.has_perm(REASSIGN_PERMISSION):
         raise ReviewPermissionDenied(f"You need the permission {REASSIGN_PERMISSION!r} to reassign checkpoints.")
+    if not is_superuser(actor) and assignment_of(checkpoint, actor) is False and not _orphaned_checkpoint(checkpoint):
+        raise ReviewPermissionDenied("This checkpoint is assigned to other reviewers.")
     if checkpoint.run.started_by_id == actor.pk and not checkpoint.review.get("allow_self_approval", False):
         raise ReviewPermissionDenied("Four-eyes rule: the user who started the run may not choose its reviewers.")
     if actor.pk in set(approver_ids):
@@ -232,6 +244,27 @@ def check_reassign(checkpoint: Any, user: Any, approver_ids: Iterable[Any]) -> A
             "You approved this checkpoint, so you may not choose who else approves it; ask someone else to reassign it."
         )
     return actor
+
+
+def can_reassign(checkpoint: Any, user: Any, approver_ids: Iterable[Any]) -> bool:
+    """:func:`check_reassign` as a bool."""
+    try:
+        check_reassign(checkpoint, user, approver_ids)
+    except ReviewPermissionDenied:
+        return False
+    return True
+
+
+def check_approver(checkpoint: Any, user: Any, reassigner_ids: Iterable[Any]) -> None:
+    """Raise ReviewPermissionDenied if ``user`` (a reviewer of ``checkpoint``) may not approve it now.
+
+    Whoever chose a checkpoint's reviewers by reassigning it may not approve it (they
+    could hand it to themselves and a friend). ``reassigner_ids``: the users who reassigned it.
+    """
+    if user.pk in set(reassigner_ids):
+        raise ReviewPermissionDenied(
+            "You reassigned this checkpoint, so you may not approve it: its reviewers were your choice."
+        )
 
 
 def unfit_reviewers(checkpoint: Any, users: Iterable[Any]) -> list[str]:

@@ -28,7 +28,7 @@ from uuid import UUID
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, Group, Permission
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -189,10 +189,15 @@ def _check_deadline(checkpoint: Checkpoint) -> None:
     now = timezone.now()
     if checkpoint.expires_at is None or checkpoint.expires_at > now:
         return
-    try:
-        _expire_one(checkpoint.pk, now)  # the sweeper may not have run yet: apply the rule now
-    except (ReviewConflict, PipelineChanged, ReviewMisconfigured, DatabaseError):
-        logger.exception("Could not apply on_timeout to checkpoint %s; the sweeper will", checkpoint.pk)
+    # The sweeper may not have run yet: apply the rule now, unless inside the caller's transaction, whose
+    # rollback (this call raises) would undo the decision but not the steps an inline executor ran.
+    if not connection.in_atomic_block:
+        try:
+            _expire_one(checkpoint.pk, now)
+        except ReviewConflict:
+            pass  # someone else applied it meanwhile
+        except Exception:
+            logger.exception("Could not apply on_timeout to checkpoint %s; the sweeper will", checkpoint.pk)
     rule = checkpoint.review.get("on_timeout", "reject")
     raise ReviewExpired(
         f"The deadline for this review passed at {checkpoint.expires_at:%Y-%m-%d %H:%M} UTC; "
@@ -365,16 +370,21 @@ def _validated(cp: Checkpoint, override_data: object) -> dict[str, Any]:
     return {key: data[key] for key in changed}
 
 
-def _voided(cp: Checkpoint, edits: Mapping[str, Any], actor: Any) -> tuple[list[Any], list[AuditEvent]]:
-    """The approvals a change of ``edits`` voids (primary keys), and the event that says so."""
-    if not edits:
+def _voids(
+    cp: Checkpoint, given: list[tuple[Any, Any, Any]], edits: Mapping[str, Any], actor: Any
+) -> tuple[list[Any], list[AuditEvent]]:
+    """The approvals ``given`` (``(pk, user id, username)``) that a change of ``edits`` voids, and the event
+    that says so: all of them, since each attested to the data before the change."""
+    if not edits or not given:
         return [], []
-    given = list(cp.approvals.values_list("pk", "user__" + _username_field()))
-    if not given:
-        return [], []
-    data = {"voided": sorted(str(name) for _pk, name in given), "changed": sorted(edits), "version": cp.version}
+    data = {"voided": sorted(str(name) for *_ids, name in given), "changed": sorted(edits), "version": cp.version}
     event = audit.event(cp.run, AuditAction.APPROVALS_VOIDED, checkpoint=cp, actor=actor, data=data)
-    return [pk for pk, _name in given], [event]
+    return [pk for pk, *_rest in given], [event]
+
+
+def _approvals(cp: Checkpoint) -> list[tuple[Any, Any, Any]]:
+    """The approvals given so far, as ``(pk, user id, username)``."""
+    return list(cp.approvals.values_list("pk", "user_id", "user__" + _username_field()))
 
 
 def _username_field() -> str:
@@ -394,7 +404,7 @@ def edit(
     if not data:
         return cp
     changes = {"changes": diff(cp.effective_context, data)}
-    void, voided = _voided(cp, data, reviewer)
+    void, voided = _voids(cp, _approvals(cp), data, reviewer)
     events = [*took_over, audit.event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=changes), *voided]
     fields = {"override_data": {**cp.override_data, **data}, **(_CLEAR_CLAIM if took_over else {})}
     write_checkpoint(cp, fields, events, void=void)
@@ -445,12 +455,16 @@ def approve(
     """
     cp, reviewer, took_over = _open(checkpoint, by, expected_version)
     required = cp.approvals_required
+    if cp.assigned:  # only a checkpoint that has assignees can have been reassigned
+        reassigners = AuditEvent.objects.filter(checkpoint=cp, action=AuditAction.REASSIGNED, actor__isnull=False)
+        permissions.check_approver(cp, reviewer, reassigners.values_list("actor_id", flat=True))
     # A pending checkpoint that needs one approval has none yet (the first one decides it).
-    approvers = list(cp.approvals.values_list("user_id", flat=True)) if required > 1 else []
+    given = _approvals(cp) if required > 1 else []
+    approvers = [user_id for _pk, user_id, _name in given]
     if reviewer.pk in approvers:
         raise ReviewConflict("You have already approved this checkpoint.")
     data = _validated(cp, override_data) if override_data else {}
-    void, voided = _voided(cp, data, reviewer) if approvers else ([], [])
+    void, voided = _voids(cp, given, data, reviewer)
     count = len(approvers) - len(void) + 1
     quorum = count >= required
     override = {**cp.override_data, **data}
@@ -600,7 +614,7 @@ def expire_due(now: datetime | None = None) -> int:
             handled += _expire_one(pk, now)
         except ReviewConflict:
             continue  # another sweeper (or a cancellation) got there first
-        except (PipelineChanged, ReviewMisconfigured, DatabaseError):
+        except Exception:  # one checkpoint that cannot be handled must not stop the others
             logger.exception("Could not apply on_timeout to checkpoint %s; it stays pending", pk)
     return handled
 

@@ -166,8 +166,10 @@ def test_the_selection_checkbox_is_djangos_markup(people):
 
     cp = paused(people).checkpoints.get()
     model_admin = django_admin.site.get_model_admin(Checkpoint)
-    assert model_admin.action_checkbox(cp) == ModelAdmin.action_checkbox(model_admin, cp)
-    assert f'value="{cp.pk}"' in model_admin.action_checkbox(cp)
+    ours = model_admin.action_checkbox(cp)
+    assert ours.startswith(ModelAdmin.action_checkbox(model_admin, cp))
+    assert f'value="{cp.pk}"' in ours
+    assert ours.endswith(f'<input type="hidden" name="version-{cp.pk}" value="{cp.version}">')  # what was listed
 
 
 def test_users_without_the_review_permission_cannot_open_the_queue(people, client):
@@ -389,9 +391,8 @@ def test_bulk_approve_checks_and_audits_each_item(people, bob):
     runs = paused(people, 3)
     cps = [r.checkpoints.get() for r in runs]
     review.claim(cps[1], people.carol)
-    response = bob.post(
-        QUEUE, {"action": "approve_selected", "_selected_action": [str(c.pk) for c in cps]}, follow=True
-    )
+    cps = [Checkpoint.objects.get(pk=c.pk) for c in cps]  # as the queue page lists them now
+    response = bob.post(QUEUE, bulk("approve_selected", cps), follow=True)
     [message] = messages_of(response)
     assert message.startswith("Approved 2 of 3 checkpoint(s). Not done: email-approval/generate")
     assert "claimed by carol" in message
@@ -399,13 +400,33 @@ def test_bulk_approve_checks_and_audits_each_item(people, bob):
     assert SideEffect.objects.count() == 2
 
 
+def bulk(action, checkpoints, versions=None):
+    """The POST of a bulk action on the queue page, with each row's listed version."""
+    data = {"action": action, "_selected_action": [str(c.pk) for c in checkpoints]}
+    for c in checkpoints:
+        data[f"version-{c.pk}"] = str((versions or {}).get(c.pk, c.version))
+    return data
+
+
+def test_bulk_approve_refuses_a_checkpoint_edited_since_the_page_was_listed(people, bob):
+    runs = paused(people, 2)
+    cps = [r.checkpoints.get() for r in runs]
+    listed = {c.pk: c.version for c in cps}
+    review.edit(cps[0], people.carol, {"body": "changed after bob saw the list"})
+    response = bob.post(QUEUE, bulk("approve_selected", cps, listed), follow=True)
+    [message] = messages_of(response)
+    assert message.startswith("Approved 1 of 2 checkpoint(s).") and "changed since you loaded it" in message
+    assert Checkpoint.objects.get(pk=cps[0].pk).status == CheckpointStatus.PENDING
+    # a checkpoint selected without its listed version ("select all" across pages) is refused too
+    data = bulk("approve_selected", [cps[0]])
+    del data[f"version-{cps[0].pk}"]
+    [message] = messages_of(bob.post(QUEUE, data, follow=True))
+    assert "Open it to see its data before deciding it" in message
+
+
 def test_bulk_reject(people, bob):
     runs = paused(people, 2)
-    response = bob.post(
-        QUEUE,
-        {"action": "reject_selected", "_selected_action": [str(r.checkpoints.get().pk) for r in runs]},
-        follow=True,
-    )
+    response = bob.post(QUEUE, bulk("reject_selected", [r.checkpoints.get() for r in runs]), follow=True)
     assert messages_of(response) == ["Rejected 2 of 2 checkpoint(s)."]
     assert PipelineRun.objects.filter(status=RunStatus.REJECTED).count() == 2
 

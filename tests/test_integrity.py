@@ -128,6 +128,7 @@ def test_retrying_a_run_failed_by_its_deadline_reopens_the_review(people, regist
 # -- 3. no decision after the deadline ---------------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)  # outside a transaction, the refusal applies the timeout rule at once
 def test_a_decision_after_the_deadline_is_refused_and_the_timeout_rule_applies(people, registered_pipelines):
     sent = []
     registered_pipelines(
@@ -368,3 +369,57 @@ def test_an_illegal_run_transition_is_refused_before_anything_is_written(people)
     with pytest.raises(IllegalTransition):
         move_run(run, RunStatus.REJECTED, RunStatus.QUEUED)  # a rejected run never runs again
     assert state() == before
+
+
+def test_a_reassigner_may_not_choose_the_approvers_and_then_approve(people, registered_pipelines):
+    applied = []
+    two_keys(registered_pipelines, applied, assign_to_group="editors")
+    cp = start("two-keys", {}, user=people.alice).checkpoints.get()
+    lead = people.grant_reassign("bob")
+    accomplice = User.objects.create_user("accomplice")
+    accomplice.user_permissions.add(people.review_permission)
+    cp = review.reassign(cp, lead, to_users=["bob", "accomplice"])
+    with pytest.raises(ReviewPermissionDenied, match="You reassigned this checkpoint"):
+        review.approve(cp, lead, override_data={"change": "EVIL"})
+    assert applied == [] and not cp.approvals.exists()
+
+
+def test_a_reassigner_acts_only_on_checkpoints_in_their_queue(people):
+    cp = start("email-approval", {"message": "m", "customer": "c", "to": "t@x"}, user=people.alice).checkpoints.get()
+    outsider = people.grant_reassign("dave")  # a manager; the checkpoint is the editors'
+    client = APIClient()
+    client.force_authenticate(outsider)
+    assert client.get(f"{API}/checkpoints/{cp.pk}/").status_code == 404
+    before = state()
+    response = client.post(f"{API}/checkpoints/{cp.pk}/reassign/", {"to_users": ["dave"]}, format="json")
+    assert response.status_code == 404 and state() == before
+
+
+def test_one_checkpoint_that_cannot_be_expired_does_not_stop_the_sweep(people, registered_pipelines):
+    timed = Review(timeout=timedelta(minutes=5), on_timeout="approve")
+    registered_pipelines(stepkit("retired").step("a", lambda c: {}, review=timed).step("b"))
+    registered_pipelines(stepkit("kept").step("a", lambda c: {}, review=Review(timeout=timedelta(minutes=9))).step("b"))
+    broken = start("retired", {}, user=people.alice).checkpoints.get()
+    fine = start("kept", {}, user=people.alice).checkpoints.get()
+    from stepkit_django import unregister
+
+    unregister("retired")  # its approval cannot resume: PipelineNotFound
+    assert review.expire_due(now=timezone.now() + timedelta(minutes=10)) == 1
+    assert Checkpoint.objects.get(pk=fine.pk).status == CheckpointStatus.EXPIRED
+    assert Checkpoint.objects.get(pk=broken.pk).status == CheckpointStatus.PENDING
+
+
+def test_a_late_decision_inside_the_callers_transaction_leaves_the_rule_to_the_sweeper(people, registered_pipelines):
+    from django.db import transaction
+
+    sent = []
+    timed = Review(timeout=timedelta(minutes=5), on_timeout="approve")
+    registered_pipelines(
+        stepkit("late-tx").step("a", lambda c: {}, review=timed).step("send", lambda c: sent.append(1))
+    )
+    cp = start("late-tx", {}, user=people.alice).checkpoints.get()
+    Checkpoint.objects.filter(pk=cp.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    with pytest.raises(ReviewExpired), transaction.atomic():  # as with ATOMIC_REQUESTS: the error rolls it back
+        review.approve(cp, people.bob)
+    assert sent == []  # nothing ran that the rollback could not undo
+    assert review.expire_due() == 1 and sent == [1]  # the sweeper applies the rule, once

@@ -26,7 +26,7 @@ from django.views.decorators.clickjacking import xframe_options_deny
 
 from .. import permissions, review
 from ..describe import remaining_steps
-from ..exceptions import InvalidAssignment, InvalidOverride, StepkitError
+from ..exceptions import InvalidAssignment, InvalidOverride, ReviewConflict, StepkitError
 from ..models import Checkpoint, approvals_count
 from ..registry import registered
 from ..status import CheckpointStatus
@@ -64,6 +64,21 @@ class QueueChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Checkpoint]:
         queryset = super().get_queryset(request, exclude_parameters)
         return queryset.select_related(None).select_related("claimed_by").defer(*QUEUE_DEFERRED)
+
+
+#: The hidden field of each queue row holding the version it was listed at (followed by the checkpoint's id).
+VERSION_FIELD = "version-"
+
+
+def _listed_version(request: HttpRequest, checkpoint: Checkpoint) -> int:
+    """The version ``checkpoint`` had when the queue page listed it: a bulk decision is about that data.
+
+    ReviewConflict when the page did not list it (selected "across all pages"): open it first.
+    """
+    raw = request.POST.get(f"{VERSION_FIELD}{checkpoint.pk}", "")
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 19):
+        raise ReviewConflict(gettext("Open it to see its data before deciding it; it was not on the page you saw."))
+    return int(raw)
 
 
 #: Columns the queue page leaves unread (a context may be large; 50 rows of it make a slow page).
@@ -150,12 +165,16 @@ class CheckpointAdmin(admin.ModelAdmin):
     def action_checkbox(self, obj: Checkpoint) -> SafeString:
         # Django's renders a form widget through the template engine for each row: a fifth of the
         # changelist's time at 50 rows. The same markup, formatted directly.
+        # With the version shown, so that a bulk decision applies only to the data as it was listed.
         label = format_html(gettext("Select this object for an action - {}"), str(obj))
         return format_html(
-            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">'
+            '<input type="hidden" name="{}" value="{}">',
             helpers.ACTION_CHECKBOX_NAME,
             str(obj.pk),
             label,
+            f"{VERSION_FIELD}{obj.pk}",
+            obj.version,
         )
 
     @admin.display(description=_("age"), ordering="created_at")
@@ -184,12 +203,16 @@ class CheckpointAdmin(admin.ModelAdmin):
     # -- bulk actions: each item goes through the services on its own -------------------
 
     def _bulk(
-        self, request: HttpRequest, queryset: QuerySet[Checkpoint], verb: str, act: Callable[[Checkpoint], Any]
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Checkpoint],
+        verb: str,
+        act: Callable[[Checkpoint, int], Any],
     ) -> None:
         done, refused = 0, []
         for checkpoint in queryset:
             try:
-                act(checkpoint)
+                act(checkpoint, _listed_version(request, checkpoint))
                 done += 1
             except StepkitError as exc:
                 refused.append(f"{checkpoint.pipeline_name}/{checkpoint.step} {str(checkpoint.pk)[:8]}: {exc}")
@@ -202,11 +225,11 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Approve selected checkpoints"), permissions=["review"])
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
-        self._bulk(request, queryset, "Approved", lambda cp: review.approve(cp, request.user))
+        self._bulk(request, queryset, "Approved", lambda cp, v: review.approve(cp, request.user, expected_version=v))
 
     @admin.action(description=_("Reject selected checkpoints"), permissions=["review"])
     def reject_selected(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
-        self._bulk(request, queryset, "Rejected", lambda cp: review.reject(cp, request.user))
+        self._bulk(request, queryset, "Rejected", lambda cp, v: review.reject(cp, request.user, expected_version=v))
 
     # -- the review page ------------------------------------------------------------------
 
@@ -345,7 +368,9 @@ class CheckpointAdmin(admin.ModelAdmin):
             "reassign_form": reassign_form,
             "pending": checkpoint.is_pending,
             "can_review": permissions.can_review(checkpoint, request.user),
-            "can_reassign": request.user.has_perm(permissions.REASSIGN_PERMISSION),
+            "can_reassign": permissions.can_reassign(
+                checkpoint, request.user, [a.user_id for a in checkpoint.approvals.all()]
+            ),
             "assignees_gone": checkpoint.assigned
             and not checkpoint.assigned_users.all()
             and not checkpoint.assigned_groups.all(),
