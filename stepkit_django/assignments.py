@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils.translation import gettext
 
 from .exceptions import InvalidAssignment, ReviewMisconfigured
 
@@ -80,17 +81,19 @@ def resolve_targets(to_users: Iterable[Any], to_groups: Iterable[Any]) -> tuple[
     group_names = [g.name if isinstance(g, Group) else str(g) for g in to_groups]
     errors: dict[str, list[str]] = {}
     if not user_names and not group_names:
-        errors["__all__"] = ["Choose at least one user or group."]
+        errors["__all__"] = [gettext("Choose at least one user or group.")]
     users = {u.get_username(): u for u in user_model._default_manager.filter(**{f"{field}__in": user_names})}
     for name in user_names:
         if name not in users:
-            errors.setdefault("to_users", []).append(f"There is no user {name!r}.")
+            errors.setdefault("to_users", []).append(gettext("There is no user %(name)r.") % {"name": name})
         elif not users[name].is_active:
-            errors.setdefault("to_users", []).append(f"{name} is inactive and cannot review.")
+            errors.setdefault("to_users", []).append(
+                gettext("%(name)s is inactive and cannot review.") % {"name": name}
+            )
     groups = {g.name: g for g in Group.objects.filter(name__in=group_names)}
     for name in group_names:
         if name not in groups:
-            errors.setdefault("to_groups", []).append(f"There is no group {name!r}.")
+            errors.setdefault("to_groups", []).append(gettext("There is no group %(name)r.") % {"name": name})
     if errors:
         raise InvalidAssignment(errors)
     return [users[n] for n in dict.fromkeys(user_names)], [groups[n] for n in dict.fromkeys(group_names)]

@@ -28,6 +28,7 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils.translation import gettext
 
 from .conf import settings
 from .exceptions import ReviewPermissionDenied
@@ -85,9 +86,9 @@ def is_superuser(user: Any) -> bool:
 def require_active(user: Any) -> Any:
     """The user, if logged in and active; else :class:`ReviewPermissionDenied`."""
     if user is None or not getattr(user, "is_authenticated", False):
-        raise ReviewPermissionDenied("You must be logged in to review.")
+        raise ReviewPermissionDenied(gettext("You must be logged in to review."))
     if not getattr(user, "is_active", False):
-        raise ReviewPermissionDenied("Inactive users cannot review.")
+        raise ReviewPermissionDenied(gettext("Inactive users cannot review."))
     return user
 
 
@@ -205,11 +206,13 @@ def check_reviewer(checkpoint: Any, user: Any) -> Any:
     reviewer = require_active(user)
     permission = review_permission_of(checkpoint)
     if not reviewer.has_perm(permission):
-        raise ReviewPermissionDenied(f"You need the permission {permission!r} to review this checkpoint.")
+        raise ReviewPermissionDenied(
+            gettext("You need the permission %(permission)r to review this checkpoint.") % {"permission": permission}
+        )
     if not checkpoint.review.get("allow_self_approval", False) and checkpoint.run.started_by_id == reviewer.pk:
-        raise ReviewPermissionDenied("Four-eyes rule: the user who started the run may not review it.")
+        raise ReviewPermissionDenied(gettext("Four-eyes rule: the user who started the run may not review it."))
     if not is_superuser(reviewer) and assignment_of(checkpoint, reviewer) is False:
-        raise ReviewPermissionDenied("This checkpoint is assigned to other reviewers.")
+        raise ReviewPermissionDenied(gettext("This checkpoint is assigned to other reviewers."))
     return reviewer
 
 
@@ -234,14 +237,22 @@ def check_reassign(checkpoint: Any, user: Any, approver_ids: Iterable[Any]) -> A
     """
     actor = require_active(user)
     if not actor.has_perm(REASSIGN_PERMISSION):
-        raise ReviewPermissionDenied(f"You need the permission {REASSIGN_PERMISSION!r} to reassign checkpoints.")
+        raise ReviewPermissionDenied(
+            gettext("You need the permission %(permission)r to reassign checkpoints.")
+            % {"permission": REASSIGN_PERMISSION}
+        )
     if not is_superuser(actor) and assignment_of(checkpoint, actor) is False and not _orphaned_checkpoint(checkpoint):
-        raise ReviewPermissionDenied("This checkpoint is assigned to other reviewers.")
+        raise ReviewPermissionDenied(gettext("This checkpoint is assigned to other reviewers."))
     if checkpoint.run.started_by_id == actor.pk and not checkpoint.review.get("allow_self_approval", False):
-        raise ReviewPermissionDenied("Four-eyes rule: the user who started the run may not choose its reviewers.")
+        raise ReviewPermissionDenied(
+            gettext("Four-eyes rule: the user who started the run may not choose its reviewers.")
+        )
     if actor.pk in set(approver_ids):
         raise ReviewPermissionDenied(
-            "You approved this checkpoint, so you may not choose who else approves it; ask someone else to reassign it."
+            gettext(
+                "You approved this checkpoint, so you may not choose who else approves it; "
+                "ask someone else to reassign it."
+            )
         )
     return actor
 
@@ -263,7 +274,7 @@ def check_approver(checkpoint: Any, user: Any, reassigner_ids: Iterable[Any]) ->
     """
     if user.pk in set(reassigner_ids):
         raise ReviewPermissionDenied(
-            "You reassigned this checkpoint, so you may not approve it: its reviewers were your choice."
+            gettext("You reassigned this checkpoint, so you may not approve it: its reviewers were your choice.")
         )
 
 
@@ -283,7 +294,8 @@ def check_run_manager(run: Any, user: Any) -> Any:
     if run.started_by_id == actor.pk or actor.has_perm(MANAGE_RUNS_PERMISSION):
         return actor
     raise ReviewPermissionDenied(
-        f"Only the user who started the run or one with {MANAGE_RUNS_PERMISSION!r} can do this."
+        gettext("Only the user who started the run or one with %(permission)r can do this.")
+        % {"permission": MANAGE_RUNS_PERMISSION}
     )
 
 

@@ -31,6 +31,7 @@ from django.contrib.auth.models import AnonymousUser, Group, Permission
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from . import audit, permissions, sql
 from .assignments import resolve_groups, resolve_targets, resolve_users
@@ -200,8 +201,11 @@ def _check_deadline(checkpoint: Checkpoint) -> None:
             logger.exception("Could not apply on_timeout to checkpoint %s; the sweeper will", checkpoint.pk)
     rule = checkpoint.review.get("on_timeout", "reject")
     raise ReviewExpired(
-        f"The deadline for this review passed at {checkpoint.expires_at:%Y-%m-%d %H:%M} UTC; "
-        f"no decision can be taken any more (the checkpoint's timeout rule, {rule!r}, applies)."
+        gettext(
+            "The deadline for this review passed at %(deadline)s UTC; no decision can be taken any more "
+            "(the checkpoint's timeout rule, %(rule)r, applies)."
+        )
+        % {"deadline": f"{checkpoint.expires_at:%Y-%m-%d %H:%M}", "rule": rule}
     )
 
 
@@ -216,7 +220,7 @@ def _take_over(checkpoint: Checkpoint, user: Any) -> list[AuditEvent]:
     assert holder is not None
     lapsed_at = (checkpoint.claimed_at or timezone.now()) + settings.CLAIM_TIMEOUT
     if holder.is_active and lapsed_at > timezone.now():
-        raise ReviewConflict(f"This checkpoint is claimed by {holder}.")
+        raise ReviewConflict(gettext("This checkpoint is claimed by %(holder)s.") % {"holder": holder})
     reason = "holder inactive" if not holder.is_active else "claim expired"
     data = {"claimed_by": holder.get_username(), "reason": reason, "taken_over_by": user.get_username()}
     return [audit.event(checkpoint.run, AuditAction.RELEASED, checkpoint=checkpoint, actor=user, data=data)]
@@ -336,9 +340,8 @@ def reassign(
     unfit = permissions.unfit_reviewers(cp, users)
     if unfit:
         permission = permissions.review_permission_of(cp)
-        raise InvalidAssignment(
-            {"to_users": [f"{name} cannot review this checkpoint (needs {permission!r})." for name in unfit]}
-        )
+        message = gettext("%(name)s cannot review this checkpoint (needs %(permission)r).")
+        raise InvalidAssignment({"to_users": [message % {"name": name, "permission": permission} for name in unfit]})
     before = {
         "users": sorted(u.get_username() for u in cp.assigned_users.all()),
         "groups": sorted(g.name for g in cp.assigned_groups.all()),
