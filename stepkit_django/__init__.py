@@ -33,7 +33,8 @@ from .review_spec import Review
 
 if TYPE_CHECKING:
     from .current import CurrentStep, current_step
-    from .runner import pause, resume_run, start
+    from .runner import pause, resume_run
+    from .runs import start
 
 __version__ = "0.1.0"
 
@@ -74,17 +75,19 @@ __all__ = [
     "when",
 ]
 
-_RUNNER_NAMES = {"start", "resume_run", "pause"}
-_CURRENT_NAMES = {"current_step", "CurrentStep"}
+#: Names that load the models, imported on first use: name -> module.
+_LAZY = {
+    "start": "runs",
+    "resume_run": "runner",
+    "pause": "runner",
+    "current_step": "current",
+    "CurrentStep": "current",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _RUNNER_NAMES:
-        from . import runner
+    if name in _LAZY:
+        from importlib import import_module
 
-        return getattr(runner, name)
-    if name in _CURRENT_NAMES:
-        from . import current
-
-        return getattr(current, name)
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'stepkit_django' has no attribute {name!r}")

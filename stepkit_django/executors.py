@@ -1,47 +1,137 @@
-"""Executors: how a queued run gets advanced (``STEPKIT["EXECUTOR"]``).
+"""Executors: how a queued run gets advanced, as backends chosen by ``STEPKIT["EXECUTOR"]``.
 
-* ``"inline"``: in the calling process, right away (tests, scripts, the simplest setup);
-* ``"tasks"``: a task of Django's tasks framework (``django.tasks`` on Django 6, the
-  ``django-tasks`` backport on 5.2), for example ``django-tasks-db``'s ``db_worker``;
-* ``"celery"``: a Celery task (``stepkit_django.contrib.celery``).
+Like Django's task backends: a small base class, :class:`BaseExecutor`, and three
+implementations, picked by dotted path (the short names are aliases):
 
-Only the run's id travels in a message; the state lives in the database. The
-message is sent after the current transaction commits, so a worker never looks
-for a run that is not there yet.
+* ``"inline"`` (:class:`InlineExecutor`): in the calling process, right away (tests,
+  scripts, the simplest setup);
+* ``"tasks"`` (:class:`TasksExecutor`): a task of Django's tasks framework
+  (``django.tasks`` on Django 6, the ``django-tasks`` backport on 5.2), for example
+  ``django-tasks-db``'s ``db_worker``;
+* ``"celery"`` (:class:`CeleryExecutor`): a Celery task (``stepkit_django.contrib.celery``).
+
+Only the run's id travels in a message; the state lives in the database. A queued
+executor sends the message after the current transaction commits, so a worker never
+looks for a run that is not there yet. Whatever the executor, a worker ends up in
+:func:`stepkit_django.jobs.advance_run`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from .conf import settings
 from .models import PipelineRun
 
-__all__ = ["EXECUTORS", "dispatch", "held_here"]
+__all__ = [
+    "ALIASES",
+    "BaseExecutor",
+    "CeleryExecutor",
+    "InlineExecutor",
+    "TasksExecutor",
+    "dispatch",
+    "get_executor",
+    "held_here",
+]
 
-EXECUTORS = ("inline", "tasks", "celery")
+#: The short names ``STEPKIT["EXECUTOR"]`` accepts, and the backends they stand for.
+ALIASES = {
+    "inline": "stepkit_django.executors.InlineExecutor",
+    "tasks": "stepkit_django.executors.TasksExecutor",
+    "celery": "stepkit_django.executors.CeleryExecutor",
+}
 
 
-def executor_name() -> str:
-    name = settings.EXECUTOR
-    if name not in EXECUTORS:
-        raise ImproperlyConfigured(f"STEPKIT['EXECUTOR'] must be one of {', '.join(EXECUTORS)}; got {name!r}")
-    return str(name)
+class BaseExecutor:
+    """How runs get advanced. Subclasses must override :meth:`enqueue`."""
+
+    #: True when the run is executed in the calling process: then the caller's own write of the run
+    #: may take its lease (:func:`held_here`), which saves the statement that would take it.
+    runs_here: ClassVar[bool] = False
+
+    def enqueue(self, run_id: str) -> None:
+        """Hand run ``run_id`` (queued) to whatever advances it; called after the transaction commits."""
+        raise NotImplementedError("subclasses of BaseExecutor must provide an enqueue() method")
+
+    def dispatch(self, run: PipelineRun, *, held: bool = False) -> bool:
+        """Have ``run`` advanced; True when it was executed here and ``run`` holds its state afterwards."""
+        run_id = str(run.pk)
+        transaction.on_commit(lambda: self.enqueue(run_id))
+        return False
+
+
+class InlineExecutor(BaseExecutor):
+    """Executes the run in the calling process, until it pauses or ends."""
+
+    runs_here = True
+
+    def enqueue(self, run_id: str) -> None:
+        from .runner import advance
+
+        advance(run_id)
+
+    def dispatch(self, run: PipelineRun, *, held: bool = False) -> bool:
+        from .runner import advance
+
+        return advance(str(run.pk), run=run, held_by=run.lease_owner if held else None) is run
+
+
+class TasksExecutor(BaseExecutor):
+    """Enqueues :data:`task` with Django's tasks framework (``TASKS_BACKEND``, ``TASKS_QUEUE``)."""
+
+    #: The task that advances a run, by dotted path (it calls :func:`stepkit_django.jobs.advance_run`).
+    task = "stepkit_django.tasks.advance_run"
+
+    def enqueue(self, run_id: str) -> None:
+        task = import_string(self.task)
+        task.using(backend=settings.TASKS_BACKEND, queue_name=settings.TASKS_QUEUE).enqueue(run_id)
+
+
+class CeleryExecutor(BaseExecutor):
+    """Sends :data:`task` to Celery (``CELERY_QUEUE``; None: Celery's default queue)."""
+
+    #: The Celery task that advances a run, by dotted path.
+    task = "stepkit_django.contrib.celery.advance_run"
+
+    def enqueue(self, run_id: str) -> None:
+        queue = settings.CELERY_QUEUE
+        import_string(self.task).apply_async(args=[run_id], **({"queue": queue} if queue else {}))
+
+
+@cache
+def _load(path: str) -> BaseExecutor:
+    try:
+        backend = import_string(ALIASES.get(path, path))
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"STEPKIT['EXECUTOR'] must be one of {', '.join(ALIASES)} or the dotted path of a BaseExecutor "
+            f"subclass; could not import {path!r}: {exc}"
+        ) from exc
+    if not (isinstance(backend, type) and issubclass(backend, BaseExecutor)):
+        raise ImproperlyConfigured(f"STEPKIT['EXECUTOR'] = {path!r} is not a subclass of BaseExecutor")
+    return backend()
+
+
+def get_executor() -> BaseExecutor:
+    """The executor ``STEPKIT["EXECUTOR"]`` names (read each time, so ``override_settings`` works)."""
+    return _load(str(settings.EXECUTOR))
 
 
 def held_here() -> dict[str, Any] | None:
-    """With the ``"inline"`` executor, the lease fields that hand a run straight to this process.
+    """With an executor that runs here (``"inline"``), the lease fields that hand a run straight to this process.
 
     Written with ``status="running"`` by the caller's own UPDATE or INSERT of the
     run (it is then held here under a fresh lease), they save the separate statement
     that would take the lease; pass ``held=True`` to :func:`dispatch` after the
     write commits. None with a queued executor: the run is queued for a worker.
     """
-    if executor_name() != "inline":
+    if not get_executor().runs_here:
         return None
     from .leases import lease_duration, new_owner
 
@@ -54,27 +144,4 @@ def dispatch(run: PipelineRun, *, held: bool = False) -> bool:
     True when it was executed here and then (``"inline"``) and ``run`` holds its
     state afterwards; False when a worker will take it.
     """
-    name = executor_name()
-    run_id = str(run.pk)
-    if name == "inline":
-        from .runner import advance
-
-        return advance(run_id, run=run, held_by=run.lease_owner if held else None) is run
-    transaction.on_commit(lambda: _send(name, run_id))
-    return False
-
-
-def _send(name: str, run_id: str) -> None:
-    if name == "tasks":
-        from .tasks import advance_run
-
-        _task_with_options(advance_run).enqueue(run_id)
-    else:
-        from .contrib.celery import advance_run as celery_advance_run
-
-        queue = settings.CELERY_QUEUE
-        celery_advance_run.apply_async(args=[run_id], **({"queue": queue} if queue else {}))
-
-
-def _task_with_options(task: Any) -> Any:
-    return task.using(backend=settings.TASKS_BACKEND, queue_name=settings.TASKS_QUEUE)
+    return get_executor().dispatch(run, held=held)

@@ -3,10 +3,10 @@
 A process takes a run with one conditional UPDATE (``queued`` → ``running``, or
 ``running`` with an expired lease → ``running``), so two workers never execute
 the same run at once. The lease is renewed by a saved step once half of it has
-passed and, while a long step runs, by a heartbeat thread. ``recover()`` puts runs whose lease
-expired back in the queue: their completed steps are not run again, the step that
-was running is (at least once), and it can read a stable idempotency key from
-:func:`stepkit_django.current_step`.
+passed and, while a long step runs, by a heartbeat thread. :func:`requeue_expired`
+(called by :func:`stepkit_django.jobs.recover`) puts runs whose lease expired back in
+the queue: their completed steps are not run again, the step that was running is (at
+least once), and it can read a stable idempotency key from :func:`stepkit_django.current_step`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .models import PipelineRun
 from .status import AuditAction, RunStatus
 from .transitions import check_run
 
-__all__ = ["HEARTBEAT", "acquire", "lease_duration", "new_owner", "recover", "take"]
+__all__ = ["HEARTBEAT", "acquire", "lease_duration", "new_owner", "requeue_expired", "stale_queued", "take"]
 
 logger = logging.getLogger("stepkit_django")
 
@@ -136,19 +136,16 @@ class Heartbeat:
 HEARTBEAT = Heartbeat()
 
 
-def recover(now: datetime | None = None) -> int:
-    """Re-queue runs whose lease expired and re-dispatch queued runs nobody picked up; return how many.
+def requeue_expired(now: datetime) -> list[PipelineRun]:
+    """Put runs whose lease expired back in the queue, audited; return them (to be sent to a worker again).
 
-    Safe to run from several processes at once.
+    Safe to run from several processes at once: each run is requeued by one of them.
     """
-    from .executors import dispatch
-
-    now = now or timezone.now()
-    handled = 0
+    check_run(RunStatus.RUNNING, RunStatus.QUEUED)
+    requeued = []
     expired = PipelineRun.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now).values_list(
         "pk", "lease_owner"
     )
-    check_run(RunStatus.RUNNING, RunStatus.QUEUED)
     for pk, owner in list(expired):
         with transaction.atomic():
             moved = PipelineRun.objects.filter(
@@ -158,14 +155,14 @@ def recover(now: datetime | None = None) -> int:
                 continue  # renewed meanwhile, or another sweeper got it
             run = PipelineRun.objects.get(pk=pk)
             audit.record(run, AuditAction.RUN_RECOVERED, data={"lease_owner": owner, "after": run.current_step})
-            dispatch(run)
-        handled += 1
-    # Queued runs whose message may have been lost (e.g. a broker restart): send another.
-    # A duplicate is harmless: only one execution can take the lease.
-    stale = PipelineRun.objects.filter(status=RunStatus.QUEUED, updated_at__lt=now - lease_duration())
-    for run in stale:
-        with transaction.atomic():
-            PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(updated_at=now)
-            dispatch(run)
-        handled += 1
-    return handled
+        requeued.append(run)
+    return requeued
+
+
+def stale_queued(now: datetime) -> list[PipelineRun]:
+    """Queued runs nobody picked up within a lease (their message may be lost), marked as sent again now."""
+    stale = []
+    for run in PipelineRun.objects.filter(status=RunStatus.QUEUED, updated_at__lt=now - lease_duration()):
+        if PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(updated_at=now):
+            stale.append(run)
+    return stale

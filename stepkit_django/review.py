@@ -27,17 +27,16 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser, Group, Permission
+from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from . import audit, permissions, sql
-from .assignments import resolve_groups, resolve_targets, resolve_users
+from .assignments import resolve_groups, resolve_targets
 from .conf import settings
-from .engine import StepCompleteEvent, decode_checkpoint
-from .engine.context import to_json_ready
+from .engine import decode_checkpoint
 from .engine.executor import resume_point
 from .exceptions import (
     InvalidAssignment,
@@ -45,15 +44,14 @@ from .exceptions import (
     PipelineChanged,
     ReviewConflict,
     ReviewExpired,
-    ReviewMisconfigured,
     ReviewPermissionDenied,
 )
 from .executors import dispatch, held_here
 from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
+from .pausing import create_checkpoint, open_checkpoint
 from .registry import get_registration
-from .review_spec import Review
-from .signals import checkpoint_created, checkpoint_decided, run_finished
+from .signals import checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus
 from .transitions import cancel_checkpoints, lock_run, move_run, write_checkpoint
 
@@ -80,89 +78,6 @@ logger = logging.getLogger("stepkit_django")
 User = AbstractBaseUser | AnonymousUser | None
 
 can_review = permissions.can_review
-
-
-# -- creating checkpoints (called by the runner when a run pauses) ---------------------
-
-
-def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) -> Checkpoint:
-    """Store a pending checkpoint for ``event``'s step and pause ``run``.
-
-    Raises :class:`ReviewMisconfigured` when the review names a group, user or
-    permission that does not exist, so a typo fails the run loudly instead of
-    leaving a checkpoint nobody can review.
-    """
-    snapshot = spec.snapshot()
-    context = event.context
-    _require_permission_exists(snapshot["permission"], event.step_name)
-    groups = resolve_groups(spec.assign_to_group, context, event.step_name)
-    users = resolve_users(spec.assign_to_user, context, event.step_name)
-    if spec.escalate_to_group:
-        resolve_groups(spec.escalate_to_group, context, event.step_name)
-    with transaction.atomic():
-        move_run(run, RunStatus.RUNNING, RunStatus.PAUSED, lease_owner="", lease_expires_at=None)
-        return _open_checkpoint(
-            run,
-            step=event.step_name,
-            position=list(event.position),
-            token=event.checkpoint,
-            context=to_json_ready(context),
-            review=snapshot,
-            users=users,
-            groups=groups,
-        )
-
-
-def _open_checkpoint(
-    run: PipelineRun,
-    *,
-    step: str,
-    position: list[int],
-    token: str,
-    context: dict[str, Any],
-    review: dict[str, Any],
-    users: list[Any],
-    groups: list[Group],
-    assigned: bool | None = None,
-    data: Mapping[str, Any] | None = None,
-) -> Checkpoint:
-    """Create a pending checkpoint of the paused ``run`` with its assignments, its ``paused`` event and the signal."""
-    timeout = review.get("timeout_seconds")
-    checkpoint = Checkpoint.objects.create(
-        run=run,
-        pipeline_name=run.pipeline_name,
-        step=step,
-        position=position,
-        token=token,
-        context=context,
-        review=review,
-        assigned=bool(groups or users) if assigned is None else assigned,  # save() derives the permission column
-        expires_at=timezone.now() + timedelta(seconds=timeout) if timeout else None,
-    )
-    if groups:
-        checkpoint.assigned_groups.set(groups)
-    if users:
-        checkpoint.assigned_users.set(users)
-    audit.record(
-        run,
-        AuditAction.PAUSED,
-        checkpoint=checkpoint,
-        data={
-            "step": step,
-            "assigned_groups": sorted(g.name for g in groups),
-            "assigned_users": sorted(u.get_username() for u in users),
-            "expires_at": checkpoint.expires_at.isoformat() if checkpoint.expires_at else None,
-            **(data or {}),
-        },
-    )
-    checkpoint_created.send(sender=Checkpoint, checkpoint=checkpoint, run=run)
-    return checkpoint
-
-
-def _require_permission_exists(permission: str, step: str) -> None:
-    app_label, _, codename = permission.partition(".")
-    if not Permission.objects.filter(content_type__app_label=app_label, codename=codename).exists():
-        raise ReviewMisconfigured(f"Review of step {step!r} requires permission {permission!r}, which does not exist")
 
 
 # -- checks -----------------------------------------------------------------------------
@@ -580,7 +495,7 @@ def _reopen_review(run: PipelineRun, expired: Checkpoint, actor: Any) -> Pipelin
             actor=actor,
             data={"previous_error": previous, "from": run.current_step, "review_reopened": expired.step},
         )
-        _open_checkpoint(
+        open_checkpoint(
             run,
             step=expired.step,
             position=list(expired.position),

@@ -12,33 +12,33 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Mapping
-from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from . import audit, sql
 from .audit import step_rows, system_row
 from .conf import settings
+from .current import CURRENT_RUN
 from .engine import Pipeline, StepCompleteEvent
 from .engine.context import changed_keys, to_json_ready
 from .engine.executor import Resume, display_path, run_sync
-from .exceptions import CheckpointError, PipelineChanged, PipelineNotFound, StepkitError
-from .jsonchecks import UnsafeJSON, check_json_value
+from .exceptions import PipelineChanged, PipelineNotFound, StepkitError
+from .leases import HEARTBEAT, lease_duration, new_owner, take
 from .models import AuditEvent, PipelineRun
+from .pausing import create_checkpoint
 from .progress import save_run, save_step, single_statement
-from .registry import get_pipeline, get_registration
+from .registry import get_registration
 from .review_spec import Review
-from .signals import run_finished, run_started, step_completed
+from .signals import run_finished, step_completed
 from .status import AuditAction, RunStatus
 from .transitions import move_run, run_update
 
-__all__ = ["RunNotResumable", "advance", "resume_run", "start", "start_or_replay"]
+__all__ = ["RunNotResumable", "advance", "pause", "resume_run"]
 
 User = AbstractBaseUser | AnonymousUser | None
 logger = logging.getLogger("stepkit_django")
@@ -50,122 +50,6 @@ class RunNotResumable(StepkitError):
 
 class _RunInterrupted(Exception):
     """The run's status changed under the runner (cancelled, or paused): stop executing."""
-
-
-def _user_or_none(user: User) -> Any:
-    """The user to store on a row: None for anonymous (typed Any: AUTH_USER_MODEL may be custom)."""
-    if user is None or not getattr(user, "is_authenticated", False):
-        return None
-    return user
-
-
-def _resolve(pipeline_or_name: Pipeline | str) -> Pipeline:
-    if isinstance(pipeline_or_name, str):
-        return get_pipeline(pipeline_or_name)
-    if not isinstance(pipeline_or_name, Pipeline):
-        raise TypeError(f"start() takes a Pipeline or a registered name, got {pipeline_or_name!r}")
-    if not pipeline_or_name.name or get_pipeline(pipeline_or_name.name) is not pipeline_or_name:
-        raise StepkitError(
-            f"Pipeline {pipeline_or_name.name!r} is not the registered one: register it with "
-            "stepkit_django.register() so its runs can be resumed later"
-        )
-    return pipeline_or_name
-
-
-def _json(value: Any) -> Any:
-    # Raises CheckpointError naming the key path of anything that cannot be stored.
-    return to_json_ready(value)
-
-
-def start(
-    pipeline_or_name: Pipeline | str,
-    input: Mapping[str, Any] | None = None,
-    *,
-    user: User = None,
-    idempotency_key: str | None = None,
-) -> PipelineRun:
-    """Create a run of a registered pipeline and hand it to the executor.
-
-    With the ``"inline"`` executor (the default) the run executes now, in this
-    process, until it pauses or ends; with ``"tasks"`` or ``"celery"`` it is queued
-    and a worker advances it once the current transaction commits. A second call
-    with the same ``idempotency_key`` returns the first run and starts nothing
-    (:class:`StepkitError` if that run is of another pipeline).
-    """
-    run, created = start_or_replay(pipeline_or_name, input, user=user, idempotency_key=idempotency_key)
-    if not created:
-        _same_pipeline(run, _resolve(pipeline_or_name))
-    return run
-
-
-def start_or_replay(
-    pipeline_or_name: Pipeline | str,
-    input: Mapping[str, Any] | None = None,
-    *,
-    user: User = None,
-    idempotency_key: str | None = None,
-) -> tuple[PipelineRun, bool]:
-    """:func:`start`, returning ``(run, created)``: ``created`` is False when ``idempotency_key`` was
-    used already (by anyone, for any pipeline), and ``run`` is then that earlier run, unchecked.
-
-    Concurrent calls with one key create one run; the others get it back.
-    """
-    pipeline = _resolve(pipeline_or_name)
-    if input is not None and not isinstance(input, Mapping):
-        raise TypeError(f"Pipeline input must be a dict, got {type(input).__name__}")
-    try:
-        check_json_value(input or {})  # NUL characters, lone surrogates and deep nesting cannot be stored
-    except UnsafeJSON as exc:
-        raise CheckpointError(f"Pipeline input cannot be stored: {exc.message}") from None
-    data = _json(dict(input or {}))
-    if idempotency_key is not None:
-        existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return existing, False
-    from .executors import dispatch, held_here
-
-    held = held_here()  # inline: the run is written already running, held by this process
-    now = timezone.now()
-    run = PipelineRun(
-        pipeline_name=pipeline.name or "",
-        pipeline_version=pipeline.version,
-        status=RunStatus.RUNNING if held else RunStatus.QUEUED,
-        input=data,
-        context=data,
-        started_by=_user_or_none(user),
-        idempotency_key=idempotency_key,
-        created_at=now,
-        started_at=now if held else None,
-        **(held or {}),
-    )
-    started = audit.event(run, AuditAction.RUN_STARTED, actor=user, data={"version": pipeline.version})
-    listeners = run_started.has_listeners(PipelineRun)
-    try:
-        # One statement on PostgreSQL; a transaction (a savepoint inside the caller's) for the receivers,
-        # and so that a duplicate idempotency key leaves the caller's transaction usable.
-        with transaction.atomic() if listeners or connection.in_atomic_block else nullcontext():
-            sql.write([], [sql.Insert.of([run]), sql.Insert.of([started])])
-            run._state.adding, run._state.db = False, connection.alias
-            if listeners:
-                run_started.send(sender=PipelineRun, run=run, user=_user_or_none(user))
-    except IntegrityError as exc:
-        if idempotency_key is None:
-            raise
-        try:
-            return PipelineRun.objects.get(idempotency_key=idempotency_key), False
-        except PipelineRun.DoesNotExist:  # the other insert was rolled back meanwhile
-            raise exc from None
-    if not dispatch(run, held=held is not None):
-        run.refresh_from_db()
-    return run, True
-
-
-def _same_pipeline(run: PipelineRun, pipeline: Pipeline) -> PipelineRun:
-    if run.pipeline_name != pipeline.name:
-        raise StepkitError(
-            f"Idempotency key already used by a run of pipeline {run.pipeline_name!r}, not {pipeline.name!r}"
-        )
-    return run
 
 
 def resume_run(run: PipelineRun, *, force: bool = False) -> PipelineRun:
@@ -201,9 +85,6 @@ def advance(
     back; it is then updated in place and returned. ``held_by`` says that the
     caller's own write already took the lease for that owner (with ``run``).
     """
-    from .current import CURRENT_RUN
-    from .leases import HEARTBEAT, new_owner, take
-
     if held_by is not None and run is not None:
         owner = held_by
     else:
@@ -392,8 +273,6 @@ class Progress:
         Atomic by itself (one statement on PostgreSQL, a transaction elsewhere).
         Raises _RunInterrupted if the run was cancelled or taken over by another process.
         """
-        from .leases import lease_duration
-
         if not self.pending:
             return
         run, now = self.run, timezone.now()
@@ -419,7 +298,7 @@ class Progress:
         except (TypeError, ValueError) as exc:
             if not isinstance(exc, StepkitError):
                 for ctx in (*run.outer_contexts, run.context):
-                    _json(ctx)  # name the key that cannot be stored
+                    to_json_ready(ctx)  # name the key that cannot be stored
             raise
         if not saved:
             self.written = None
@@ -468,7 +347,6 @@ def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = No
     Creates a pending checkpoint with ``review``'s settings (default: ``Review()``)
     and stops the pipeline. Calling it again for the same step does nothing.
     """
-    from .review import create_checkpoint
 
     if run.status == RunStatus.PAUSED:
         return
@@ -499,7 +377,7 @@ def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], pro
         done = save_run(run, owner, values, rows, merge=merge, target=RunStatus.COMPLETED)
     except (TypeError, ValueError) as exc:
         if not isinstance(exc, StepkitError):
-            _json(context)  # name the key that cannot be stored
+            to_json_ready(context)  # name the key that cannot be stored
         raise
     if done:
         progress.pending = []

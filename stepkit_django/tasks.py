@@ -1,13 +1,15 @@
-"""Tasks for Django's tasks framework (the ``"tasks"`` executor and periodic jobs).
+"""Tasks for Django's tasks framework: the ``"tasks"`` executor's task and the periodic jobs.
 
 Uses ``django.tasks`` on Django 6 and the ``django-tasks`` backport on Django 5.2.
 Any configured backend works; ``django-tasks-db`` (``manage.py db_worker``) needs
-nothing but the database.
+nothing but the database. Each task wraps the function of :mod:`stepkit_django.jobs`.
 """
 
 from __future__ import annotations
 
 from importlib.util import find_spec
+
+from . import jobs
 
 if find_spec("django.tasks") is not None:
     from django.tasks import task
@@ -25,22 +27,16 @@ __all__ = ["advance_run", "expire_due", "recover"]
 @task()
 def advance_run(run_id: str) -> None:
     """Take the run's lease and execute it until it pauses or ends (only the id travels)."""
-    from .runner import advance
-
-    advance(run_id)
+    jobs.advance_run(run_id)
 
 
 @task()
 def expire_due() -> int:
     """Apply ``on_timeout`` to checkpoints past their deadline (run it periodically)."""
-    from .review import expire_due as expire
-
-    return expire()
+    return jobs.expire_due()
 
 
 @task()
 def recover() -> int:
     """Re-queue runs whose worker stopped (run it periodically)."""
-    from .leases import recover as recover_runs
-
-    return recover_runs()
+    return jobs.recover()

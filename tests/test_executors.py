@@ -13,7 +13,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from stepkit_django import current_step, review, start, stepkit
-from stepkit_django.leases import acquire, new_owner, recover
+from stepkit_django.jobs import recover
+from stepkit_django.leases import acquire, new_owner
 from stepkit_django.models import PipelineRun
 from stepkit_django.status import RunStatus
 

@@ -80,7 +80,7 @@ def test_recover_requeues_runs_whose_lease_expired(registered_pipelines):
 
     from django.utils import timezone
 
-    from stepkit_django.leases import recover
+    from stepkit_django.jobs import recover
 
     calls = []
     registered_pipelines(counting_pipeline("crashy2", calls, crash_at="c"))

@@ -3,11 +3,14 @@
 Import this module in your Celery app (``app.autodiscover_tasks()`` finds it when
 ``stepkit_django.contrib.celery`` is listed in ``include``, or add it with
 ``app.conf.include``). Schedule ``expire_due`` and ``recover`` with Celery beat.
+Each task wraps the function of :mod:`stepkit_django.jobs`.
 """
 
 from __future__ import annotations
 
 from celery import shared_task
+
+from .. import jobs
 
 __all__ = ["advance_run", "expire_due", "recover"]
 
@@ -15,20 +18,14 @@ __all__ = ["advance_run", "expire_due", "recover"]
 @shared_task(name="stepkit_django.advance_run", ignore_result=True)
 def advance_run(run_id: str) -> None:
     """Take the run's lease and execute it until it pauses or ends (only the id travels)."""
-    from ..runner import advance
-
-    advance(run_id)
+    jobs.advance_run(run_id)
 
 
 @shared_task(name="stepkit_django.expire_due")
 def expire_due() -> int:
-    from ..review import expire_due as expire
-
-    return expire()
+    return jobs.expire_due()
 
 
 @shared_task(name="stepkit_django.recover")
 def recover() -> int:
-    from ..leases import recover as recover_runs
-
-    return recover_runs()
+    return jobs.recover()

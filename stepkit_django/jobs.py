@@ -1,0 +1,43 @@
+"""What workers call: the one entry point that advances a run, and the periodic jobs.
+
+The tasks framework (:mod:`stepkit_django.tasks`), Celery (:mod:`stepkit_django.contrib.celery`)
+and the management commands wrap these same functions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from . import leases, review
+from .executors import dispatch
+from .runner import advance
+
+__all__ = ["advance_run", "expire_due", "recover"]
+
+
+def advance_run(run_id: str) -> None:
+    """Take the run's lease and execute it until it pauses or ends; a run that another process
+    holds, or that is not queued, is left alone (so a duplicated message does nothing)."""
+    advance(run_id)
+
+
+def expire_due(now: datetime | None = None) -> int:
+    """Apply ``on_timeout`` to checkpoints past their deadline; how many were handled (run it every minute)."""
+    return review.expire_due(now)
+
+
+def recover(now: datetime | None = None) -> int:
+    """Re-queue runs whose worker stopped and send queued runs nobody picked up again; how many.
+
+    Safe to run from several processes at once: a duplicate message is harmless, only
+    one execution can take a run's lease.
+    """
+    now = now or timezone.now()
+    runs = [*leases.requeue_expired(now), *leases.stale_queued(now)]
+    for run in runs:
+        with transaction.atomic():
+            dispatch(run)
+    return len(runs)

@@ -1,0 +1,109 @@
+"""Pausing a run for review: the pending checkpoint, its assignees, its ``paused`` event and signal.
+
+:func:`create_checkpoint` is what the runner calls when a step declared with
+``review=Review(...)`` completes (or a ``step_completed`` receiver stops the run);
+:func:`open_checkpoint` is shared with ``review.retry_run``, which opens a review again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.db import transaction
+from django.utils import timezone
+
+from . import audit
+from .assignments import resolve_groups, resolve_users
+from .engine import StepCompleteEvent
+from .engine.context import to_json_ready
+from .exceptions import ReviewMisconfigured
+from .models import Checkpoint, PipelineRun
+from .review_spec import Review
+from .signals import checkpoint_created
+from .status import AuditAction, RunStatus
+from .transitions import move_run
+
+__all__ = ["create_checkpoint", "open_checkpoint"]
+
+
+def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) -> Checkpoint:
+    """Store a pending checkpoint for ``event``'s step and pause ``run``.
+
+    Raises :class:`ReviewMisconfigured` when the review names a group, user or
+    permission that does not exist, so a typo fails the run loudly instead of
+    leaving a checkpoint nobody can review.
+    """
+    snapshot = spec.snapshot()
+    context = event.context
+    _require_permission_exists(snapshot["permission"], event.step_name)
+    groups = resolve_groups(spec.assign_to_group, context, event.step_name)
+    users = resolve_users(spec.assign_to_user, context, event.step_name)
+    if spec.escalate_to_group:
+        resolve_groups(spec.escalate_to_group, context, event.step_name)
+    with transaction.atomic():
+        move_run(run, RunStatus.RUNNING, RunStatus.PAUSED, lease_owner="", lease_expires_at=None)
+        return open_checkpoint(
+            run,
+            step=event.step_name,
+            position=list(event.position),
+            token=event.checkpoint,
+            context=to_json_ready(context),
+            review=snapshot,
+            users=users,
+            groups=groups,
+        )
+
+
+def open_checkpoint(
+    run: PipelineRun,
+    *,
+    step: str,
+    position: list[int],
+    token: str,
+    context: dict[str, Any],
+    review: dict[str, Any],
+    users: list[Any],
+    groups: list[Group],
+    assigned: bool | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> Checkpoint:
+    """Create a pending checkpoint of the paused ``run`` with its assignments, its ``paused`` event and the signal."""
+    timeout = review.get("timeout_seconds")
+    checkpoint = Checkpoint.objects.create(
+        run=run,
+        pipeline_name=run.pipeline_name,
+        step=step,
+        position=position,
+        token=token,
+        context=context,
+        review=review,
+        assigned=bool(groups or users) if assigned is None else assigned,  # save() derives the permission column
+        expires_at=timezone.now() + timedelta(seconds=timeout) if timeout else None,
+    )
+    if groups:
+        checkpoint.assigned_groups.set(groups)
+    if users:
+        checkpoint.assigned_users.set(users)
+    audit.record(
+        run,
+        AuditAction.PAUSED,
+        checkpoint=checkpoint,
+        data={
+            "step": step,
+            "assigned_groups": sorted(g.name for g in groups),
+            "assigned_users": sorted(u.get_username() for u in users),
+            "expires_at": checkpoint.expires_at.isoformat() if checkpoint.expires_at else None,
+            **(data or {}),
+        },
+    )
+    checkpoint_created.send(sender=Checkpoint, checkpoint=checkpoint, run=run)
+    return checkpoint
+
+
+def _require_permission_exists(permission: str, step: str) -> None:
+    app_label, _, codename = permission.partition(".")
+    if not Permission.objects.filter(content_type__app_label=app_label, codename=codename).exists():
+        raise ReviewMisconfigured(f"Review of step {step!r} requires permission {permission!r}, which does not exist")
