@@ -32,4 +32,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         value = user.get(key, DEFAULTS[key])
         if not isinstance(value, timedelta) or value.total_seconds() <= 0:
             errors.append(Error(f"STEPKIT[{key!r}] must be a positive datetime.timedelta", id=check_id))
+    executor = user.get("EXECUTOR", DEFAULTS["EXECUTOR"])
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .executors import load_executor
+
+    try:
+        load_executor(str(executor))
+    except ImproperlyConfigured as exc:
+        errors.append(Error(str(exc), id="stepkit_django.E006"))
     return errors

@@ -38,6 +38,7 @@ __all__ = [
     "dispatch",
     "get_executor",
     "held_here",
+    "load_executor",
 ]
 
 #: The short names ``STEPKIT["EXECUTOR"]`` accepts, and the backends they stand for.
@@ -105,7 +106,8 @@ class CeleryExecutor(BaseExecutor):
 
 
 @cache
-def _load(path: str) -> BaseExecutor:
+def load_executor(path: str) -> BaseExecutor:
+    """The executor named by ``path`` (an alias or a dotted path); ImproperlyConfigured if there is none."""
     try:
         backend = import_string(ALIASES.get(path, path))
     except ImportError as exc:
@@ -120,7 +122,7 @@ def _load(path: str) -> BaseExecutor:
 
 def get_executor() -> BaseExecutor:
     """The executor ``STEPKIT["EXECUTOR"]`` names (read each time, so ``override_settings`` works)."""
-    return _load(str(settings.EXECUTOR))
+    return load_executor(str(settings.EXECUTOR))
 
 
 def held_here() -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ import time
 from contextlib import contextmanager
 from datetime import timedelta
 from io import StringIO
+from typing import ClassVar
 
 import pytest
 from django.core.management import call_command
@@ -13,6 +14,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from stepkit_django import current_step, review, start, stepkit
+from stepkit_django.executors import BaseExecutor
 from stepkit_django.jobs import recover
 from stepkit_django.leases import acquire, new_owner
 from stepkit_django.models import PipelineRun
@@ -360,3 +362,28 @@ def test_on_postgresql_later_steps_send_only_the_changed_keys_and_the_stored_con
     assert "completed" in saves[-1][1] and "step_completed" in saves[-1][1]
     # A merged save sends only what changed: never the big value written by step "a".
     assert not any(big in repr(getattr(value, "obj", value)) for params in merged for value in params)
+
+
+class RecordingExecutor(BaseExecutor):
+    """A backend of the project's own: records the runs it is handed."""
+
+    sent: ClassVar[list[str]] = []
+
+    def enqueue(self, run_id: str) -> None:
+        self.sent.append(run_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_executor_is_chosen_by_dotted_path(registered_pipelines):
+    registered_pipelines(stepkit("handed-over").step("a", lambda c: {"a": 1}))
+    with override_settings(STEPKIT={"EXECUTOR": "tests.test_executors.RecordingExecutor"}):
+        run = start("handed-over", {})
+    assert run.status == RunStatus.QUEUED and RecordingExecutor.sent == [str(run.pk)]  # sent after the commit
+
+
+def test_an_executor_path_that_is_no_backend_is_a_system_check_error():
+    from stepkit_django.checks import check_settings
+
+    for path in ("no.such.module.Executor", "stepkit_django.models.PipelineRun"):
+        with override_settings(STEPKIT={"EXECUTOR": path}):
+            assert [e.id for e in check_settings()] == ["stepkit_django.E006"]
