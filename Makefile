@@ -58,7 +58,7 @@ demo-cli: $(VENV)/.installed
 	$(VENV)/bin/python manage.py migrate --verbosity 0
 	$(VENV)/bin/python manage.py stepkit_demo
 
-test: lint test-main test-main-pg test-compat test-compat-pg
+test: lint test-main test-main-pg test-compat test-compat-pg package
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -96,3 +96,20 @@ clean:
 test-compat-pg: $(VENV311)/.installed
 	@$(VENV311)/bin/python -c 'import sys, django; print("== Python %s, Django %s, PostgreSQL" % (sys.version.split()[0], django.get_version()))'
 	DATABASE_URL=$(PG_URL) $(VENV311)/bin/pytest $(PYTEST_ARGS)
+
+# Build the sdist and wheel into dist/, check their metadata and contents, install the wheel
+# into a fresh virtual environment (its dependencies from the index, nothing from the checkout)
+# and run a smoke test there, outside the checkout: a new project, migrate, one run paused and
+# approved, the admin pages rendered.
+.PHONY: package
+package: $(VENV)/.installed
+	rm -rf dist
+	$(VENV)/bin/python -m build --quiet --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+	$(VENV)/bin/python scripts/check_dist.py dist
+	@smoke=$$(mktemp -d "$${TMPDIR:-/tmp}/stepkit-package-smoke.XXXXXX") && trap 'rm -rf "$$smoke"' EXIT && \
+	echo "== fresh environment in $$smoke: installing the wheel" && \
+	$(PYTHON) -m venv "$$smoke/venv" && \
+	"$$smoke/venv/bin/python" -m pip install --quiet --disable-pip-version-check dist/*.whl && \
+	"$$smoke/venv/bin/python" -m pip list --disable-pip-version-check --format=freeze && \
+	cd "$$smoke" && "$$smoke/venv/bin/python" -I "$(CURDIR)/scripts/package_smoke.py" "$$smoke/project"
