@@ -8,6 +8,7 @@ models on first use.
 
 from typing import TYPE_CHECKING, Any
 
+from . import conf as _conf  # noqa: F401  (passes the STEPKIT setting to the engine)
 from .engine import Pipeline, StepCompleteEvent, decode_checkpoint, otherwise, stepkit, when
 from .exceptions import (
     CheckpointError,

@@ -12,6 +12,9 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
+from .engine import options
+from .engine.options import EngineOptions
+
 __all__ = ["DEFAULTS", "StepkitSettings", "settings"]
 
 DEFAULTS: dict[str, Any] = {
@@ -63,3 +66,15 @@ class StepkitSettings:
 
 
 settings = StepkitSettings()
+
+
+def engine_options() -> EngineOptions:
+    """The engine's options from the ``STEPKIT`` setting (read each time: ``override_settings`` works)."""
+    return EngineOptions(
+        checkpoint_salt=settings.CHECKPOINT_SALT,
+        checkpoint_max_age=settings.CHECKPOINT_MAX_AGE,
+        logger_name=settings.LOGGER_NAME,
+    )
+
+
+options.use(engine_options)  # the engine reads no settings itself: these are passed in

@@ -31,32 +31,15 @@ __all__ = [
 ]
 
 
-class StepkitError(Exception):
-    """Base class of every error raised by stepkit_django."""
-
-
-class CheckpointError(StepkitError, ValueError):
-    """A checkpoint cannot be made or used (for example a context value is not JSON)."""
-
-
-class InvalidCheckpoint(CheckpointError):
-    """A checkpoint token was refused: nothing ran.
-
-    The message says which check failed: empty, not decodable, bad signature,
-    another pipeline, unknown step or unsupported format version.
-    """
-
-
-class PipelineAborted(StepkitError):
-    """The run's ``signal`` was set; the pipeline stopped before the next step."""
-
-
-class StepTimeout(StepkitError, TimeoutError):
-    """One attempt of a step took longer than its ``timeout``."""
-
-
-class ContextKeyCollision(StepkitError, ValueError):
-    """A step returned a key that already exists and its merge policy is ``"error"``."""
+# The engine's errors are defined by the engine (it depends on nothing of the app); re-exported here.
+from .engine.errors import (
+    CheckpointError,
+    ContextKeyCollision,
+    InvalidCheckpoint,
+    PipelineAborted,
+    StepkitError,
+    StepTimeout,
+)
 
 
 class PipelineNotFound(StepkitError, LookupError):

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from .config import check_config
+
 __all__ = [
     "Case",
     "Pipeline",
@@ -29,7 +31,6 @@ StepKind = Literal["step", "branch", "transform"]
 ON_ERROR_MODES = ("throw", "continue", "skip-remaining")
 PARALLEL_MODES = ("all", "settled")
 MERGE_POLICIES = ("override", "error", "warn", "skip")
-CONFIG_KEYS = ("log", "on_step_complete", "on_error", "signal")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,15 @@ class StepDef:
     cases: tuple[Case, ...] = ()
     fn: StepItem | None = None
 
+    def nested(self, index: int) -> bool:
+        """Whether item ``index`` of this step is a nested pipeline (else a callable)."""
+        return isinstance(self.items[index], Pipeline)
+
+    @property
+    def single_callable(self) -> bool:
+        """One callable item: the executor calls it directly, with the step's timeout on the call."""
+        return len(self.items) == 1 and not isinstance(self.items[0], Pipeline)
+
     def children(self) -> list[tuple[int, str, Pipeline]]:
         """The nested pipelines of this step as ``(index, display segment, pipeline)``.
 
@@ -99,24 +109,6 @@ def _check_name(name: object, what: str) -> str:
     if "/" in name:
         raise ValueError(f"{what.capitalize()} name {name!r} must not contain '/': it separates nested step names")
     return name
-
-
-def _check_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = set(config) - set(CONFIG_KEYS)
-    if unknown:
-        raise TypeError(
-            f"Unknown pipeline option(s): {', '.join(sorted(unknown))}. Valid options: {', '.join(CONFIG_KEYS)}"
-        )
-    for key in ("on_step_complete", "on_error"):
-        if config.get(key) is not None and not callable(config[key]):
-            raise TypeError(f"{key} must be callable, got {config[key]!r}")
-    signal = config.get("signal")
-    if signal is not None and not callable(getattr(signal, "is_set", None)):
-        raise TypeError("signal must have an is_set() method, e.g. threading.Event")
-    log = config.get("log", False)
-    if not isinstance(log, (bool, dict)):
-        raise TypeError(f"log must be a bool or a dict, got {log!r}")
-    return dict(config)
 
 
 def _parse_options(kind: StepKind, options: Mapping[str, Any]) -> StepOptions:
@@ -210,7 +202,7 @@ class Pipeline:
             raise ValueError(f"version must be an integer >= 1, got {version!r}")
         self.name = name
         self.version = version
-        self.config = _check_config(config or {})
+        self.config = check_config(config or {})
         self._steps = steps
 
     # -- introspection -------------------------------------------------------

@@ -17,9 +17,9 @@ from typing import Any
 
 from django.core import signing
 
-from ..conf import settings
-from ..exceptions import InvalidCheckpoint
 from .context import to_json_ready
+from .errors import InvalidCheckpoint
+from .options import current as options
 
 __all__ = ["FORMAT_VERSION", "decode_checkpoint", "encode_checkpoint"]
 
@@ -40,7 +40,7 @@ class _CompactJSON:
 
 
 def _signer() -> signing.TimestampSigner:
-    return signing.TimestampSigner(salt=settings.CHECKPOINT_SALT, sep=_SEP)
+    return signing.TimestampSigner(salt=options().checkpoint_salt, sep=_SEP)
 
 
 def encode_checkpoint(
@@ -95,7 +95,7 @@ def decode_checkpoint(token: object, *, max_age: Any = _SETTING) -> dict[str, An
             "(three URL-safe Base64 parts separated by dots)"
         )
     if max_age is _SETTING:
-        max_age = settings.CHECKPOINT_MAX_AGE
+        max_age = options().checkpoint_max_age
     try:
         payload = _signer().unsign_object(token, serializer=_CompactJSON, max_age=max_age)
     except signing.SignatureExpired as exc:

@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..exceptions import CheckpointError, ContextKeyCollision
+from .errors import CheckpointError, ContextKeyCollision
+from .options import current as options
 
 __all__ = ["clone", "merge_output", "to_json_ready"]
 
@@ -222,7 +223,7 @@ def merge_output(
             if policy == "skip":
                 continue
             message = f"Key collision on '{key}' in step '{step_name}': overriding the old value"
-            (warn or logging.getLogger("stepkit_django").warning)(message)
+            (warn or logging.getLogger(options().logger_name).warning)(message)
         merged[key] = value
     return merged
 

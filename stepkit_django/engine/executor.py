@@ -24,16 +24,19 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from ..exceptions import InvalidCheckpoint, PipelineAborted, StepTimeout
-from .builder import Pipeline, StepDef, _check_config
 from .checkpoint import decode_checkpoint
+from .config import check_config
 from .context import changed_keys, clone, merge_output
 from .current import StepInfo
 from .drivers import Attempt, Call, Parallel, Sleep, TimedOut, drive_async, drive_sync
+from .errors import InvalidCheckpoint, PipelineAborted, StepTimeout
 from .events import StepCompleteEvent
 from .logs import RunLog
+
+if TYPE_CHECKING:  # the builder imports this module to run pipelines: types only, no cycle
+    from .builder import Pipeline, StepDef, StepItem
 
 __all__ = ["Resume", "iter_positions", "resume_from_token", "resume_point", "run_async", "run_sync"]
 
@@ -60,7 +63,7 @@ class _RunState:
         prepare = run_config.get("prepare_output")
         if prepare is not None and not callable(prepare):
             raise TypeError(f"prepare_output must be callable, got {prepare!r}")
-        run_config = _check_config({k: v for k, v in run_config.items() if k not in RUN_ONLY_KEYS})
+        run_config = check_config({k: v for k, v in run_config.items() if k not in RUN_ONLY_KEYS})
         base = pipeline.config
         self.pipeline = pipeline
         #: Applied to each step's output (and a transform's new context) before it is merged; None: as returned.
@@ -229,7 +232,7 @@ def _step(
 
 def _needs_attempt_wrapper(step: StepDef) -> bool:
     # A single callable gets its timeout on the Call itself (so an async step is cancelled).
-    return not (step.kind == "transform" or (len(step.items) == 1 and not isinstance(step.items[0], Pipeline)))
+    return not (step.kind == "transform" or step.single_callable)
 
 
 def _attempt(
@@ -255,13 +258,13 @@ def _attempt(
     items = step.items
     if not items:
         return ctx, False
-    if len(items) == 1 and not isinstance(items[0], Pipeline):
-        output = _as_output((yield Call(items[0], (clone(ctx),), timeout, info)), path)
+    if step.single_callable:
+        output = _as_output((yield Call(cast("StepItem", items[0]), (clone(ctx),), timeout, info)), path)
         if output and rs.prepare is not None:
             output = rs.prepare(output)
         return merge_output(ctx, output, opts.merge_policy, path, rs.log.collision), False
 
-    subs = [_item(rs, item, i, ctx, path, pos, outer, resume, attempt) for i, item in enumerate(items)]
+    subs = [_item(rs, item, step.nested(i), i, ctx, path, pos, outer, resume, attempt) for i, item in enumerate(items)]
     if len(subs) == 1:
         outcomes = [(True, (yield from subs[0]))]
     else:
@@ -280,6 +283,7 @@ def _attempt(
 def _item(
     rs: _RunState,
     item: Callable[..., Any] | Pipeline,
+    nested: bool,
     index: int,
     ctx: Context,
     path: str,
@@ -288,16 +292,18 @@ def _item(
     resume: Resume | None,
     attempt: int,
 ) -> Core:
-    """One item of a step; return ``(output to merge, stopped)``."""
-    if not isinstance(item, Pipeline):
+    """One item of a step (``nested``: a pipeline); return ``(output to merge, stopped)``."""
+    if not nested:
         info = StepInfo(rs.pipeline.name, path, index, attempt)
-        output = _as_output((yield Call(item, (clone(ctx),), None, info)), path)
+        output = _as_output((yield Call(cast("StepItem", item), (clone(ctx),), None, info)), path)
         return (rs.prepare(output) if output and rs.prepare is not None else output), False
     child = None
     if resume is not None and resume.position[0] == index:
         child = Resume(resume.position[1:], resume.contexts)
     start = ctx if child is not None else clone(ctx)
-    final, stopped = yield from _pipeline(rs, item, start, f"{path}/", (*pos, index), (*outer, ctx), child)
+    final, stopped = yield from _pipeline(
+        rs, cast("Pipeline", item), start, f"{path}/", (*pos, index), (*outer, ctx), child
+    )
     return changed_keys(ctx, final), stopped
 
 

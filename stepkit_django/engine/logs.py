@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..conf import settings
+from .options import current as options
 
 __all__ = ["RunLog"]
 
@@ -59,10 +59,10 @@ class RunLog:
     # -- sinks -------------------------------------------------------------------
 
     def _info(self, line: str) -> None:
-        (self.info_fn or logging.getLogger(settings.LOGGER_NAME).info)(line)
+        (self.info_fn or logging.getLogger(options().logger_name).info)(line)
 
     def _error(self, line: str) -> None:
-        (self.error_fn or logging.getLogger(settings.LOGGER_NAME).error)(line)
+        (self.error_fn or logging.getLogger(options().logger_name).error)(line)
 
     def _on(self, step_log: bool | None) -> bool:
         return self.enabled if step_log is None else step_log
@@ -122,7 +122,7 @@ class RunLog:
         if self.enabled:
             self._error(f"⚠️  {message}")
         else:
-            logging.getLogger(settings.LOGGER_NAME).warning(message)
+            logging.getLogger(options().logger_name).warning(message)
 
     def stopped(self, path: str) -> None:
         if self.enabled:
