@@ -21,6 +21,7 @@ help:
 	@echo "make demo          serve the demo on 127.0.0.1:8000 (creates .venv, migrates SQLite, seeds users and runs)"
 	@echo "make demo-cli      run the email-approval story once on the command line"
 	@echo "make test          lint, type-check and run the suite on both Python/Django pairs, SQLite and PostgreSQL"
+	@echo "make docs          build the documentation site into site/ (mkdocs build --strict)"
 	@echo "make bench-engine  print the engine's per-step overhead"
 	@echo "make bench-workers runs/s and per-step latency of 1, 2 and 4 db_worker processes on PostgreSQL"
 	@echo "make bench         this app against LangGraph, DBOS and raw psycopg; writes benchmarks/results.md"
@@ -58,7 +59,7 @@ demo-cli: $(VENV)/.installed
 	$(VENV)/bin/python manage.py migrate --verbosity 0
 	$(VENV)/bin/python manage.py stepkit_demo
 
-test: lint test-main test-main-pg test-compat test-compat-pg package
+test: lint test-main test-main-pg test-compat test-compat-pg package docs
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -113,3 +114,9 @@ package: $(VENV)/.installed
 	"$$smoke/venv/bin/python" -m pip install --quiet --disable-pip-version-check dist/*.whl && \
 	"$$smoke/venv/bin/python" -m pip list --disable-pip-version-check --format=freeze && \
 	cd "$$smoke" && "$$smoke/venv/bin/python" -I "$(CURDIR)/scripts/package_smoke.py" "$$smoke/project"
+
+# The documentation site (MkDocs + Material + mkdocstrings) into site/; warnings, broken links and
+# anchors fail the build. Open site/index.html: it loads nothing from another host.
+.PHONY: docs
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
