@@ -122,16 +122,22 @@ def _orphaned(queryset: QuerySet[Any]) -> Q:
     return Q(assigned=True) & ~Exists(users) & ~Exists(groups)
 
 
+def _visible(queryset: QuerySet[Any], user: Any) -> Q:
+    """Assigned so that ``user`` (active, not a superuser) may see it: to nobody, to them or their groups,
+    or, for a reassigner, to assignees who were all deleted (so that they can fix it)."""
+    visible = _assigned_to(queryset, user)
+    if user.has_perm(REASSIGN_PERMISSION):
+        visible |= _orphaned(queryset)
+    return visible
+
+
 def reviewable_by(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
     """The checkpoints of ``queryset`` assigned so that ``user`` may see them (permissions aside)."""
     if not is_active_user(user):
         return queryset.none()
     if is_superuser(user):
         return queryset
-    visible = _assigned_to(queryset, user)
-    if user.has_perm(REASSIGN_PERMISSION):
-        visible |= _orphaned(queryset)
-    return queryset.filter(visible)
+    return queryset.filter(_visible(queryset, user))
 
 
 def _held_permissions(user: Any) -> list[str]:
@@ -151,12 +157,9 @@ def queue_for(queryset: QuerySet[Any], user: Any, started_runs: QuerySet[Any]) -
         return queryset.none()
     if is_superuser(user):
         return queryset
-    visible = _assigned_to(queryset, user)
-    if user.has_perm(REASSIGN_PERMISSION):
-        visible |= _orphaned(queryset)
     # IN on the indexed started_by rather than a join, which would scan every run
     started = Q(run_id__in=started_runs.filter(started_by=user).values("pk"))
-    return queryset.filter((Q(permission__in=_held_permissions(user)) & visible) | started)
+    return queryset.filter((Q(permission__in=_held_permissions(user)) & _visible(queryset, user)) | started)
 
 
 def claimable_permissions(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:

@@ -35,7 +35,22 @@ class ReadOnlyMixin:
         return False
 
 
-class AuditEventInline(ReadOnlyMixin, admin.TabularInline):
+class EventDetailsMixin:
+    """The ``details`` column of audit events: failure messages only in ``full_details`` (see get_fields)."""
+
+    @admin.display(description=_("details"))
+    def details(self, obj: AuditEvent) -> str:
+        return self._details(obj, full=False)
+
+    @admin.display(description=_("details"))
+    def full_details(self, obj: AuditEvent) -> str:
+        return self._details(obj, full=True)
+
+    def _details(self, obj: AuditEvent, *, full: bool) -> str:
+        raise NotImplementedError
+
+
+class AuditEventInline(EventDetailsMixin, ReadOnlyMixin, admin.TabularInline):
     """The run's audit trail, oldest first, with edits as before → after."""
 
     model = AuditEvent
@@ -58,16 +73,7 @@ class AuditEventInline(ReadOnlyMixin, admin.TabularInline):
         # whoever may see the run may see its trail
         return True
 
-    @admin.display(description=_("details"))
-    def details(self, obj: AuditEvent) -> str:
-        return self._details(obj, full=False)
-
-    @admin.display(description=_("details"))
-    def full_details(self, obj: AuditEvent) -> str:
-        return self._details(obj, full=True)
-
-    @staticmethod
-    def _details(obj: AuditEvent, *, full: bool) -> str:
+    def _details(self, obj: AuditEvent, *, full: bool) -> str:
         row = describe_event(obj, full=full)
         parts = [
             format_html("<div><code>{}</code>: {} → {}</div>", c["key"], c["before"], c["after"])
@@ -178,7 +184,7 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class AuditEventAdmin(EventDetailsMixin, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["timestamp", "action", "actor", "pipeline_name", "run_link", "checkpoint_link", "details"]
     list_filter = ["action", ("actor", admin.RelatedOnlyFieldListFilter), "pipeline_name", "timestamp"]
     date_hierarchy = "timestamp"
@@ -216,20 +222,11 @@ class AuditEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
         url = reverse("admin:stepkit_django_checkpoint_change", args=[obj.checkpoint_id])
         return format_html('<a href="{}">{}</a>', url, str(obj.checkpoint_id)[:8])
 
-    @admin.display(description=_("details"))
-    def details(self, obj: AuditEvent) -> str:
-        return self._details(obj, full=False)
-
-    @admin.display(description=_("details"))
-    def full_details(self, obj: AuditEvent) -> str:
-        return self._details(obj, full=True)
-
     @admin.display(description=_("data"))
     def visible_data(self, obj: AuditEvent) -> str:
         return json.dumps(redacted(obj.data or {}, full=False), indent=2, sort_keys=True, cls=DjangoJSONEncoder)
 
-    @staticmethod
-    def _details(obj: AuditEvent, *, full: bool) -> str:
+    def _details(self, obj: AuditEvent, *, full: bool) -> str:
         row = describe_event(obj, full=full)
         changes = "; ".join(f"{c['key']}: {c['before']} → {c['after']}" for c in row["changes"])
         return " ".join(part for part in (row["summary"], changes, obj.note) if part) or "—"
