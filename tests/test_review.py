@@ -4,12 +4,11 @@ import pytest
 from django.contrib.auth.models import AnonymousUser
 
 from stepkit_django import (
-    InvalidOverride,
     InvalidAssignment,
+    InvalidOverride,
     PipelineChanged,
     Review,
     ReviewConflict,
-    ReviewMisconfigured,
     ReviewPermissionDenied,
     review,
     start,
