@@ -85,3 +85,92 @@ def registered_pipelines():
     yield add
     for name in names:
         unregister(name)
+
+
+# -- responses checked against the OpenAPI schema ------------------------------------------
+
+
+_API_PREFIX = "/api/stepkit/"
+_OPENAPI: list = []  # the OpenAPI document, once read
+
+
+def _openapi():
+    """The API's own OpenAPI document (as ``GET schema/`` serves it), read once, for openapi-core.
+
+    Strict: a response may carry no property its schema does not declare (as if every object
+    without ``additionalProperties`` said ``false``), besides having the declared types and formats.
+    """
+    if not _OPENAPI:
+        import json
+
+        import yaml
+        from django.test import Client
+        from openapi_core import Config, OpenAPI
+
+        response = Client().get(f"{_API_PREFIX}schema/", HTTP_ACCEPT="application/json")
+        assert response.status_code == 200, response.content[:500]
+        config = Config(
+            additional_properties_default_policy="forbid",
+            # The schema's own media types, which openapi-core does not know.
+            extra_media_type_deserializers={
+                "application/vnd.oai.openapi+json": json.loads,
+                "application/vnd.oai.openapi": yaml.safe_load,
+                "application/yaml": yaml.safe_load,
+            },
+        )
+        _OPENAPI.append(OpenAPI.from_dict(json.loads(response.content), config=config))
+    return _OPENAPI[0]
+
+
+def check_response_against_schema(response):
+    """Fail unless ``response`` (of the Django or DRF test client) is one the schema documents for its
+    path and method: a documented status code, its headers and a body matching its schema."""
+    from openapi_core.templating.paths.exceptions import OperationNotFound, PathNotFound
+    from openapi_core.testing import MockRequest, MockResponse
+
+    request = response.wsgi_request
+    if not request.path.startswith(_API_PREFIX):
+        return
+    content_type = response.get("Content-Type", "")
+    checked_request = MockRequest(
+        "http://testserver",
+        request.method,
+        request.path,
+        args=request.GET,
+        headers=dict(request.headers),
+        content_type=request.content_type or "",
+    )
+    checked_response = MockResponse(
+        b"".join(response) if response.streaming else response.content,
+        status_code=response.status_code,
+        headers=dict(response.headers),
+        content_type=content_type,
+    )
+    try:
+        _openapi().validate_response(checked_request, checked_response)
+    except (PathNotFound, OperationNotFound):
+        # Outside the API's operations (an unknown path, a method the path does not take): only Django's
+        # and DRF's refusals may answer.
+        assert response.status_code in (404, 405), (request.method, request.path, response.status_code)
+    except Exception as error:
+        invalid = getattr(error.__cause__, "schema_errors", None) or ()
+        reasons = [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in invalid] or [repr(error)]
+        raise AssertionError(
+            f"{request.method} {request.get_full_path()} answered {response.status_code} {content_type}, "
+            f"which the OpenAPI schema does not document: {'; '.join(reasons)}\n{response.content[:500]!r}"
+        ) from error
+
+
+@pytest.fixture
+def schema_checked_responses(monkeypatch):
+    """Checks every response of the DRF test client (``APIClient``) against the OpenAPI schema."""
+    from rest_framework.test import APIClient
+
+    request = APIClient.request
+
+    def checked(self, **kwargs):
+        response = request(self, **kwargs)
+        check_response_against_schema(response)
+        return response
+
+    monkeypatch.setattr(APIClient, "request", checked)

@@ -20,6 +20,11 @@ API = "/api/stepkit"
 EMAIL = {"message": "Hello", "customer": "Ada", "to": "ada@example.com"}
 
 
+@pytest.fixture(autouse=True)
+def _responses_match_the_schema(schema_checked_responses):
+    """Every response of these tests is checked against the OpenAPI schema (tests/conftest.py)."""
+
+
 def client_for(user):
     client = APIClient()
     if user is not None:

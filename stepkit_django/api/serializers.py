@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -14,6 +15,47 @@ from ..describe import remaining_steps
 from ..models import Approval, AuditEvent, Checkpoint, PipelineRun
 from ..registry import registered
 from ..status import RunStatus
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (a context, an input, edits, review settings): documented as an object, not as anything."""
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    """An error: what went wrong, in words (401, 403, 404, 409, 412, 503)."""
+
+    detail = serializers.CharField(read_only=True)
+
+
+class ValidationErrorSerializer(serializers.Serializer[Any]):
+    """Invalid input (400); its schema is :class:`ValidationErrorSchema`'s."""
+
+
+VALIDATION_ERROR_DESCRIPTION = (
+    'Invalid input: each field mapped to its messages ({"to_users": ["..."]}), nested for the keys of an '
+    'object or the indexes of a list ({"override_data": {"subject": ["..."]}}); non_field_errors for the '
+    "body as a whole, detail for a body that could not be read."
+)
+
+
+class ValidationErrorSchema(OpenApiSerializerExtension):  # type: ignore[no-untyped-call]  # registers the extension
+    """The ``ValidationError`` component: DRF's error bodies, which no serializer field can describe."""
+
+    target_class = ValidationErrorSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        itself = auto_schema.resolve_serializer(self.target, direction).ref  # registered already: no recursion
+        messages = {"type": "array", "items": {"type": "string"}}
+        return {
+            "type": "object",
+            "description": VALIDATION_ERROR_DESCRIPTION,
+            "properties": {
+                "detail": {"type": "string", "description": "Why the body could not be read."},
+                "non_field_errors": {**messages, "description": "Errors of the body as a whole."},
+            },
+            "additionalProperties": {"anyOf": [messages, itself]},
+        }
 
 
 class UserRefSerializer(serializers.Serializer[Any]):
@@ -27,6 +69,7 @@ class UserRefSerializer(serializers.Serializer[Any]):
 
 class ApprovalSerializer(serializers.ModelSerializer[Approval]):
     user = UserRefSerializer(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
         model = Approval
@@ -85,11 +128,13 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
 class CheckpointDetailSerializer(CheckpointSerializer):
     """One checkpoint with everything a reviewer needs to decide."""
 
-    context = serializers.JSONField(read_only=True, help_text="The context when the run paused.")  # type: ignore[assignment]
-    override_data = serializers.JSONField(read_only=True, help_text="Edits saved so far.")
-    effective_context = serializers.JSONField(read_only=True, help_text="The context the run resumes with.")
+    context = JSONObjectField(read_only=True, help_text="The context when the run paused.")  # type: ignore[assignment]
+    override_data = JSONObjectField(read_only=True, help_text="Edits saved so far.")
+    effective_context = JSONObjectField(read_only=True, help_text="The context the run resumes with.")
     editable = serializers.SerializerMethodField()
-    schema = serializers.SerializerMethodField()
+    schema = serializers.SerializerMethodField(
+        allow_null=True, help_text="The JSON Schema the edited data must match; null when the step has none."
+    )
     remaining_steps = serializers.SerializerMethodField()
     approvals = ApprovalSerializer(many=True, read_only=True)
 
@@ -121,7 +166,7 @@ class CheckpointDetailSerializer(CheckpointSerializer):
         return remaining_steps(obj.pipeline_name, obj.position)
 
 
-class OverrideField(serializers.JSONField):
+class OverrideField(JSONObjectField):
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
@@ -177,6 +222,8 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
         help_text="Why the run failed: the exception's type and message for run managers, the type for others."
     )
     started_by = UserRefSerializer(read_only=True, allow_null=True)
+    input = JSONObjectField(read_only=True)
+    context = JSONObjectField(read_only=True)  # type: ignore[assignment]
     checkpoints: serializers.Field[Any, Any, Any, Any] = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
@@ -245,7 +292,7 @@ class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
 class PipelineStepSerializer(serializers.Serializer[Any]):
     name = serializers.CharField(help_text="Display path, e.g. route/case/step.")
     kind = serializers.ChoiceField(choices=["step", "branch", "transform"])
-    review = serializers.JSONField(allow_null=True, help_text="Review settings when the step pauses for review.")
+    review = JSONObjectField(allow_null=True, help_text="Review settings when the step pauses for review.")
 
 
 class PipelineSerializer(serializers.Serializer[Any]):

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -40,7 +41,8 @@ from ..exceptions import (
 from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
 from ..permissions import START_RUNS_PERMISSION
 from ..registry import get_pipeline, registered
-from ..runner import RunNotResumable, start_or_replay
+from ..runner import RunNotResumable
+from ..runs import start_or_replay
 from . import rows
 from . import serializers as s
 from .filters import AuditEventFilter, CheckpointFilter, RunFilter
@@ -77,6 +79,17 @@ class StepkitPagination(PageNumberPagination):
         if not usable:
             raise ValidationError({"page_size": [f"Use a whole number from 1 to {self.max_page_size}."]})
         return super().get_page_size(request)
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        # DRF marks next/previous with OpenAPI 3.0's "nullable", which 3.1 ignores: null in 3.1's words.
+        # Both are always sent (null on the first and last page).
+        paginated: dict[str, Any] = super().get_paginated_response_schema(schema)
+        paginated["required"] = sorted({*paginated.get("required", []), "next", "previous"})
+        if not spectacular_settings.OAS_VERSION.startswith("3.0"):
+            for link in paginated["properties"].values():
+                if link.pop("nullable", False):
+                    link["type"] = [link["type"], "null"]
+        return paginated
 
 
 class StrictOrderingFilter(OrderingFilter):
@@ -117,7 +130,8 @@ def api_error(exc: Exception) -> Exception:
     return exc
 
 
-# Every operation may answer these; documented once so clients (and fuzzers) find them in the schema.
+# Every operation may answer these; documented once so clients (and fuzzers) find them in the schema,
+# with their bodies: s.ErrorSerializer ({"detail": "..."}) and s.ValidationErrorSerializer (field errors).
 COMMON_ERRORS = {
     "400": 'Invalid input: a body mapping each field to its errors, or {"detail": ...}.',
     "401": "Not authenticated.",
@@ -125,18 +139,27 @@ COMMON_ERRORS = {
     "404": "Not found (or not in your queue), or a page past the end.",
     "503": "The database is unavailable; retry after the Retry-After seconds.",
 }
-ERROR_BODY = {"type": "object", "additionalProperties": True, "description": 'Usually {"detail": "..."}.'}
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "required": True, "description": "Seconds to wait."}}
+
+
+def error_body(code: str) -> type[Serializer[Any]]:
+    """The serializer documenting the body of an error with this status code."""
+    return s.ValidationErrorSerializer if code == "400" else s.ErrorSerializer
 
 
 class StepkitAutoSchema(AutoSchema):
-    """Adds the errors every operation may answer to each operation's responses."""
+    """Adds the errors every operation may answer, with their bodies, to each operation's responses."""
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
         for code, description in COMMON_ERRORS.items():
-            responses.setdefault(
-                code, {"description": description, "content": {"application/json": {"schema": ERROR_BODY}}}
-            )
+            if code not in responses:
+                response = OpenApiResponse(error_body(code), description=description)
+                responses[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
+                    response, code, ["application/json"], direction
+                )
+                if code == "503":
+                    responses[code]["headers"] = {**responses[code].get("headers", {}), **RETRY_AFTER}
         return responses
 
 
@@ -172,11 +195,23 @@ class StepkitViewMixin:
 
 
 ERRORS = {
-    400: OpenApiResponse(description="Invalid data; the body maps each field to its errors."),
-    403: OpenApiResponse(description="Not allowed to review this checkpoint (or not logged in)."),
-    404: OpenApiResponse(description="No such checkpoint in your queue."),
-    409: OpenApiResponse(description="Conflict: already decided, claimed by someone else, or a stale version."),
-    412: OpenApiResponse(description="The If-Match ETag does not match the checkpoint's current ETag."),
+    400: OpenApiResponse(
+        s.ValidationErrorSerializer, description="Invalid data; the body maps each field to its errors."
+    ),
+    403: OpenApiResponse(s.ErrorSerializer, description="Not allowed to review this checkpoint (or not logged in)."),
+    404: OpenApiResponse(s.ErrorSerializer, description="No such checkpoint in your queue."),
+    409: OpenApiResponse(
+        s.ErrorSerializer, description="Conflict: already decided, claimed by someone else, or a stale version."
+    ),
+    412: OpenApiResponse(
+        s.ErrorSerializer, description="The If-Match ETag does not match the checkpoint's current ETag."
+    ),
+}
+#: The errors of cancelling or retrying a run (which takes no If-Match, so never answers 412).
+RUN_ERRORS = {
+    403: OpenApiResponse(s.ErrorSerializer, description="Not allowed to manage this run."),
+    404: OpenApiResponse(s.ErrorSerializer, description="No such run among those you may see."),
+    409: OpenApiResponse(s.ErrorSerializer, description="The run already ended (cancel) or has not failed (retry)."),
 }
 IF_MATCH = OpenApiParameter(
     "If-Match",
@@ -184,6 +219,15 @@ IF_MATCH = OpenApiParameter(
     OpenApiParameter.HEADER,
     required=False,
     description="The checkpoint's ETag as you saw it; refused with 412 if it changed since.",
+)
+#: The response header of a checkpoint's detail: its version, for If-Match.
+ETAG = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200],
+    required=True,
+    description="The checkpoint's current version; send it back as If-Match to decide on what you saw.",
 )
 
 
@@ -199,7 +243,7 @@ def decision(serializer: type[Serializer[Any]], summary: str, *, body: bool = Tr
     return extend_schema(
         summary=summary,
         request=serializer if body else None,
-        parameters=[IF_MATCH],
+        parameters=[IF_MATCH, ETAG],
         responses={200: s.CheckpointDetailSerializer, **ERRORS},
     )
 
@@ -208,6 +252,7 @@ def decision(serializer: type[Serializer[Any]], summary: str, *, body: bool = Tr
     list=extend_schema(summary="The review queue, oldest first"),
     retrieve=extend_schema(
         summary="One checkpoint with its context, editable keys, schema and approvals",
+        parameters=[ETAG],
         responses={200: s.CheckpointDetailSerializer, 404: ERRORS[404]},
     ),
 )
@@ -372,7 +417,13 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     @extend_schema(
         summary="Claim the oldest unclaimed checkpoint you may review (filtered like the list)",
         request=None,
-        responses={200: s.CheckpointDetailSerializer, 204: OpenApiResponse(description="Nothing to claim."), **ERRORS},
+        parameters=[ETAG],
+        responses={
+            200: s.CheckpointDetailSerializer,
+            204: OpenApiResponse(description="Nothing to claim."),
+            400: ERRORS[400],
+            403: ERRORS[403],
+        },
     )
     @action(detail=False, methods=["post"], url_path="claim-next")
     def claim_next(self, request: Request) -> Response:
@@ -394,7 +445,11 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
             201: s.RunSerializer,
             200: OpenApiResponse(s.RunSerializer, description="Replay of an idempotency key: the existing run."),
             400: ERRORS[400],
-            403: ERRORS[403],
+            403: OpenApiResponse(s.ErrorSerializer, description="Not allowed to start runs."),
+            409: OpenApiResponse(
+                s.ErrorSerializer,
+                description="The idempotency key was used already, for another pipeline or for a run you may not see.",
+            ),
         },
     ),
 )
@@ -432,7 +487,7 @@ class RunViewSet(  # type: ignore[misc]
             self.get_serializer(visible).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
 
-    @extend_schema(summary="Cancel the run", request=None, responses={200: s.RunSerializer, **ERRORS})
+    @extend_schema(summary="Cancel the run", request=None, responses={200: s.RunSerializer, **RUN_ERRORS})
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         run = review.cancel_run(self.get_object(), request.user)
@@ -441,7 +496,7 @@ class RunViewSet(  # type: ignore[misc]
     @extend_schema(
         summary="Retry a failed run from its last completed step",
         request=None,
-        responses={200: s.RunSerializer, **ERRORS},
+        responses={200: s.RunSerializer, **RUN_ERRORS},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:

@@ -79,9 +79,12 @@ class Command(BaseCommand):
 
         self.stdout.write(self.style.SUCCESS("Demo users (username / password):"))
         self.stdout.write("  admin / admin-demo-pw (superuser)")
-        self.stdout.write("  requester / requester-demo-pw (starts runs; API token below)")
+        self.stdout.write("  requester / requester-demo-pw (starts runs)")
         for username, (password, groups) in REVIEWERS.items():
             also = "; may reassign checkpoints" if username in REASSIGNERS else ""
             self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)}{also})")
-        token, _ = Token.objects.get_or_create(user=User.objects.get(username="editor"))
-        self.stdout.write(f"API token of editor: {token.key}")
+        # Each token under the name of its user: the requester's starts runs, the editor's reviews them.
+        self.stdout.write(self.style.SUCCESS("API tokens (Authorization: Token <key>):"))
+        for username, role in (("requester", "starts runs"), ("editor", "reviews the editors' queue")):
+            token, _ = Token.objects.get_or_create(user=User.objects.get(username=username))
+            self.stdout.write(f"  {username} ({role}): {token.key}")
