@@ -456,13 +456,18 @@ COMMAND_DIRS = (
 )
 
 
+# Names the commands use as defaults, shown as their values.
+KNOWN_NAMES = {"DEFAULT_DB_ALIAS": "default"}
+
+
 def _literal(node: ast.expr | None) -> Any:
     if node is None:
         return None
     try:
         return ast.literal_eval(node)
     except ValueError:
-        return ast.unparse(node)
+        source = ast.unparse(node)
+        return KNOWN_NAMES.get(source, source)
 
 
 def _command(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
