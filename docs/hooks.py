@@ -193,6 +193,11 @@ def _schema_type(schema: dict[str, Any]) -> str:
     if "oneOf" in schema or "anyOf" in schema:
         return " or ".join(_schema_type(s) for s in schema.get("oneOf", schema.get("anyOf", [])))
     kind = schema.get("type", "any")
+    if isinstance(kind, list):  # OpenAPI 3.1: ["string", "null"]
+        nullable = "null" in kind
+        others = [k for k in kind if k != "null"]
+        inner = _schema_type({**schema, "type": others[0]}) if len(others) == 1 else " or ".join(others)
+        return f"{inner} or null" if nullable else inner
     if kind == "array":
         return f"array of {_schema_type(schema.get('items', {}))}"
     if "enum" in schema:
@@ -397,7 +402,7 @@ def _diagram(transitions: dict[str, frozenset[str]], layout: dict[str, tuple[int
             log.warning("docs/hooks.py: state %r has no place in the %s diagram", state, title)
             return ""
     parts = [
-        f'<svg class="stepkit-diagram" role="img" viewBox="0 0 {width} {height}" '
+        f'<svg class="stepkit-diagram" role="img" viewBox="0 0 {width} {height}" style="max-width: {width}px" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{html.escape(title)}</title>',
         '<defs><marker id="arrow-{0}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="currentColor"/></marker></defs>'.format(
