@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection, Iterable
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import models, router
+from django.db.backends.signals import connection_created
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.db.models.signals import m2m_changed
@@ -269,11 +271,31 @@ class AuditTrailImmutable(Exception):
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """The queryset of both managers of :class:`AuditEvent` (``objects`` is its base manager too):
+    updates and deletes raise :class:`AuditTrailImmutable`."""
+
     def update(self, **kwargs: Any) -> int:
         raise AuditTrailImmutable("Audit events cannot be updated")
 
     def delete(self) -> tuple[int, dict[str, int]]:
         raise AuditTrailImmutable("Audit events cannot be deleted")
+
+    def bulk_update(self, objs: Iterable[AuditEvent], fields: Iterable[str], batch_size: int | None = None) -> int:
+        raise AuditTrailImmutable("Audit events cannot be updated")
+
+    def bulk_create(
+        self,
+        objs: Iterable[AuditEvent],
+        batch_size: int | None = None,
+        ignore_conflicts: bool = False,
+        update_conflicts: bool = False,
+        update_fields: Collection[str] | None = None,
+        unique_fields: Collection[str] | None = None,
+    ) -> list[AuditEvent]:
+        """Insert events; ``update_conflicts=True`` (an upsert, which rewrites the events it meets) is refused."""
+        if update_conflicts:
+            raise AuditTrailImmutable("Audit events cannot be updated: bulk_create(update_conflicts=True) refused")
+        return super().bulk_create(objs, batch_size, ignore_conflicts, update_conflicts, update_fields, unique_fields)
 
     def visible_to(self, user: Any) -> AuditEventQuerySet:
         """Events of runs the user started, or that have a checkpoint in the user's queue."""
@@ -312,6 +334,9 @@ class AuditEvent(models.Model):
     class Meta:
         verbose_name = _("audit event")
         verbose_name_plural = _("audit events")
+        # Django's internals (refresh_from_db(), deletion, Model.save()'s UPDATE) use the base
+        # manager; a plain one would update and delete: it is the guarded one, filtering nothing.
+        base_manager_name = "objects"
         ordering: ClassVar = ["timestamp", "id"]
         indexes: ClassVar = [
             models.Index(fields=["run", "timestamp"], name="stepkit_event_run"),
@@ -324,10 +349,25 @@ class AuditEvent(models.Model):
         who = f" by {self.actor}" if self.actor_id else ""
         return f"{self.get_action_display()}{who} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
+    def save(
+        self,
+        *,
+        force_insert: bool | tuple[models.base.ModelBase, ...] = False,
+        force_update: bool = False,
+        using: str | None = None,
+        update_fields: Iterable[str] | None = None,
+    ) -> None:
+        """Insert the event: always an INSERT, never an UPDATE.
+
+        Raises :class:`AuditTrailImmutable` for an event loaded or saved already, when asked to
+        update, and when another event has its key (Django would otherwise UPDATE that row).
+        """
+        if not self._state.adding or force_update or update_fields is not None:
             raise AuditTrailImmutable("Audit events cannot be changed once written")
-        super().save(*args, **kwargs)
+        using = using or router.db_for_write(type(self), instance=self)
+        if self.pk is not None and type(self)._base_manager.using(using).filter(pk=self.pk).exists():
+            raise AuditTrailImmutable(f"Audit event {self.pk} exists already: events cannot be changed once written")
+        super().save(force_insert=force_insert or True, using=using)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AuditTrailImmutable("Audit events cannot be deleted")
@@ -335,6 +375,50 @@ class AuditEvent(models.Model):
     @property
     def data_json(self) -> str:
         return json.dumps(self.data, indent=2, sort_keys=True, cls=DjangoJSONEncoder)
+
+
+#: The append-only triggers of the audit table on SQLite (migration 0008).
+SQLITE_AUDIT_TRIGGERS = ("stepkit_django_audit_no_update", "stepkit_django_audit_no_delete")
+
+
+@receiver(connection_created, dispatch_uid="stepkit_django.sqlite_flush_keeps_audit_triggers")
+def _sqlite_flush_keeps_audit_triggers(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Let Django's flush empty the audit table on SQLite, whose triggers refuse every DELETE.
+
+    On PostgreSQL the flush is a ``TRUNCATE``, which row triggers do not see. On SQLite it is
+    a ``DELETE`` per table: when the audit table is among them, the flush's statements, which
+    Django runs in one transaction (DDL included), drop the triggers first and re-create them,
+    as they were, last. Other connections never see the table without them. Only the statements
+    of a flush (``manage.py flush`` and ``sqlflush``, the flush after a ``TransactionTestCase``)
+    change; any other DELETE is refused.
+    """
+    if connection.vendor != "sqlite" or getattr(connection.ops, "_stepkit_audit_flush", False):
+        return
+    plain = connection.ops.sql_flush
+
+    def sql_flush(style: Any, tables: Any, *, reset_sequences: bool = False, allow_cascade: bool = False) -> list[str]:
+        statements = plain(style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
+        return _around_audit_delete(connection, list(statements))
+
+    connection.ops.sql_flush = sql_flush
+    connection.ops._stepkit_audit_flush = True
+
+
+def _around_audit_delete(connection: Any, statements: list[str]) -> list[str]:
+    table = AuditEvent._meta.db_table
+    quoted = connection.ops.quote_name(table)
+    if not any(quoted in statement and "DELETE" in statement for statement in statements):
+        return statements
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name IN (%s, %s) "
+            "ORDER BY name",
+            [table, *SQLITE_AUDIT_TRIGGERS],
+        )
+        triggers = cursor.fetchall()
+    drops = [f"DROP TRIGGER {connection.ops.quote_name(name)};" for name, _ in triggers]
+    creates = [f"{sql};" for _, sql in triggers]
+    return [*drops, *statements, *creates]
 
 
 class QueueOverview(Checkpoint):
