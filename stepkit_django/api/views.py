@@ -1,25 +1,25 @@
-"""Viewsets of the REST API. They stay thin: validate, call ``review``/``runner``, serialize."""
+"""Viewsets of the REST API. They stay thin: find the object, check the request, call the services, serialize.
+
+The policies live apart, one module each: :mod:`.exceptions` (the services' errors as
+HTTP errors), :mod:`.pagination`, :mod:`.filters` (queue filters and strict ordering),
+:mod:`.conditional` (ETag and If-Match), :mod:`.schema` (the OpenAPI description),
+:mod:`.serializers` and :mod:`.parsers`.
+"""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
 from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.http import Http404
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.settings import spectacular_settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ParseError, PermissionDenied, ValidationError
-from rest_framework.filters import OrderingFilter
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.exceptions import ParseError, PermissionDenied
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,140 +27,19 @@ from rest_framework.serializers import Serializer
 
 from .. import review
 from ..describe import describe_pipeline
-from ..exceptions import (
-    CheckpointError,
-    InvalidAssignment,
-    InvalidOverride,
-    PipelineChanged,
-    PipelineNotFound,
-    ReviewConflict,
-    ReviewMisconfigured,
-    ReviewPermissionDenied,
-    StepkitError,
-)
+from ..exceptions import PipelineNotFound
 from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
 from ..permissions import START_RUNS_PERMISSION
 from ..registry import get_pipeline, registered
-from ..runner import RunNotResumable
 from ..runs import start_or_replay
 from . import rows
 from . import serializers as s
-from .filters import AuditEventFilter, CheckpointFilter, RunFilter
+from .conditional import etag, if_match_version
+from .exceptions import Conflict, api_error
+from .filters import AuditEventFilter, CheckpointFilter, RunFilter, StrictOrderingFilter
+from .pagination import StepkitPagination
 from .parsers import StepkitJSONParser
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The resource changed or was already decided."
-    default_code = "conflict"
-
-
-class PreconditionFailed(APIException):
-    status_code = status.HTTP_412_PRECONDITION_FAILED
-    default_detail = "The If-Match ETag does not match the current version."
-    default_code = "precondition_failed"
-
-
-class StepkitPagination(PageNumberPagination):
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-
-    def get_page_size(self, request: Request) -> int | None:
-        # DRF falls back to the default for a page_size it cannot use; say so instead. The length
-        # is checked before int(), which refuses more than 4,300 digits (ValueError, a 500).
-        raw = request.query_params.get(self.page_size_query_param)
-        usable = raw is None or (
-            raw.isascii()
-            and raw.isdigit()
-            and len(raw) <= len(str(self.max_page_size))
-            and 1 <= int(raw) <= self.max_page_size
-        )
-        if not usable:
-            raise ValidationError({"page_size": [f"Use a whole number from 1 to {self.max_page_size}."]})
-        return super().get_page_size(request)
-
-    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
-        # DRF marks next/previous with OpenAPI 3.0's "nullable", which 3.1 ignores: null in 3.1's words.
-        # Both are always sent (null on the first and last page).
-        paginated: dict[str, Any] = super().get_paginated_response_schema(schema)
-        paginated["required"] = sorted({*paginated.get("required", []), "next", "previous"})
-        if not spectacular_settings.OAS_VERSION.startswith("3.0"):
-            for link in paginated["properties"].values():
-                if link.pop("nullable", False):
-                    link["type"] = [link["type"], "null"]
-        return paginated
-
-
-class StrictOrderingFilter(OrderingFilter):
-    """Ordering that refuses fields it does not offer (DRF's ignores them) with a 400."""
-
-    def get_ordering(self, request: Request, queryset: QuerySet[Any], view: Any) -> Any:
-        params = request.query_params.get(self.ordering_param)
-        if params:
-            fields = [param.strip() for param in params.split(",")]
-            allowed = {name for name, _label in self.get_valid_fields(queryset, view, {"request": request})}
-            unknown = [f for f in fields if f.lstrip("-") not in allowed]
-            if unknown:
-                offered = ", ".join(sorted(allowed))
-                message = f"Unknown field(s): {', '.join(unknown)}. Use {offered}, with - for descending."
-                raise ValidationError({self.ordering_param: [message]})
-        return super().get_ordering(request, queryset, view)
-
-
-def api_error(exc: Exception) -> Exception:
-    """Translate the services' named exceptions into HTTP errors."""
-    if isinstance(exc, InvalidOverride):
-        errors = {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}
-        return ValidationError({"override_data": errors})
-    if isinstance(exc, InvalidAssignment):
-        return ValidationError(
-            {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}
-        )
-    if isinstance(exc, ReviewPermissionDenied):
-        return PermissionDenied(str(exc))
-    if isinstance(exc, (ReviewConflict, PipelineChanged, RunNotResumable)):
-        return Conflict(str(exc))
-    if isinstance(exc, ReviewMisconfigured):
-        return ValidationError({"non_field_errors": [str(exc)]})
-    if isinstance(exc, CheckpointError):
-        return ValidationError({"input": [str(exc)]})
-    if isinstance(exc, PipelineNotFound):
-        return NotFound(str(exc))
-    return exc
-
-
-# Every operation may answer these; documented once so clients (and fuzzers) find them in the schema,
-# with their bodies: s.ErrorSerializer ({"detail": "..."}) and s.ValidationErrorSerializer (field errors).
-COMMON_ERRORS = {
-    "400": 'Invalid input: a body mapping each field to its errors, or {"detail": ...}.',
-    "401": "Not authenticated.",
-    "403": "Not allowed.",
-    "404": "Not found (or not in your queue), or a page past the end.",
-    "503": "The database is unavailable; retry after the Retry-After seconds.",
-}
-RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "required": True, "description": "Seconds to wait."}}
-
-
-def error_body(code: str) -> type[Serializer[Any]]:
-    """The serializer documenting the body of an error with this status code."""
-    return s.ValidationErrorSerializer if code == "400" else s.ErrorSerializer
-
-
-class StepkitAutoSchema(AutoSchema):
-    """Adds the errors every operation may answer, with their bodies, to each operation's responses."""
-
-    def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
-        responses: dict[str, Any] = super()._get_response_bodies(direction)
-        for code, description in COMMON_ERRORS.items():
-            if code not in responses:
-                response = OpenApiResponse(error_body(code), description=description)
-                responses[code] = self._get_response_for_code(  # type: ignore[no-untyped-call]
-                    response, code, ["application/json"], direction
-                )
-                if code == "503":
-                    responses[code]["headers"] = {**responses[code].get("headers", {}), **RETRY_AFTER}
-        return responses
+from .schema import ERRORS, ETAG, RUN_ERRORS, StepkitAutoSchema, decision
 
 
 class StepkitViewMixin:
@@ -194,58 +73,8 @@ class StepkitViewMixin:
         return response
 
 
-ERRORS = {
-    400: OpenApiResponse(
-        s.ValidationErrorSerializer, description="Invalid data; the body maps each field to its errors."
-    ),
-    403: OpenApiResponse(s.ErrorSerializer, description="Not allowed to review this checkpoint (or not logged in)."),
-    404: OpenApiResponse(s.ErrorSerializer, description="No such checkpoint in your queue."),
-    409: OpenApiResponse(
-        s.ErrorSerializer, description="Conflict: already decided, claimed by someone else, or a stale version."
-    ),
-    412: OpenApiResponse(
-        s.ErrorSerializer, description="The If-Match ETag does not match the checkpoint's current ETag."
-    ),
-}
-#: The errors of cancelling or retrying a run (which takes no If-Match, so never answers 412).
-RUN_ERRORS = {
-    403: OpenApiResponse(s.ErrorSerializer, description="Not allowed to manage this run."),
-    404: OpenApiResponse(s.ErrorSerializer, description="No such run among those you may see."),
-    409: OpenApiResponse(s.ErrorSerializer, description="The run already ended (cancel) or has not failed (retry)."),
-}
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="The checkpoint's ETag as you saw it; refused with 412 if it changed since.",
-)
-#: The response header of a checkpoint's detail: its version, for If-Match.
-ETAG = OpenApiParameter(
-    "ETag",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    response=[200],
-    required=True,
-    description="The checkpoint's current version; send it back as If-Match to decide on what you saw.",
-)
-
-
 #: Actions that change a checkpoint through the review services.
 DECISIONS = frozenset({"claim", "release", "edit", "approve", "reject", "reassign"})
-
-
-def etag(checkpoint: Checkpoint) -> str:
-    return f'"{checkpoint.pk}-{checkpoint.version}"'
-
-
-def decision(serializer: type[Serializer[Any]], summary: str, *, body: bool = True) -> Callable[..., Any]:
-    return extend_schema(
-        summary=summary,
-        request=serializer if body else None,
-        parameters=[IF_MATCH, ETAG],
-        responses={200: s.CheckpointDetailSerializer, **ERRORS},
-    )
 
 
 @extend_schema_view(
@@ -272,7 +101,7 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
             return queryset.annotate(approvals_total=approvals_count())
         if self.action in DECISIONS:
             # Only to find the checkpoint and check its ETag: the service reloads it, _respond() reads it back.
-            return queryset
+            return queryset.only("pk", "version")
         # The assignments and approvals are read by rows.detail(), which skips what it knows is empty.
         return queryset.select_related("run", "claimed_by", "decided_by")
 
@@ -305,66 +134,16 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         response["ETag"] = etag(checkpoint)
         return response
 
-    def _if_match(self, request: Request, pk: uuid.UUID) -> int | None:
-        """The version of this checkpoint named by If-Match (None without one, or for ``*``).
-
-        412 when the header names no current version of it: its ETag cannot match then. A version
-        is read only as an ETag writes it (canonical decimal, at most 63 bits): anything else,
-        such as 5,000 digits that int() refuses or a database cannot compare, matches no ETag.
-        """
-        header = request.headers.get("If-Match")
-        if not header:
-            return None
-        tags = [tag.strip().removeprefix("W/") for tag in header.split(",")]
-        if "*" in tags:
-            return None
-        prefix, versions = f'"{pk}-', set()
-        for tag in tags:
-            version = tag.removeprefix(prefix).removesuffix('"')
-            if not (tag.startswith(prefix) and tag.endswith('"') and version.isascii() and version.isdigit()):
-                continue
-            if len(version) <= len(str(2**63)) and int(version) < 2**63 and str(int(version)) == version:
-                versions.add(int(version))
-        if len(versions) > 1:  # several ETags of this checkpoint: the current one, if listed
-            current = Checkpoint.objects.filter(pk=pk).values_list("version", flat=True).first()
-            versions &= {current}
-        if not versions:
-            raise self._precondition_failed(pk)
-        return versions.pop()
-
-    def _precondition_failed(self, pk: uuid.UUID) -> PreconditionFailed:
-        current = Checkpoint.objects.filter(pk=pk).only("pk", "version").first()
-        return PreconditionFailed(f"The checkpoint changed: its ETag is now {etag(current)}." if current else None)
-
     def _decide(self, request: Request, serializer_class: type[Serializer[Any]], act: Callable[..., Any]) -> Response:
-        # The service loads the checkpoint itself (once). The caller's queue and the If-Match
-        # version are read only when the decision is refused, to answer in the same order as a
-        # lookup first would: 404 outside the queue, then 412 for a stale ETag, then the refusal.
-        try:
-            pk = uuid.UUID(str(self.kwargs["pk"]))
-        except ValueError:
-            raise Http404 from None
-        header_version = None
-        try:
-            header_version = self._if_match(request, pk)
-            serializer = serializer_class(data=request.data)
-            serializer.is_valid(raise_exception=True)
-            data = dict(serializer.validated_data)
-            expected = data.pop("expected_version", None) or header_version
-            if header_version is not None and expected != header_version and not self._at_version(pk, header_version):
-                raise self._precondition_failed(pk)  # the body's version is checked by the service (409)
-            checkpoint = act(pk, data, expected)
-        except (APIException, StepkitError, ObjectDoesNotExist):
-            if not self.get_queryset().filter(pk=pk).exists():
-                raise Http404 from None
-            if header_version is not None and not self._at_version(pk, header_version):
-                raise self._precondition_failed(pk) from None
-            raise
-        return self._respond(checkpoint)
-
-    @staticmethod
-    def _at_version(pk: uuid.UUID, version: int) -> bool:
-        return Checkpoint.objects.filter(pk=pk, version=version).exists()
+        """A decision in DRF's order: the checkpoint in the caller's queue (404), its If-Match (412),
+        the body (400), then the service, which reloads it and decides (403, 409)."""
+        checkpoint = self.get_object()
+        header_version = if_match_version(request, checkpoint)
+        serializer = serializer_class(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        expected = data.pop("expected_version", None) or header_version
+        return self._respond(act(checkpoint.pk, data, expected))
 
     @decision(s.VersionSerializer, "Claim the checkpoint")
     @action(detail=True, methods=["post"])
