@@ -10,9 +10,9 @@
   commands, so these pages cannot drift from the code.
 * Checks that the pages, README.md and CONTRIBUTING.md name only files and tests
   that exist (``tests/test_x.py::test_name``), that the settings page documents
-  every ``STEPKIT`` key, the checks page every system check, and CONTRIBUTING.md
-  every module of ``stepkit_django/``. Each problem is a warning, which
-  ``mkdocs build --strict`` turns into a failed build.
+  every ``STEPKIT`` key and the checks page every system check. Each problem is
+  a warning, which ``mkdocs build --strict`` turns into a failed build. A module
+  of ``stepkit_django/`` missing from CONTRIBUTING.md's layout is only noted.
 * Shows Sphinx-style roles left in docstrings (``:class:`X```) as plain code.
 """
 
@@ -166,11 +166,12 @@ def _modules() -> list[str]:
 
 
 def _check_layout() -> None:
+    """Name the modules CONTRIBUTING.md's layout misses (a notice, not a failure: modules come and go often)."""
     text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
     layout = text.split("## The layout", 1)[-1]
     for name in _modules():
         if f"`{name}`" not in layout:
-            log.warning("CONTRIBUTING.md's layout does not list stepkit_django/%s: add one line saying what it owns", name)
+            log.info("CONTRIBUTING.md's layout does not list stepkit_django/%s: add one line saying what it owns", name)
 
 
 # -- generated content --------------------------------------------------------------------------
