@@ -11,6 +11,6 @@ class StepkitConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from . import checks  # noqa: F401  (register checks)
+        from . import checks, signal_handlers  # noqa: F401  (register checks, connect receivers)
 
         autodiscover_modules("pipelines")

@@ -16,15 +16,13 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, router
-from django.db.backends.signals import connection_created
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
-from django.db.models.signals import m2m_changed
-from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import permissions
+from .exceptions import StepkitError
 from .status import AuditAction, CheckpointStatus, RunStatus
 
 __all__ = [
@@ -194,7 +192,7 @@ class Checkpoint(models.Model):
     #: The review settings' permission, as a column: the queue filters it from its index.
     permission = models.CharField(_("review permission"), max_length=255, blank=True, default="", editable=False)
     #: False only for a checkpoint created assigned to nobody, so that the queue skips the assignment
-    #: lookups for it; any assignment added through the ORM sets it (see _assignment_added).
+    #: lookups for it; any assignment added through the ORM sets it (see signal_handlers._assignment_added).
     assigned = models.BooleanField(_("may be assigned"), default=True, editable=False)
 
     objects = CheckpointQuerySet.as_manager()
@@ -266,7 +264,7 @@ class Approval(models.Model):
         return f"{self.user} approved {self.checkpoint_id} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
-class AuditTrailImmutable(Exception):
+class AuditTrailImmutable(StepkitError):
     """Audit events are append-only: they cannot be changed or deleted."""
 
 
@@ -377,50 +375,6 @@ class AuditEvent(models.Model):
         return json.dumps(self.data, indent=2, sort_keys=True, cls=DjangoJSONEncoder)
 
 
-#: The append-only triggers of the audit table on SQLite (migration 0008).
-SQLITE_AUDIT_TRIGGERS = ("stepkit_django_audit_no_update", "stepkit_django_audit_no_delete")
-
-
-@receiver(connection_created, dispatch_uid="stepkit_django.sqlite_flush_keeps_audit_triggers")
-def _sqlite_flush_keeps_audit_triggers(sender: Any, connection: Any, **kwargs: Any) -> None:
-    """Let Django's flush empty the audit table on SQLite, whose triggers refuse every DELETE.
-
-    On PostgreSQL the flush is a ``TRUNCATE``, which row triggers do not see. On SQLite it is
-    a ``DELETE`` per table: when the audit table is among them, the flush's statements, which
-    Django runs in one transaction (DDL included), drop the triggers first and re-create them,
-    as they were, last. Other connections never see the table without them. Only the statements
-    of a flush (``manage.py flush`` and ``sqlflush``, the flush after a ``TransactionTestCase``)
-    change; any other DELETE is refused.
-    """
-    if connection.vendor != "sqlite" or getattr(connection.ops, "_stepkit_audit_flush", False):
-        return
-    plain = connection.ops.sql_flush
-
-    def sql_flush(style: Any, tables: Any, *, reset_sequences: bool = False, allow_cascade: bool = False) -> list[str]:
-        statements = plain(style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
-        return _around_audit_delete(connection, list(statements))
-
-    connection.ops.sql_flush = sql_flush
-    connection.ops._stepkit_audit_flush = True
-
-
-def _around_audit_delete(connection: Any, statements: list[str]) -> list[str]:
-    table = AuditEvent._meta.db_table
-    quoted = connection.ops.quote_name(table)
-    if not any(quoted in statement and "DELETE" in statement for statement in statements):
-        return statements
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s AND name IN (%s, %s) "
-            "ORDER BY name",
-            [table, *SQLITE_AUDIT_TRIGGERS],
-        )
-        triggers = cursor.fetchall()
-    drops = [f"DROP TRIGGER {connection.ops.quote_name(name)};" for name, _ in triggers]
-    creates = [f"{sql};" for _, sql in triggers]
-    return [*drops, *statements, *creates]
-
-
 class QueueOverview(Checkpoint):
     """Not a table: gives the queue overview page its entry on the admin index."""
 
@@ -429,21 +383,3 @@ class QueueOverview(Checkpoint):
         verbose_name = _("queue overview")
         verbose_name_plural = _("queue overview")
         default_permissions = ()
-
-
-@receiver(m2m_changed, sender=Checkpoint.assigned_users.through)
-@receiver(m2m_changed, sender=Checkpoint.assigned_groups.through)
-def _assignment_added(sender: Any, instance: Any, action: str, reverse: bool, pk_set: Any, **kwargs: Any) -> None:
-    """Keep ``Checkpoint.assigned`` true for any checkpoint that gets an assignment through the ORM.
-
-    A stale ``False`` would show the checkpoint to every reviewer with the permission,
-    so every ``add()`` (from either side) sets it; removing assignments leaves it
-    true, which only costs the queue a lookup.
-    """
-    if action != "post_add":
-        return
-    if reverse:  # user.stepkit_assigned_checkpoints.add(...) or group.stepkit_assigned_checkpoints.add(...)
-        Checkpoint.objects.filter(pk__in=pk_set, assigned=False).update(assigned=True)
-    else:  # the instance may be stale (or a bare Checkpoint(pk=...)): ask the row
-        Checkpoint.objects.filter(pk=instance.pk, assigned=False).update(assigned=True)
-        instance.assigned = True
