@@ -250,9 +250,7 @@ def render_openapi_endpoints() -> str:
                 for p in params:
                     required = "yes" if p.get("required") else ""
                     kind = _schema_type(p.get("schema", {}))
-                    out.append(
-                        f"| `{p['name']}` | {p['in']} | {kind} | {required} | {_cell(p.get('description'))} |"
-                    )
+                    out.append(f"| `{p['name']}` | {p['in']} | {kind} | {required} | {_cell(p.get('description'))} |")
                 out.append("")
             body = op.get("requestBody")
             if body:
@@ -276,7 +274,9 @@ def render_openapi_endpoints() -> str:
             out += ["| field | type | | description |", "| --- | --- | --- | --- |"]
             for field, spec in properties.items():
                 notes = [n for n, on in (("required", field in required), ("read-only", spec.get("readOnly"))) if on]
-                out.append(f"| `{field}` | {_schema_type(spec)} | {', '.join(notes)} | {_cell(spec.get('description'))} |")
+                out.append(
+                    f"| `{field}` | {_schema_type(spec)} | {', '.join(notes)} | {_cell(spec.get('description'))} |"
+                )
             out.append("")
         elif "enum" in component:
             out += ["Values: " + ", ".join(f"`{v}`" for v in component["enum"]), ""]
@@ -307,27 +307,27 @@ RUN_MOVES = {
     "applies to a paused run).",
     ("running", "cancelled"): "`review.cancel_run()` while a worker executes it: the step in flight completes, "
     "is recorded, and nothing after it runs.",
-    ("paused", "queued"): "The last required approval (`review.approve()`), or `on_timeout=\"approve\"`, "
+    ("paused", "queued"): 'The last required approval (`review.approve()`), or `on_timeout="approve"`, '
     "with a queued executor (`tasks`, `celery`).",
     ("paused", "running"): "The last required approval with the `inline` executor: the approving process "
     "holds the lease and runs the rest.",
-    ("paused", "rejected"): "`review.reject()`, or the deadline passed with `on_timeout=\"reject\"` (or a "
+    ("paused", "rejected"): '`review.reject()`, or the deadline passed with `on_timeout="reject"` (or a '
     "second deadline after an escalation).",
-    ("paused", "failed"): "The deadline passed with `on_timeout=\"fail\"`.",
+    ("paused", "failed"): 'The deadline passed with `on_timeout="fail"`.',
     ("paused", "cancelled"): "`review.cancel_run()`; its pending checkpoints are cancelled with it.",
     ("failed", "queued"): "`review.retry_run()`: continues after the last completed step.",
     ("failed", "running"): "Allowed by the table; no service takes this move at present (a retry queues the "
     "run, and a worker, or the inline executor, then takes it).",
-    ("failed", "paused"): "`review.retry_run()` of a run that `on_timeout=\"fail\"` failed: the review "
+    ("failed", "paused"): '`review.retry_run()` of a run that `on_timeout="fail"` failed: the review '
     "opens again, with a new pending checkpoint and a new deadline.",
     ("failed", "cancelled"): "Allowed by the table; `review.cancel_run()` refuses runs that ended, failed "
     "ones included (`ReviewConflict`).",
 }
 
 CHECKPOINT_MOVES = {
-    ("pending", "approved"): "The last required approval, or the deadline with `on_timeout=\"approve\"`.",
+    ("pending", "approved"): 'The last required approval, or the deadline with `on_timeout="approve"`.',
     ("pending", "rejected"): "`review.reject()`.",
-    ("pending", "expired"): "The deadline passed with `on_timeout=\"reject\"` or `\"fail\"` (an escalation "
+    ("pending", "expired"): 'The deadline passed with `on_timeout="reject"` or `"fail"` (an escalation '
     "keeps it pending, reassigned, with a new deadline).",
     ("pending", "cancelled"): "Its run was cancelled.",
 }
@@ -405,10 +405,9 @@ def _diagram(transitions: dict[str, frozenset[str]], layout: dict[str, tuple[int
     parts = [
         f'<svg class="stepkit-diagram" role="img" viewBox="0 0 {width} {height}" style="max-width: {width}px" '
         f'xmlns="http://www.w3.org/2000/svg"><title>{html.escape(title)}</title>',
-        '<defs><marker id="arrow-{0}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-        'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="currentColor"/></marker></defs>'.format(
-            title.split()[0].lower()
-        ),
+        f'<defs><marker id="arrow-{title.split()[0].lower()}" viewBox="0 0 10 10" refX="9" refY="5" '
+        'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+        '<path d="M0,0 L10,5 L0,10 z" fill="currentColor"/></marker></defs>',
     ]
     marker = f"url(#arrow-{title.split()[0].lower()})"
     pairs = set(moves)
