@@ -3,10 +3,10 @@
 Also makes the guarded queryset the audit events' base manager (``Meta.base_manager_name``),
 and records the audit actions added since 0007 (``AuditEvent.action``'s choices: no SQL).
 
-Django's flush still empties the table: ``stepkit_django.models`` makes the flush drop
+Django's flush still empties the table: ``stepkit_django.signal_handlers`` makes the flush drop
 and re-create these triggers in its own transaction. A later migration that rebuilds the
 table on SQLite (SQLite's way of altering most columns) drops its triggers with the old
-table: such a migration must create them again (``tests/test_audit_trail.py`` checks that
+table: such a migration must create them again (``tests/runs/test_audit_trail.py`` checks that
 they exist after all migrations).
 """
 

@@ -376,7 +376,7 @@ class RecordingExecutor(BaseExecutor):
 @pytest.mark.django_db(transaction=True)
 def test_an_executor_is_chosen_by_dotted_path(registered_pipelines):
     registered_pipelines(stepkit("handed-over").step("a", lambda c: {"a": 1}))
-    with override_settings(STEPKIT={"EXECUTOR": "tests.test_executors.RecordingExecutor"}):
+    with override_settings(STEPKIT={"EXECUTOR": "tests.runs.test_executors.RecordingExecutor"}):
         run = start("handed-over", {})
     assert run.status == RunStatus.QUEUED and RecordingExecutor.sent == [str(run.pk)]  # sent after the commit
 

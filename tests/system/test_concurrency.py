@@ -117,7 +117,7 @@ def test_a_killed_process_loses_no_progress_and_completed_steps_do_not_run_again
         "STEPKIT_TEST_CRASH_AT_C": "1",
     }
     code = "import django; django.setup(); from stepkit_django import start; start('crash-demo', {'order': 7})"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     finished = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, timeout=120, capture_output=True)
     assert finished.returncode == 17, finished.stderr.decode()
 

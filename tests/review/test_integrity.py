@@ -161,7 +161,7 @@ def test_a_late_decision_through_the_api_is_409(people, registered_pipelines):
     assert response.status_code == 409 and "deadline" in response.json()["detail"]
 
 
-# -- 4. on_timeout="approve" applies only approved edits: see tests/test_expiry.py -----------
+# -- 4. on_timeout="approve" applies only approved edits: see tests/review/test_expiry.py -----------
 
 
 # -- 5. an approver cannot choose the second approver ------------------------------------------

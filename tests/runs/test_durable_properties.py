@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from stepkit_django import otherwise, register, resume_run, start, stepkit, unregister, when
 from stepkit_django.models import PipelineRun
 from stepkit_django.status import RunStatus
-from tests.test_properties import add, divisible_by, specs
+from tests.engine.test_properties import add, divisible_by, specs
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 NAMES = itertools.count()
