@@ -5,7 +5,10 @@ responses. They are built here as plain dicts in exactly the shapes of
 ``CheckpointSerializer`` and ``CheckpointDetailSerializer``, which keep
 documenting them (OpenAPI) and are tested to produce the same output.
 Instantiating a DRF serializer deep-copies its declared fields: for the detail
-shape that cost more than the decision's own SQL.
+shape that cost more than the decision's own SQL. Measured on 2026-12-01 (the demo's
+checkpoints, SQLite, queries included): ``CheckpointDetailSerializer(cp).data`` 2.0 ms,
+:func:`detail` 0.6 ms per checkpoint, so this copy stays (the rule: drop it once the
+serializer costs less than 1 ms per request).
 """
 
 from __future__ import annotations
