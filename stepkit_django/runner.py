@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
@@ -42,6 +43,9 @@ __all__ = ["RunNotResumable", "advance", "pause", "resume_run"]
 
 User = AbstractBaseUser | AnonymousUser | None
 logger = logging.getLogger("stepkit_django")
+
+#: The progress of the run this context is executing (what :func:`pause` writes before pausing).
+_PROGRESS: ContextVar[Progress | None] = ContextVar("stepkit_progress", default=None)
 
 
 class RunNotResumable(StepkitError):
@@ -185,6 +189,7 @@ def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | 
         # The next step sees each output as the database gives it back (as after a pause or a crash).
         "prepare_output": to_json_ready,
     }
+    current = _PROGRESS.set(progress)
     try:
         context = run_sync(pipeline, run.input if resume is None else None, resume, config)
         if run.status != RunStatus.PAUSED:
@@ -200,6 +205,8 @@ def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | 
         _finish_failed(run, owner, exc, failed_step[-1] if failed_step else run.current_step, progress)
     except Exception as exc:
         _finish_failed(run, owner, exc, failed_step[-1] if failed_step else run.current_step, progress)
+    finally:
+        _PROGRESS.reset(current)
     return run
 
 
@@ -229,7 +236,6 @@ class Progress:
         # by the engine, so unchanged values are the very same objects.
         self.written: dict[str, Any] | None = None
         self.pending: list[tuple[str, float, Any]] = []  # step events not written yet
-        run._stepkit_progress = self  # type: ignore[attr-defined]  # pause() saves before pausing
 
     def step_completed(self, event: StepCompleteEvent) -> None:
         """The engine's ``on_step_complete``: record the step, save it (or not), send ``step_completed``."""
@@ -251,9 +257,9 @@ class Progress:
                 if not self.buffered:
                     self.save()
                 if review is not None:
-                    pause(run, event, review)
+                    self.pause(event, review)
                 if listeners:
-                    stop = partial(pause, run, event)
+                    stop = partial(self.pause, event)
                     step_completed.send(sender=PipelineRun, run=run, event=event, stop_pipeline=stop)
         except BaseException:
             self.written = None  # rolled back: the stored context is not known any more
@@ -309,6 +315,15 @@ class Progress:
             self.lease_until = run.lease_expires_at = lease_until
         self.pending = []
 
+    def pause(self, event: StepCompleteEvent, review: Review | None = None) -> None:
+        """Pause the run after ``event``'s step: write the steps not saved yet (``durability="pause"``),
+        create the pending checkpoint, stop the pipeline. Again for the same step: nothing."""
+        if self.run.status == RunStatus.PAUSED:
+            return
+        self.save()
+        create_checkpoint(self.run, event, review or Review())
+        event.stop_pipeline()
+
     def record_cancelled(self, context: dict[str, Any]) -> None:
         """The run was cancelled while this process executed it: record the steps that ran.
 
@@ -342,19 +357,18 @@ def review_to_pause(event: StepCompleteEvent) -> Review | None:
 
 
 def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = None) -> None:
-    """Pause ``run`` after ``event``'s step for review (the ``stop_pipeline`` of ``step_completed``).
+    """Pause ``run`` after ``event``'s step for review (what ``stop_pipeline`` of ``step_completed`` does).
 
     Creates a pending checkpoint with ``review``'s settings (default: ``Review()``)
     and stops the pipeline. Calling it again for the same step does nothing.
     """
-
-    if run.status == RunStatus.PAUSED:
+    progress = _PROGRESS.get(None)
+    if progress is not None and progress.run is run:
+        progress.pause(event, review)  # writes the steps not saved yet first
         return
-    progress = getattr(run, "_stepkit_progress", None)
-    if progress is not None:
-        progress.save()  # with durability="pause", the steps so far are written now
-    create_checkpoint(run, event, review or Review())
-    event.stop_pipeline()
+    if run.status != RunStatus.PAUSED:
+        create_checkpoint(run, event, review or Review())
+        event.stop_pipeline()
 
 
 def _finish_completed(run: PipelineRun, owner: str, context: dict[str, Any], progress: Progress) -> None:
