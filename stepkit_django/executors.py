@@ -78,9 +78,11 @@ class InlineExecutor(BaseExecutor):
         advance(run_id)
 
     def dispatch(self, run: PipelineRun, *, held: bool = False) -> bool:
-        from .runner import advance
+        from .runner import advance, execute_held
 
-        return advance(str(run.pk), run=run, held_by=run.lease_owner if held else None) is run
+        if held:  # the caller's own write took the lease for this process
+            return execute_held(run) is run
+        return advance(str(run.pk), run=run) is run
 
 
 class TasksExecutor(BaseExecutor):

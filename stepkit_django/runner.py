@@ -39,7 +39,7 @@ from .signals import run_finished, step_completed
 from .status import AuditAction, RunStatus
 from .transitions import move_run, run_update
 
-__all__ = ["RunNotResumable", "advance", "pause", "resume_run"]
+__all__ = ["RunNotResumable", "advance", "execute_held", "pause", "resume_run"]
 
 User = AbstractBaseUser | AnonymousUser | None
 logger = logging.getLogger("stepkit_django")
@@ -78,29 +78,34 @@ def resume_run(run: PipelineRun, *, force: bool = False) -> PipelineRun:
     return advanced
 
 
-def advance(
-    run_id: Any, *, force: bool = False, run: PipelineRun | None = None, held_by: str | None = None
-) -> PipelineRun | None:
+def advance(run_id: Any, *, force: bool = False, run: PipelineRun | None = None) -> PipelineRun | None:
     """Take the run's lease and execute it until it pauses or ends; None if it cannot be taken.
 
-    This is what every executor calls. A run that another process holds, or that
-    is not queued, is left alone, so a duplicated message does nothing. ``run``
-    (the caller's current instance of it, e.g. just created) saves reading it
-    back; it is then updated in place and returned. ``held_by`` says that the
-    caller's own write already took the lease for that owner (with ``run``).
+    This is what every worker calls (through :func:`stepkit_django.jobs.advance_run`). A run
+    that another process holds, or that is not queued, is left alone, so a duplicated message
+    does nothing. ``force`` takes a running run whose lease is still valid. ``run`` (the
+    caller's current instance of it, e.g. just created) saves reading it back; it is then
+    updated in place and returned.
     """
-    if held_by is not None and run is not None:
-        owner = held_by
+    owner = new_owner()
+    taken = take(run_id, owner, force=force)
+    if not taken:
+        return None
+    if run is None:
+        run = PipelineRun.objects.get(pk=run_id)
     else:
-        owner = new_owner()
-        taken = take(run_id, owner, force=force)
-        if not taken:
-            return None
-        if run is None:
-            run = PipelineRun.objects.get(pk=run_id)
-        else:
-            run.status, run.lease_owner, run.lease_expires_at, run.updated_at = RunStatus.RUNNING, owner, *taken
-            run.started_at = run.started_at or taken[1]
+        run.status, run.lease_owner, run.lease_expires_at, run.updated_at = RunStatus.RUNNING, owner, *taken
+        run.started_at = run.started_at or taken[1]
+    return execute_held(run)
+
+
+def execute_held(run: PipelineRun) -> PipelineRun:
+    """Execute ``run``, which this process holds already (running, under ``run.lease_owner``).
+
+    :func:`advance` calls it once it took the lease; the inline executor calls it directly
+    for a run whose own write took the lease (``executors.held_here()``).
+    """
+    owner = run.lease_owner
     HEARTBEAT.hold(run.pk, owner)
     token = CURRENT_RUN.set(str(run.pk))
     try:

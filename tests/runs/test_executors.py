@@ -184,11 +184,11 @@ def test_inline_start_and_approval_write_the_run_held_here_and_recovery_takes_ov
         .step("send", lambda c: calls.append("send") or {"sent": True})
     )
 
-    def dies_before_running(run_id, **kwargs):
+    def dies_before_running(run, **kwargs):
         raise SystemExit("the process died")  # after the write committed, before any step ran
 
-    real_advance = runner_module.advance
-    monkeypatch.setattr(runner_module, "advance", dies_before_running)
+    real_execute = runner_module.execute_held  # what the inline executor calls for a run it holds
+    monkeypatch.setattr(runner_module, "execute_held", dies_before_running)
     with pytest.raises(SystemExit):
         start("held", {}, user=people.alice)
     run = PipelineRun.objects.get()
@@ -197,20 +197,20 @@ def test_inline_start_and_approval_write_the_run_held_here_and_recovery_takes_ov
     assert run.started_at is not None and calls == []
     assert list(run.events.values_list("action", flat=True)) == ["run_started"]
 
-    monkeypatch.setattr(runner_module, "advance", real_advance)
+    monkeypatch.setattr(runner_module, "execute_held", real_execute)
     assert recover() == 0  # the lease is still valid: nobody takes it
     assert recover(now=run.lease_expires_at + timedelta(seconds=1)) == 1  # re-queued, then run here (inline)
     run.refresh_from_db()
     assert run.status == RunStatus.PAUSED and calls == ["draft"]
 
-    monkeypatch.setattr(runner_module, "advance", dies_before_running)
+    monkeypatch.setattr(runner_module, "execute_held", dies_before_running)
     with pytest.raises(SystemExit):
         review.approve(run.checkpoints.get(), people.bob)
     run.refresh_from_db()
     assert run.status == RunStatus.RUNNING and run.lease_owner and calls == ["draft"]
     assert run.events.filter(action__in=["approved", "resumed"]).count() == 2
 
-    monkeypatch.setattr(runner_module, "advance", real_advance)
+    monkeypatch.setattr(runner_module, "execute_held", real_execute)
     assert recover(now=run.lease_expires_at + timedelta(seconds=1)) == 1
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED and calls == ["draft", "send"]
