@@ -34,7 +34,7 @@ from .review_spec import Review
 
 if TYPE_CHECKING:
     from .current import CurrentStep, current_step
-    from .runner import pause, resume_run
+    from .execution.runner import pause, resume_run
     from .runs import start
 
 __version__ = "0.1.0"
@@ -79,8 +79,8 @@ __all__ = [
 #: Names that load the models, imported on first use: name -> module.
 _LAZY = {
     "start": "runs",
-    "resume_run": "runner",
-    "pause": "runner",
+    "resume_run": "execution.runner",
+    "pause": "execution.runner",
     "current_step": "current",
     "CurrentStep": "current",
 }

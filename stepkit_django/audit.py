@@ -3,28 +3,28 @@
 Two shapes, one set of columns:
 
 * :func:`event` builds an unsaved :class:`~stepkit_django.models.AuditEvent` (a
-  person's action, with an actor, a checkpoint, a note); :func:`rows` turns a batch
-  of them into the rows that :func:`stepkit_django.sql.write` appends with the
-  change, in the same statement or transaction;
+  person's action, with an actor, a checkpoint, a note), which
+  :func:`stepkit_django.transitions.write_checkpoint` saves with the change it
+  records, in the same transaction (``post_save`` is sent for it);
 * :func:`system_row` is an event of the runner itself (no actor, no checkpoint) as
-  a row of :data:`EVENT_FIELDS`, for the per-step write, which is the hot path.
+  a row of :data:`EVENT_FIELDS`, which the per-step write (the hot path, in
+  :mod:`stepkit_django.execution.progress`) inserts with the run's progress in one
+  statement; ``post_save`` is not sent for those (listen to ``step_completed``).
 
 :func:`record` appends one event now; call it inside the transaction of the change.
-Audit events never go through ``Model.save()`` here, so ``post_save`` is not sent for
-them (listen to the signals of :mod:`stepkit_django.signals` instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from . import permissions, sql
+from . import permissions
 from .models import AuditEvent, PipelineRun
 from .status import AuditAction
 
-__all__ = ["EVENT_FIELDS", "event", "record", "redacted", "rows", "step_rows", "system_row"]
+__all__ = ["EVENT_FIELDS", "event", "record", "redacted", "step_rows", "system_row"]
 
 #: The columns of an audit event row, in the order of :func:`system_row`.
 EVENT_FIELDS = ("run", "checkpoint", "pipeline_name", "action", "actor", "timestamp", "data", "note")
@@ -46,7 +46,7 @@ def event(
     data: Mapping[str, Any] | None = None,
     note: str = "",
 ) -> AuditEvent:
-    """An unsaved event of ``run``; append it with :func:`rows` (several with one change) or :func:`record`."""
+    """An unsaved event of ``run``, for :func:`~stepkit_django.transitions.write_checkpoint` (or ``save()``)."""
     return AuditEvent(
         run=run,
         checkpoint=checkpoint,
@@ -58,17 +58,12 @@ def event(
     )
 
 
-def rows(events: Sequence[AuditEvent]) -> sql.Insert:
-    """The INSERT of ``events`` for :func:`stepkit_django.sql.write`."""
-    return sql.Insert.of(events)
-
-
 def record(run: PipelineRun, action: str, **fields: Any) -> None:
     """Append one event now (inside the transaction of the change it records).
 
     ``fields``: ``checkpoint``, ``actor``, ``data``, ``note`` as for :func:`event`.
     """
-    sql.insert_objects([event(run, action, **fields)])
+    event(run, action, **fields).save(force_insert=True)
 
 
 def system_row(run: PipelineRun, action: str, at: datetime, data: Mapping[str, Any] | None = None) -> tuple[Any, ...]:
@@ -82,11 +77,6 @@ def step_rows(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> li
         system_row(run, AuditAction.STEP_COMPLETED, at, {"step": step, "duration_ms": duration_ms})
         for step, duration_ms, at in events
     ]
-
-
-def step_insert(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> sql.Insert:
-    """The INSERT of the ``step_completed`` rows of ``events``."""
-    return sql.Insert(AuditEvent, EVENT_FIELDS, step_rows(run, events))
 
 
 #: Keys of event data that hold a failure's message (which may quote personal data).

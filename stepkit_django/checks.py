@@ -35,7 +35,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     executor = user.get("EXECUTOR", DEFAULTS["EXECUTOR"])
     from django.core.exceptions import ImproperlyConfigured
 
-    from .executors import load_executor
+    from .execution.executors import load_executor
 
     try:
         load_executor(str(executor))

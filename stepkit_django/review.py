@@ -33,7 +33,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from . import audit, permissions, sql
+from . import audit, permissions
 from .assignments import resolve_groups, resolve_targets
 from .conf import settings
 from .engine import decode_checkpoint
@@ -46,7 +46,7 @@ from .exceptions import (
     ReviewExpired,
     ReviewPermissionDenied,
 )
-from .executors import dispatch, held_here
+from .execution.executors import dispatch
 from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
 from .pausing import create_checkpoint, open_checkpoint
@@ -85,7 +85,7 @@ can_review = permissions.can_review
 
 def _load(checkpoint: CheckpointRef) -> Checkpoint:
     pk = checkpoint.pk if isinstance(checkpoint, Checkpoint) else checkpoint
-    return sql.get(Checkpoint, pk, related="run")  # type: ignore[no-any-return]
+    return Checkpoint.objects.select_related("run").get(pk=pk)
 
 
 def check_pending(checkpoint: Checkpoint, expected_version: int | None = None) -> None:
@@ -387,7 +387,6 @@ def approve(
     quorum = count >= required
     override = {**cp.override_data, **data}
     run_fields = _resume_state(cp, override)[0] if quorum else None
-    held = held_here() if quorum else None
     now = timezone.now()
     changes: dict[str, Any] = {"override_data": override} if data else {}
     if quorum:
@@ -402,8 +401,7 @@ def approve(
     events.append(audit.event(cp.run, AuditAction.APPROVED, checkpoint=cp, actor=reviewer, data=approved, note=comment))
     move = None
     if run_fields is not None:
-        # With the inline executor the run moves straight to running, held by this process.
-        move = (RunStatus.PAUSED, RunStatus.RUNNING if held else RunStatus.QUEUED, {**run_fields, **(held or {})})
+        move = (RunStatus.PAUSED, RunStatus.QUEUED, run_fields)
         events.append(audit.event(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step}))
     approval = Approval(checkpoint=cp, user=reviewer, created_at=now)
     try:
@@ -414,7 +412,7 @@ def approve(
         checkpoint_decided.send(
             sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.APPROVED, user=reviewer
         )
-        dispatch(cp.run, held=held is not None)  # inline: runs here now; otherwise queued for a worker
+        dispatch(cp.run)  # inline: runs here now; otherwise queued for a worker
     return cp
 
 

@@ -11,11 +11,12 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from . import audit, sql
+from . import audit
 from .engine import Pipeline
 from .engine.context import to_json_ready
 from .exceptions import CheckpointError, StepkitError
-from .executors import dispatch, held_here
+from .execution.executors import dispatch, hold
+from .execution.progress import insert_run
 from .jsonchecks import UnsafeJSON, check_json_value
 from .models import PipelineRun
 from .registry import get_pipeline
@@ -97,28 +98,24 @@ def start_or_replay(
         existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:
             return existing, False
-    held = held_here()  # inline: the run is written already running, held by this process
-    now = timezone.now()
     run = PipelineRun(
         pipeline_name=pipeline.name or "",
         pipeline_version=pipeline.version,
-        status=RunStatus.RUNNING if held else RunStatus.QUEUED,
+        status=RunStatus.QUEUED,
         input=data,
         context=data,
         started_by=_user_or_none(user),
         idempotency_key=idempotency_key,
-        created_at=now,
-        started_at=now if held else None,
-        **(held or {}),
+        created_at=timezone.now(),
     )
+    held = hold(run)  # inline: the run is written running, held by this process
     started = audit.event(run, AuditAction.RUN_STARTED, actor=user, data={"version": pipeline.version})
     listeners = run_started.has_listeners(PipelineRun)
     try:
         # One statement on PostgreSQL; a transaction (a savepoint inside the caller's) for the receivers,
         # and so that a duplicate idempotency key leaves the caller's transaction usable.
         with transaction.atomic() if listeners or connection.in_atomic_block else nullcontext():
-            sql.write([], [sql.Insert.of([run]), sql.Insert.of([started])])
-            run._state.adding, run._state.db = False, connection.alias
+            insert_run(run, started)
             if listeners:
                 run_started.send(sender=PipelineRun, run=run, user=_user_or_none(user))
     except IntegrityError as exc:
@@ -128,7 +125,7 @@ def start_or_replay(
             return PipelineRun.objects.get(idempotency_key=idempotency_key), False
         except PipelineRun.DoesNotExist:  # the other insert was rolled back meanwhile
             raise exc from None
-    if not dispatch(run, held=held is not None):
+    if not dispatch(run, held=held):
         run.refresh_from_db()
     return run, True
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 
-from . import jobs
+from .execution import jobs
 
 if find_spec("django.tasks") is not None:
     from django.tasks import task

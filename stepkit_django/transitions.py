@@ -1,18 +1,27 @@
 """The state machines of runs and checkpoints, enforced where statuses are written.
 
-Every change of a run's or a checkpoint's ``status`` is built here: the move is
+Every change of a run's or a checkpoint's ``status`` by a person or a periodic
+job (a decision, a claim, a reassignment, an expiry, a cancellation, a retry) is
+written here, through the ORM, inside ``transaction.atomic()``: the move is
 checked against :data:`~stepkit_django.status.RUN_TRANSITIONS` or
 :data:`CHECKPOINT_TRANSITIONS` (an illegal one raises :class:`IllegalTransition`
-before anything is sent) and written with compare-and-set, a conditional UPDATE
-on the status read (and, for a checkpoint, its version), so that of concurrent
-writers exactly one wins and the others get :class:`ReviewConflict`.
+before anything is sent), then claimed with compare-and-set, a conditional
+UPDATE on the status read (and, for a checkpoint, its version), so that of
+concurrent writers exactly one wins and the others get :class:`ReviewConflict`.
+The winner then writes its rows with ``Model.save()`` and creates the approvals
+and audit events with it, so ``pre_save``, ``post_save`` and ``post_delete`` are
+sent for them as for any model. The writes of a run's execution (its start, each
+step, its end, taking a lease) are the hot path and live in
+:mod:`stepkit_django.execution`.
 
 **Lock order.** A change that touches several rows locks them in this order: the
 run, then its checkpoints (by id), then the checkpoint's approvals and assignments.
-:func:`write_checkpoint` updates the run before the checkpoint, ``cancel_run`` and the
+:func:`write_checkpoint` claims the run before the checkpoint, ``cancel_run`` and the
 deadline sweeper lock the run first (``SELECT … FOR NO KEY UPDATE``, which does not
 wait for the key-share locks that inserting audit events takes), so no two
-transactions wait for each other in a cycle.
+transactions wait for each other in a cycle. Claiming with an UPDATE first (rather
+than reading with ``select_for_update()``) also serialises writers on SQLite, which
+has no row locks: the first UPDATE takes the database's write lock.
 """
 
 from __future__ import annotations
@@ -20,11 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import sql
 from .exceptions import IllegalTransition, ReviewConflict
 from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .status import RUN_TRANSITIONS, CheckpointStatus
@@ -36,7 +44,6 @@ __all__ = [
     "check_run",
     "lock_run",
     "move_run",
-    "run_update",
     "write_checkpoint",
 ]
 
@@ -64,31 +71,51 @@ def check_checkpoint(source: str, target: str) -> None:
         raise IllegalTransition(f"A checkpoint cannot move from {source!r} to {target!r}.")
 
 
-def run_update(
-    pk: Any,
-    source: str,
-    target: str,
-    fields: Mapping[str, Any],
-    where: Mapping[str, Any] | None = None,
-    *,
-    merge: tuple[str, ...] = (),
-) -> sql.Update:
-    """The checked, conditional UPDATE that moves run ``pk`` from ``source`` to ``target`` with ``fields``.
+class _Restored:
+    """Put the instances' fields back as they were if the block raises (the database rolled back)."""
 
-    ``merge`` names JSON fields merged into the stored value (see :class:`stepkit_django.sql.Update`).
-    """
+    def __init__(self, *instances: models.Model | None) -> None:
+        self.saved = [(i, dict(i.__dict__)) for i in instances if i is not None]
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        if kind is not None:
+            for instance, fields in self.saved:
+                instance.__dict__.clear()
+                instance.__dict__.update(fields)
+
+
+def _save(instance: models.Model, fields: Mapping[str, Any]) -> None:
+    """Set ``fields`` on ``instance`` and save them (``pre_save`` and ``post_save`` are sent)."""
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    instance.save(update_fields=list(fields))
+
+
+def _claim_run(pk: Any, source: str, target: str, where: Mapping[str, Any] | None = None) -> bool:
+    """Compare-and-set the run's status (its row is this transaction's afterwards); whether it was ``source``."""
     check_run(source, target)
-    return sql.Update(PipelineRun, pk, {"status": target, **fields}, {"status": source, **(where or {})}, merge=merge)
+    return bool(PipelineRun.objects.filter(pk=pk, status=source, **(where or {})).update(status=target))
+
+
+def _claim_checkpoint(checkpoint: Checkpoint) -> bool:
+    """Compare-and-set the checkpoint's version; whether it was pending at the version read."""
+    claimed = Checkpoint.objects.filter(pk=checkpoint.pk, status=CheckpointStatus.PENDING, version=checkpoint.version)
+    return bool(claimed.update(version=F("version") + 1))
 
 
 def cancel_checkpoints(run: PipelineRun, actor: Any, now: Any) -> list[Any]:
     """Cancel the pending checkpoints of ``run`` (call after moving the run: the lock order); their keys."""
     check_checkpoint(CheckpointStatus.PENDING, CheckpointStatus.CANCELLED)
-    pending = Checkpoint.objects.filter(run=run, status=CheckpointStatus.PENDING).order_by("pk")
-    keys = list(pending.values_list("pk", flat=True))
-    Checkpoint.objects.filter(pk__in=keys, status=CheckpointStatus.PENDING).update(
-        status=CheckpointStatus.CANCELLED, decided_by=actor, decided_at=now, version=F("version") + 1
-    )
+    keys = []
+    with transaction.atomic():
+        for checkpoint in Checkpoint.objects.filter(run=run, status=CheckpointStatus.PENDING).order_by("pk"):
+            if _claim_checkpoint(checkpoint):
+                fields = {"status": CheckpointStatus.CANCELLED, "decided_by": actor, "decided_at": now}
+                _save(checkpoint, {**fields, "version": checkpoint.version + 1, "updated_at": now})
+                keys.append(checkpoint.pk)
     return keys
 
 
@@ -100,13 +127,10 @@ def move_run(
     ``where`` adds conditions (e.g. the lease owner); ``fields`` are written with the status.
     The instance is updated in place.
     """
-    now = timezone.now()
-    update = run_update(run.pk, source, target, {"updated_at": now, **fields}, where)
-    if sql.write([update]) is not None:
-        raise ReviewConflict(f"Run {run.pk} is no longer {source}.")
-    run.status, run.updated_at = target, now
-    for name, value in fields.items():
-        setattr(run, name, value)
+    with transaction.atomic(), _Restored(run):
+        if not _claim_run(run.pk, source, target, where):
+            raise ReviewConflict(f"Run {run.pk} is no longer {source}.")
+        _save(run, {"status": target, "updated_at": timezone.now(), **fields})
 
 
 def lock_run(run_id: Any) -> None:
@@ -138,41 +162,24 @@ def write_checkpoint(
     """Change the pending checkpoint at the version read, move its run ``(from, to, fields)``, append
     ``events`` and ``approvals`` and delete the approvals ``void`` (primary keys): all or nothing.
 
-    One statement on PostgreSQL when nothing is voided. The run's row is updated
-    before the checkpoint's (the lock order). Raises ReviewConflict when the
-    checkpoint or the run changed meanwhile; then nothing is written.
+    The run is claimed before the checkpoint (the lock order). Raises
+    ReviewConflict when the checkpoint or the run changed meanwhile; then nothing
+    is written and the instances are as they were.
     """
     if "status" in changes:
         check_checkpoint(CheckpointStatus.PENDING, changes["status"])
+    if run is not None:
+        check_run(run[0], run[1])
     now = timezone.now()
-    updates = []
-    if run is not None:
-        source, target, fields = run
-        updates.append(run_update(checkpoint.run_id, source, target, {"updated_at": now, **fields}))
-    updates.append(
-        sql.Update(
-            Checkpoint,
-            checkpoint.pk,
-            {"updated_at": now, **changes},
-            where={"status": CheckpointStatus.PENDING, "version": checkpoint.version},
-            increment=("version",),
-        )
-    )
-    inserts = [sql.Insert.of(batch) for batch in (events, approvals) if batch]
-    if void:
-        with transaction.atomic():
-            failed = sql.write(updates, inserts)
-            if failed is None:
-                Approval.objects.filter(pk__in=list(void), checkpoint_id=checkpoint.pk).delete()
-    else:
-        failed = sql.write(updates, inserts)
-    if failed is not None:
-        raise _conflict(checkpoint, run[0] if run is not None else None)
-    for name, value in changes.items():
-        setattr(checkpoint, name, value)
-    checkpoint.version += 1
-    checkpoint.updated_at = now
-    if run is not None:
-        checkpoint.run.status, checkpoint.run.updated_at = run[1], now
-        for name, value in run[2].items():
-            setattr(checkpoint.run, name, value)
+    with transaction.atomic(), _Restored(checkpoint, checkpoint.run if run is not None else None):
+        if run is not None and not _claim_run(checkpoint.run_id, run[0], run[1]):
+            raise _conflict(checkpoint, run[0])
+        if not _claim_checkpoint(checkpoint):
+            raise _conflict(checkpoint, None)
+        _save(checkpoint, {**changes, "version": checkpoint.version + 1, "updated_at": now})
+        if run is not None:
+            _save(checkpoint.run, {"status": run[1], "updated_at": now, **run[2]})
+        if void:
+            Approval.objects.filter(pk__in=list(void), checkpoint_id=checkpoint.pk).delete()
+        for row in (*approvals, *events):
+            row.save(force_insert=True)

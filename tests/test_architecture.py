@@ -119,3 +119,14 @@ def test_the_engine_imports_nothing_of_the_app():
 def test_no_module_is_longer_than_800_lines():
     long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_the_compiled_statements_are_private_to_the_execution_package():
+    """Only the hot path (a run's start, steps, end and lease) writes around the ORM."""
+    outside = sorted(
+        name
+        for name, targets in graph().items()
+        if "stepkit_django.execution._sql" in targets and not name.startswith("stepkit_django.execution.")
+    )
+    assert outside == []
+    assert "stepkit_django.execution._sql" in graph()["stepkit_django.execution.progress"]  # the check sees imports

@@ -15,7 +15,7 @@ from ..exceptions import (
     ReviewMisconfigured,
     ReviewPermissionDenied,
 )
-from ..runner import RunNotResumable
+from ..execution.runner import RunNotResumable
 
 __all__ = ["Conflict", "PreconditionFailed", "api_error"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .. import jobs
+from ..execution import jobs
 
 __all__ = ["advance_run", "expire_due", "recover"]
 

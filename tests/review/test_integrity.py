@@ -20,8 +20,8 @@ from stepkit_django import (
     start,
     stepkit,
 )
+from stepkit_django.execution.runner import advance
 from stepkit_django.models import Approval, AuditEvent, Checkpoint, PipelineRun
-from stepkit_django.runner import advance
 from stepkit_django.status import CheckpointStatus, RunStatus
 from stepkit_django.transitions import move_run
 

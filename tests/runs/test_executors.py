@@ -14,9 +14,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from stepkit_django import current_step, review, start, stepkit
-from stepkit_django.executors import BaseExecutor
-from stepkit_django.jobs import recover
-from stepkit_django.leases import acquire, new_owner
+from stepkit_django.execution.executors import BaseExecutor
+from stepkit_django.execution.jobs import recover
+from stepkit_django.execution.leases import acquire, new_owner
 from stepkit_django.models import PipelineRun
 from stepkit_django.status import RunStatus
 
@@ -171,11 +171,11 @@ def test_stepkit_recover_command(registered_pipelines):
 
 
 @pytest.mark.django_db
-def test_inline_start_and_approval_write_the_run_held_here_and_recovery_takes_over_if_this_process_dies(
+def test_inline_start_writes_the_run_held_here_and_recovery_takes_over_if_this_process_dies_before_or_after_approval(
     registered_pipelines, people, monkeypatch
 ):
     from stepkit_django import Review
-    from stepkit_django import runner as runner_module
+    from stepkit_django.execution import runner as runner_module
 
     calls = []
     registered_pipelines(
@@ -222,7 +222,7 @@ def test_inline_start_and_approval_write_the_run_held_here_and_recovery_takes_ov
 def test_a_lost_database_connection_is_not_the_runs_failure(registered_pipelines):
     from django.db import OperationalError, connection
 
-    from stepkit_django.runner import advance
+    from stepkit_django.execution.runner import advance
 
     attempts = []
 

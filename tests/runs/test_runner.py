@@ -18,8 +18,8 @@ from stepkit_django import (
     start,
     stepkit,
 )
+from stepkit_django.execution.runner import RunNotResumable
 from stepkit_django.models import PipelineRun
-from stepkit_django.runner import RunNotResumable
 from stepkit_django.status import RunStatus
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +80,7 @@ def test_recover_requeues_runs_whose_lease_expired(registered_pipelines):
 
     from django.utils import timezone
 
-    from stepkit_django.jobs import recover
+    from stepkit_django.execution.jobs import recover
 
     calls = []
     registered_pipelines(counting_pipeline("crashy2", calls, crash_at="c"))

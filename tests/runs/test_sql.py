@@ -1,4 +1,4 @@
-"""The compiled statements of the hot paths (stepkit_django.sql): same rows as the ORM, all or nothing."""
+"""The compiled statements of the hot paths (stepkit_django.execution._sql): same rows as the ORM, all or nothing."""
 
 import datetime
 
@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.db import DataError, connection
 from django.utils import timezone
 
-from stepkit_django import sql
+from stepkit_django.execution import _sql as sql
 from stepkit_django.models import Approval, AuditEvent, Checkpoint, PipelineRun
 from stepkit_django.status import AuditAction, CheckpointStatus, RunStatus
 

@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from stepkit_django import Review, review, start, stepkit
-from stepkit_django.jobs import recover
+from stepkit_django.execution.jobs import recover
 from stepkit_django.models import PipelineRun
 from stepkit_django.status import RunStatus
 

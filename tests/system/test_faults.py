@@ -34,7 +34,7 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 
 from stepkit_django import start
-from stepkit_django.jobs import recover
+from stepkit_django.execution.jobs import recover
 from stepkit_django.models import AuditEvent, Checkpoint, PipelineRun
 from stepkit_django.status import AuditAction, CheckpointStatus, RunStatus
 from tests.processes import TASKS, db_worker, spawn, stop, wait_for

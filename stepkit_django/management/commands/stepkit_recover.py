@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from stepkit_django.jobs import recover
+from stepkit_django.execution.jobs import recover
 
 
 class Command(BaseCommand):

@@ -13,21 +13,22 @@ implementations, picked by dotted path (the short names are aliases):
 Only the run's id travels in a message; the state lives in the database. A queued
 executor sends the message after the current transaction commits, so a worker never
 looks for a run that is not there yet. Whatever the executor, a worker ends up in
-:func:`stepkit_django.jobs.advance_run`.
+:func:`stepkit_django.execution.jobs.advance_run`.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .conf import settings
-from .models import PipelineRun
+from ..conf import settings
+from ..models import PipelineRun
+from ..status import RunStatus
 
 __all__ = [
     "ALIASES",
@@ -37,15 +38,15 @@ __all__ = [
     "TasksExecutor",
     "dispatch",
     "get_executor",
-    "held_here",
+    "hold",
     "load_executor",
 ]
 
 #: The short names ``STEPKIT["EXECUTOR"]`` accepts, and the backends they stand for.
 ALIASES = {
-    "inline": "stepkit_django.executors.InlineExecutor",
-    "tasks": "stepkit_django.executors.TasksExecutor",
-    "celery": "stepkit_django.executors.CeleryExecutor",
+    "inline": "stepkit_django.execution.executors.InlineExecutor",
+    "tasks": "stepkit_django.execution.executors.TasksExecutor",
+    "celery": "stepkit_django.execution.executors.CeleryExecutor",
 }
 
 
@@ -53,7 +54,7 @@ class BaseExecutor:
     """How runs get advanced. Subclasses must override :meth:`enqueue`."""
 
     #: True when the run is executed in the calling process: then the caller's own write of the run
-    #: may take its lease (:func:`held_here`), which saves the statement that would take it.
+    #: may take its lease (:func:`hold`), which saves the statement that would take it.
     runs_here: ClassVar[bool] = False
 
     def enqueue(self, run_id: str) -> None:
@@ -88,7 +89,7 @@ class InlineExecutor(BaseExecutor):
 class TasksExecutor(BaseExecutor):
     """Enqueues :data:`task` with Django's tasks framework (``TASKS_BACKEND``, ``TASKS_QUEUE``)."""
 
-    #: The task that advances a run, by dotted path (it calls :func:`stepkit_django.jobs.advance_run`).
+    #: The task that advances a run, by dotted path (it calls :func:`stepkit_django.execution.jobs.advance_run`).
     task = "stepkit_django.tasks.advance_run"
 
     def enqueue(self, run_id: str) -> None:
@@ -127,23 +128,25 @@ def get_executor() -> BaseExecutor:
     return load_executor(str(settings.EXECUTOR))
 
 
-def held_here() -> dict[str, Any] | None:
-    """With an executor that runs here (``"inline"``), the lease fields that hand a run straight to this process.
+def hold(run: PipelineRun) -> bool:
+    """With an executor that runs here (``"inline"``), make the unsaved ``run`` running, held by this process.
 
-    Written with ``status="running"`` by the caller's own UPDATE or INSERT of the
-    run (it is then held here under a fresh lease), they save the separate statement
-    that would take the lease; pass ``held=True`` to :func:`dispatch` after the
-    write commits. None with a queued executor: the run is queued for a worker.
+    Its own INSERT then takes the lease (a fresh one), which saves the statement
+    that would take it; pass ``held=True`` to :func:`dispatch` after the write
+    commits. False with a queued executor: the run stays queued for a worker.
     """
     if not get_executor().runs_here:
-        return None
+        return False
     from .leases import lease_duration, new_owner
 
-    return {"lease_owner": new_owner(), "lease_expires_at": timezone.now() + lease_duration()}
+    run.status, run.lease_owner = RunStatus.RUNNING, new_owner()
+    run.lease_expires_at = timezone.now() + lease_duration()
+    run.started_at = run.started_at or run.created_at
+    return True
 
 
 def dispatch(run: PipelineRun, *, held: bool = False) -> bool:
-    """Have ``run`` (queued, or with ``held``, taken by :func:`held_here`) advanced by the executor.
+    """Have ``run`` (queued, or with ``held``, taken by :func:`hold`) advanced by the executor.
 
     True when it was executed here and then (``"inline"``) and ``run`` holds its
     state afterwards; False when a worker will take it.

@@ -23,11 +23,12 @@ from typing import Any
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from . import audit, sql
-from .conf import settings
-from .models import PipelineRun
-from .status import AuditAction, RunStatus
-from .transitions import check_run
+from .. import audit
+from ..conf import settings
+from ..models import PipelineRun
+from ..status import AuditAction, RunStatus
+from ..transitions import check_run
+from . import _sql as sql
 
 __all__ = ["HEARTBEAT", "acquire", "lease_duration", "new_owner", "requeue_expired", "stale_queued", "take"]
 

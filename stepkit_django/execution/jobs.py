@@ -11,7 +11,8 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from . import leases, review
+from .. import review
+from . import leases
 from .executors import dispatch
 from .runner import advance
 

@@ -1,8 +1,11 @@
-"""The per-step write: save a run's progress and its ``step_completed`` events.
+"""The hot path's writes: a run's start, its progress after each step with its
+``step_completed`` events, and its end.
 
-This is the hot path of every run (once per step), so it goes through the
-statements of :mod:`stepkit_django.sql`, compiled once, instead of the ORM's
-query building. On PostgreSQL the UPDATE of the run and the INSERT of its events
+They happen once per step of every run, so they go through the statements of
+:mod:`stepkit_django.execution._sql`, compiled once, instead of the ORM's query
+building (the measurements are in ``benchmarks/results.md``); each status they
+write is checked by :func:`stepkit_django.transitions.check_run`. On PostgreSQL
+the UPDATE of the run and the INSERT of its events
 are one statement (a data-modifying ``WITH``), atomic without a transaction
 block; elsewhere they are two, in a transaction. ``post_save`` is not sent for
 these audit events (listen to ``step_completed`` instead).
@@ -14,15 +17,24 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from . import sql
-from .audit import EVENT_FIELDS, step_rows
-from .models import AuditEvent, PipelineRun
-from .status import RunStatus
-from .transitions import run_update
+from ..audit import EVENT_FIELDS, step_rows
+from ..models import AuditEvent, PipelineRun
+from ..status import RunStatus
+from ..transitions import check_run
+from . import _sql as sql
 
-__all__ = ["save_run", "save_step", "single_statement"]
+__all__ = ["insert_run", "save_run", "save_step", "single_statement"]
 
 single_statement = sql.single_statement
+
+
+def insert_run(run: PipelineRun, started: AuditEvent) -> None:
+    """Insert the new ``run`` and its ``run_started`` event (one statement on PostgreSQL).
+
+    Call it inside ``atomic()`` where statements are not one (:func:`single_statement`).
+    """
+    sql.write([], [sql.Insert.of([run]), sql.Insert.of([started])])
+    run._state.adding, run._state.db = False, sql.alias()
 
 
 def save_run(
@@ -47,7 +59,9 @@ def save_run(
     if target is None:  # progress only: the status stays
         saving = sql.Update(PipelineRun, run.pk, values, {"status": status, "lease_owner": owner}, merge=merged)
     else:
-        saving = run_update(run.pk, status, target, values, {"lease_owner": owner}, merge=merged)
+        check_run(status, target)
+        moved = {"status": target, **values}
+        saving = sql.Update(PipelineRun, run.pk, moved, {"status": status, "lease_owner": owner}, merge=merged)
     return sql.write([saving], [sql.Insert(AuditEvent, EVENT_FIELDS, rows)]) is None
 
 

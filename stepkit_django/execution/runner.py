@@ -21,23 +21,23 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from . import audit, sql
-from .audit import step_rows, system_row
-from .conf import settings
-from .current import CURRENT_RUN
-from .engine import Pipeline, StepCompleteEvent
-from .engine.context import changed_keys, to_json_ready
-from .engine.executor import Resume, display_path, run_sync
-from .exceptions import PipelineChanged, PipelineNotFound, StepkitError
+from .. import audit
+from ..audit import step_rows, system_row
+from ..conf import settings
+from ..current import CURRENT_RUN
+from ..engine import Pipeline, StepCompleteEvent
+from ..engine.context import changed_keys, to_json_ready
+from ..engine.executor import Resume, display_path, run_sync
+from ..exceptions import PipelineChanged, PipelineNotFound, StepkitError
+from ..models import AuditEvent, PipelineRun
+from ..pausing import create_checkpoint
+from ..registry import get_registration
+from ..review_spec import Review
+from ..signals import run_finished, step_completed
+from ..status import AuditAction, RunStatus
+from ..transitions import move_run
 from .leases import HEARTBEAT, lease_duration, new_owner, take
-from .models import AuditEvent, PipelineRun
-from .pausing import create_checkpoint
 from .progress import save_run, save_step, single_statement
-from .registry import get_registration
-from .review_spec import Review
-from .signals import run_finished, step_completed
-from .status import AuditAction, RunStatus
-from .transitions import move_run, run_update
 
 __all__ = ["RunNotResumable", "advance", "execute_held", "pause", "resume_run"]
 
@@ -103,7 +103,7 @@ def execute_held(run: PipelineRun) -> PipelineRun:
     """Execute ``run``, which this process holds already (running, under ``run.lease_owner``).
 
     :func:`advance` calls it once it took the lease; the inline executor calls it directly
-    for a run whose own write took the lease (``executors.held_here()``).
+    for a run whose own write took the lease (``executors.hold()``).
     """
     owner = run.lease_owner
     HEARTBEAT.hold(run.pk, owner)
@@ -425,8 +425,7 @@ def _finish_failed(
     with transaction.atomic():
         fields = {"error": error, "traceback": trace, "finished_at": now, "updated_at": now}
         fields.update(lease_owner="", lease_expires_at=None)
-        moved = run_update(run.pk, RunStatus.RUNNING, RunStatus.FAILED, fields, where={"lease_owner": owner})
-        failed = sql.write([moved]) is None
+        failed = save_run(run, owner, fields, [], target=RunStatus.FAILED)
         if failed:
             run.status, run.error, run.traceback, run.finished_at = RunStatus.FAILED, error, trace, now
             run.updated_at, run.lease_owner, run.lease_expires_at = now, "", None

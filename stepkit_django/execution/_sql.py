@@ -1,4 +1,4 @@
-"""Statements compiled once, for the writes every run and every decision makes.
+"""Statements compiled once, for the writes of the hot path (private to :mod:`stepkit_django.execution`).
 
 Building a query through the ORM costs more than the round trip that sends it
 (about 1 ms for a conditional UPDATE, 3 ms for a bulk INSERT, against 0.2 ms on
@@ -23,6 +23,7 @@ from django.utils.asyncio import async_unsafe
 __all__ = [
     "Insert",
     "Update",
+    "alias",
     "column",
     "cursor",
     "get",
@@ -56,6 +57,11 @@ def prep(model: type[models.Model], name: str, value: Any, conn: Any = None) -> 
         value = value.pk
     field: Any = model._meta.get_field(name)
     return field.get_db_prep_save(value, conn or _default())
+
+
+def alias() -> str:
+    """The alias of the connection these statements use."""
+    return DEFAULT_DB_ALIAS
 
 
 def _default() -> Any:
