@@ -1,0 +1,109 @@
+"""The reviewer's pages on the demo have no serious or critical accessibility violations, and work from the keyboard.
+
+axe-core comes bundled in the ``axe-playwright-python`` wheel (nothing is fetched at
+test time); Chromium is Debian's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.system.demo import CHROMIUM, LAUNCH_ARGS, Demo, log_in, needs_chromium, serve_demo
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+
+SERIOUS = ("serious", "critical")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    with serve_demo(tmp_path_factory.mktemp("a11y")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+def serious_violations(page: Any) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in SERIOUS
+    ]
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("username", ["editor", "manager"])
+def test_the_queue_has_no_serious_violations(demo, chromium, username, theme):
+    page = log_in(chromium, demo, username, color_scheme=theme)
+    page.goto(f"{demo.url}/admin/stepkit_django/checkpoint/")
+    page.wait_for_selector("#result_list")
+    assert serious_violations(page) == []
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_review_page_has_no_serious_violations(demo, chromium, theme):
+    page = log_in(chromium, demo, "editor", color_scheme=theme)
+    page.goto(f"{demo.url}/admin/stepkit_django/checkpoint/")
+    page.click("#result_list tbody tr:first-child th a")
+    page.wait_for_selector("button[value=approve]")
+    assert serious_violations(page) == []
+
+
+def test_the_overview_has_no_serious_violations(demo, chromium):
+    page = log_in(chromium, demo, "admin")
+    page.goto(f"{demo.url}/admin/stepkit_django/checkpoint/overview/")
+    page.wait_for_selector("#content-main")
+    assert serious_violations(page) == []
+
+
+def test_a_run_page_has_no_serious_violations(demo, chromium):
+    page = log_in(chromium, demo, "admin")
+    page.goto(f"{demo.url}/admin/stepkit_django/pipelinerun/")
+    page.click("#result_list tbody tr:first-child th a")
+    page.wait_for_selector("#content-main")
+    assert serious_violations(page) == []
+
+
+def test_an_editor_reviews_with_the_keyboard_alone(demo, chromium):
+    page = log_in(chromium, demo, "editor")
+    page.goto(f"{demo.url}/admin/stepkit_django/checkpoint/")
+    page.wait_for_selector("#result_list")
+    first = page.locator("#result_list tbody tr:first-child th a")
+    href = first.get_attribute("href")
+    # The first Tab reaches "Skip to main content"; from there, Tab to the first item and open it with Enter.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('href')") == "#content-start"
+    page.keyboard.press("Enter")
+    for _ in range(100):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('href')") == href:
+            break
+    else:
+        pytest.fail("the first item of the queue cannot be reached with Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("button[value=approve]")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # skip the navigation again
+    for _ in range(100):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.value") == "approve":
+            break
+    else:
+        pytest.fail("the Approve button cannot be reached with Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".messagelist")
+    assert "pproved" in page.locator(".messagelist").inner_text()
