@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,9 +99,9 @@ def serve_demo(tmp: Path) -> Iterator[Demo]:
         server.wait(timeout=30)
 
 
-def log_in(browser: object, demo: Demo, username: str, **context: object) -> object:
+def log_in(browser: Any, demo: Demo, username: str, **context: Any) -> Any:
     """A new page of ``browser`` with ``username`` logged in to the demo's admin (1280×800 unless told)."""
-    page = browser.new_page(viewport={"width": 1280, "height": 800}, **context)  # type: ignore[attr-defined]
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, **context)
     page.goto(f"{demo.url}/admin/login/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORDS[username])
