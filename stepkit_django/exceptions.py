@@ -16,6 +16,7 @@ __all__ = [
     "IllegalTransition",
     "InvalidAssignment",
     "InvalidCheckpoint",
+    "InvalidDecision",
     "InvalidOverride",
     "PipelineAborted",
     "PipelineAlreadyRegistered",
@@ -98,6 +99,18 @@ class InvalidAssignment(ReviewError, ValueError):
         self.errors = errors
         details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
         super().__init__(f"Invalid assignment: {details}")
+
+
+class InvalidDecision(ReviewError, ValueError):
+    """A decision was refused as given (e.g. a rejection without the reason its review requires).
+
+    ``errors`` maps each offending field (``"comment"``) to messages.
+    """
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
+        super().__init__(f"Invalid decision: {details}")
 
 
 class ReviewMisconfigured(StepkitError, ImproperlyConfigured):

@@ -41,6 +41,7 @@ from .engine.executor import resume_point
 from .exceptions import (
     InvalidAssignment,
     InvalidCheckpoint,
+    InvalidDecision,
     PipelineChanged,
     ReviewConflict,
     ReviewExpired,
@@ -417,8 +418,15 @@ def approve(
 
 
 def reject(checkpoint: CheckpointRef, by: User, comment: str = "", expected_version: int | None = None) -> Checkpoint:
-    """Reject ``checkpoint``: the run ends as ``rejected`` and runs nothing more."""
+    """Reject ``checkpoint``: the run ends as ``rejected`` and runs nothing more.
+
+    Raises :class:`InvalidDecision` without a ``comment`` when the review was declared
+    with ``require_reject_reason=True``.
+    """
     cp, reviewer, took_over = _open(checkpoint, by, expected_version)
+    comment = (comment or "").strip()
+    if cp.review.get("require_reject_reason") and not comment:
+        raise InvalidDecision({"comment": [gettext("Say why you reject this: the reason is required.")]})
     now = timezone.now()
     decided = {"status": CheckpointStatus.REJECTED, "decided_by": reviewer, "decided_at": now, "comment": comment}
     event = audit.event(cp.run, AuditAction.REJECTED, checkpoint=cp, actor=reviewer, note=comment)

@@ -49,6 +49,8 @@ class Review:
     escalate_to_group: str | None = None
     #: Free-form label shown to reviewers.
     title: str = ""
+    #: A rejection must give a reason (the comment), which the run's starter and the trail then show.
+    require_reject_reason: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -70,6 +72,8 @@ class Review:
             raise TypeError("Review(when=...) must be callable")
         if self.permission is not None and (not isinstance(self.permission, str) or "." not in self.permission):
             raise ValueError('Review(permission=...) must look like "app_label.codename"')
+        if not isinstance(self.require_reject_reason, bool):
+            raise TypeError("Review(require_reject_reason=...) must be True or False")
         if self.schema is not None:
             from jsonschema.validators import validator_for
 
@@ -89,6 +93,7 @@ class Review:
             "on_timeout": self.on_timeout,
             "escalate_to_group": self.escalate_to_group,
             "title": self.title,
+            "require_reject_reason": self.require_reject_reason,
         }
 
 

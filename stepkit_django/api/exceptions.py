@@ -8,6 +8,7 @@ from rest_framework.exceptions import APIException, NotFound, PermissionDenied, 
 from ..exceptions import (
     CheckpointError,
     InvalidAssignment,
+    InvalidDecision,
     InvalidOverride,
     PipelineChanged,
     PipelineNotFound,
@@ -37,6 +38,8 @@ def api_error(exc: Exception) -> Exception:
     if isinstance(exc, InvalidOverride):
         errors = {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}
         return ValidationError({"override_data": errors})
+    if isinstance(exc, InvalidDecision):
+        return ValidationError(exc.errors)
     if isinstance(exc, InvalidAssignment):
         return ValidationError(
             {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}
