@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +29,7 @@ from ..exceptions import InvalidAssignment, InvalidOverride, ReviewConflict, Ste
 from ..models import Checkpoint, approvals_count
 from ..registry import registered
 from ..status import CheckpointStatus
+from .bulk import decide_selected
 from .filters import (
     AssignedToMeFilter,
     ClaimedByMeFilter,
@@ -200,36 +200,17 @@ class CheckpointAdmin(admin.ModelAdmin):
     def approvals(self, obj: Checkpoint) -> str:
         return f"{getattr(obj, 'approvals_total', 0)}/{obj.approvals_required}"
 
-    # -- bulk actions: each item goes through the services on its own -------------------
+    # -- bulk actions: a confirmation page, then each item through the services on its own ------
 
-    def _bulk(
-        self,
-        request: HttpRequest,
-        queryset: QuerySet[Checkpoint],
-        verb: str,
-        act: Callable[[Checkpoint, int], Any],
-    ) -> None:
-        done, refused = 0, []
-        for checkpoint in queryset:
-            try:
-                act(checkpoint, _listed_version(request, checkpoint))
-                done += 1
-            except StepkitError as exc:
-                refused.append(f"{checkpoint.pipeline_name}/{checkpoint.step} {str(checkpoint.pk)[:8]}: {exc}")
-        total = done + len(refused)
-        level = messages.SUCCESS if not refused else (messages.WARNING if done else messages.ERROR)
-        text = f"{verb} {done} of {total} checkpoint(s)."
-        if refused:
-            text += " Not done: " + "; ".join(refused)
-        self.message_user(request, text, level)
+    version_field = VERSION_FIELD
 
-    @admin.action(description=_("Approve selected checkpoints"), permissions=["review"])
-    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
-        self._bulk(request, queryset, "Approved", lambda cp, v: review.approve(cp, request.user, expected_version=v))
+    @admin.action(description=_("Approve selected items"), permissions=["review"])
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> TemplateResponse | None:
+        return decide_selected(self, request, queryset, "approve", _listed_version)
 
-    @admin.action(description=_("Reject selected checkpoints"), permissions=["review"])
-    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> None:
-        self._bulk(request, queryset, "Rejected", lambda cp, v: review.reject(cp, request.user, expected_version=v))
+    @admin.action(description=_("Reject selected items"), permissions=["review"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Checkpoint]) -> TemplateResponse | None:
+        return decide_selected(self, request, queryset, "reject", _listed_version)
 
     # -- the review page ------------------------------------------------------------------
 

@@ -387,50 +387,6 @@ def test_decided_checkpoints_are_read_only(people, bob):
 # -- bulk actions ---------------------------------------------------------------------------
 
 
-def test_bulk_approve_checks_and_audits_each_item(people, bob):
-    runs = paused(people, 3)
-    cps = [r.checkpoints.get() for r in runs]
-    review.claim(cps[1], people.carol)
-    cps = [Checkpoint.objects.get(pk=c.pk) for c in cps]  # as the queue page lists them now
-    response = bob.post(QUEUE, bulk("approve_selected", cps), follow=True)
-    [message] = messages_of(response)
-    assert message.startswith("Approved 2 of 3 checkpoint(s). Not done: email-approval/generate")
-    assert "claimed by carol" in message
-    assert AuditEvent.objects.filter(action="approved", actor=people.bob).count() == 2
-    assert SideEffect.objects.count() == 2
-
-
-def bulk(action, checkpoints, versions=None):
-    """The POST of a bulk action on the queue page, with each row's listed version."""
-    data = {"action": action, "_selected_action": [str(c.pk) for c in checkpoints]}
-    for c in checkpoints:
-        data[f"version-{c.pk}"] = str((versions or {}).get(c.pk, c.version))
-    return data
-
-
-def test_bulk_approve_refuses_a_checkpoint_edited_since_the_page_was_listed(people, bob):
-    runs = paused(people, 2)
-    cps = [r.checkpoints.get() for r in runs]
-    listed = {c.pk: c.version for c in cps}
-    review.edit(cps[0], people.carol, {"body": "changed after bob saw the list"})
-    response = bob.post(QUEUE, bulk("approve_selected", cps, listed), follow=True)
-    [message] = messages_of(response)
-    assert message.startswith("Approved 1 of 2 checkpoint(s).") and "changed since you loaded it" in message
-    assert Checkpoint.objects.get(pk=cps[0].pk).status == CheckpointStatus.PENDING
-    # a checkpoint selected without its listed version ("select all" across pages) is refused too
-    data = bulk("approve_selected", [cps[0]])
-    del data[f"version-{cps[0].pk}"]
-    [message] = messages_of(bob.post(QUEUE, data, follow=True))
-    assert "Open it to see its data before deciding it" in message
-
-
-def test_bulk_reject(people, bob):
-    runs = paused(people, 2)
-    response = bob.post(QUEUE, bulk("reject_selected", [r.checkpoints.get() for r in runs]), follow=True)
-    assert messages_of(response) == ["Rejected 2 of 2 checkpoint(s)."]
-    assert PipelineRun.objects.filter(status=RunStatus.REJECTED).count() == 2
-
-
 # -- runs, events, overview ------------------------------------------------------------------
 
 

@@ -107,3 +107,13 @@ def test_an_editor_reviews_with_the_keyboard_alone(demo, chromium):
     page.keyboard.press("Enter")
     page.wait_for_selector(".messagelist")
     assert "pproved" in page.locator(".messagelist").inner_text()
+
+
+def test_the_bulk_confirmation_page_has_no_serious_violations(demo, chromium):
+    page = log_in(chromium, demo, "editor")
+    page.goto(f"{demo.url}/admin/stepkit_django/checkpoint/")
+    page.check("#result_list tbody tr:first-child input.action-select")
+    page.select_option("select[name=action]", "reject_selected")
+    page.click("button[name=index]")
+    page.wait_for_selector("#bulk-items")
+    assert serious_violations(page) == []
