@@ -17,6 +17,7 @@ __all__ = [
     "InvalidAssignment",
     "InvalidCheckpoint",
     "InvalidDecision",
+    "InvalidInput",
     "InvalidOverride",
     "PipelineAborted",
     "PipelineAlreadyRegistered",
@@ -111,6 +112,18 @@ class InvalidDecision(ReviewError, ValueError):
         self.errors = errors
         details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
         super().__init__(f"Invalid decision: {details}")
+
+
+class InvalidInput(StepkitError, ValueError):
+    """A run's input does not match its pipeline's ``input_schema``; nothing was written.
+
+    ``errors`` maps each offending input key (or ``"__all__"``) to messages.
+    """
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
+        super().__init__(f"Invalid input: {details}")
 
 
 class ReviewMisconfigured(StepkitError, ImproperlyConfigured):

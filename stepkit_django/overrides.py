@@ -11,6 +11,7 @@ from django.utils.translation import gettext
 from .conf import settings
 from .engine.context import to_json_ready
 from .exceptions import CheckpointError, InvalidOverride
+from .inputs import error_key
 from .jsonchecks import UnsafeJSON, check_json_value
 
 __all__ = ["diff", "validate_override"]
@@ -68,19 +69,11 @@ def validate_override(
         merged = {**to_json_ready(dict(context)), **data}
         validator = validator_for(schema)(schema)
         for error in sorted(validator.iter_errors(merged), key=lambda e: list(e.path)):
-            key = str(error.path[0]) if error.path else _required_key(error) or "__all__"
+            key = error_key(error) or "__all__"
             errors.setdefault(key, []).append(error.message)
         if errors:
             raise InvalidOverride(errors)
     return data  # type: ignore[no-any-return]
-
-
-def _required_key(error: Any) -> str | None:
-    # "'body' is a required property": report it on the missing key.
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [k for k in error.validator_value if k not in error.instance]
-        return str(missing[0]) if missing else None
-    return None
 
 
 def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

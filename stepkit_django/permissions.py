@@ -14,6 +14,10 @@ admin and the API all ask here; nothing else decides. The rules:
 * **reassign**: :data:`REASSIGN_PERMISSION`, not the run's starter, and not someone
   who approved the checkpoint (an approver could otherwise choose the second approver).
 * **cancel and retry a run**: its starter, or :data:`MANAGE_RUNS_PERMISSION`.
+* **start a run** (the API's ``POST runs/``, the admin's "Start a run" form):
+  :data:`START_RUNS_PERMISSION`.
+* **read the pipelines pages of the admin** (steps, review rules, pending counts):
+  reviewers (:data:`REVIEW_PERMISSION`) and those who may start runs.
 * **read a failure's message and traceback**: superusers and :data:`MANAGE_RUNS_PERMISSION`;
   others see the failed step and the exception's type.
 
@@ -41,10 +45,13 @@ __all__ = [
     "can_reassign",
     "can_review",
     "can_see_failure_details",
+    "can_see_pipelines",
+    "can_start_runs",
     "check_approver",
     "check_reassign",
     "check_reviewer",
     "check_run_manager",
+    "check_start_runs",
     "events_for",
     "is_active_user",
     "queue_for",
@@ -68,7 +75,7 @@ REVIEW_PERMISSION = permission_name("review", "checkpoint")
 REASSIGN_PERMISSION = permission_name("reassign", "checkpoint")
 #: Cancelling and retrying any run, and reading failures in full.
 MANAGE_RUNS_PERMISSION = permission_name("manage", "pipelinerun")
-#: Starting runs through the API.
+#: Starting runs, through the API or the admin's pipelines pages.
 START_RUNS_PERMISSION = permission_name("add", "pipelinerun")
 
 
@@ -300,6 +307,25 @@ def check_run_manager(run: Any, user: Any) -> Any:
         gettext("Only the user who started the run or one with %(permission)r can do this.")
         % {"permission": MANAGE_RUNS_PERMISSION}
     )
+
+
+def can_start_runs(user: Any) -> bool:
+    """Whether ``user`` may start runs of registered pipelines (:data:`START_RUNS_PERMISSION`)."""
+    return is_active_user(user) and bool(user.has_perm(START_RUNS_PERMISSION))
+
+
+def check_start_runs(user: Any) -> Any:
+    """The user, if they may start runs; else :class:`ReviewPermissionDenied`."""
+    if not can_start_runs(user):
+        raise ReviewPermissionDenied(
+            gettext("You need the permission %(permission)r to start runs.") % {"permission": START_RUNS_PERMISSION}
+        )
+    return user
+
+
+def can_see_pipelines(user: Any) -> bool:
+    """Whether ``user`` may read the admin's pipelines pages: reviewers, and those who may start runs."""
+    return is_active_user(user) and (bool(user.has_perm(REVIEW_PERMISSION)) or can_start_runs(user))
 
 
 def can_see_failure_details(user: Any) -> bool:

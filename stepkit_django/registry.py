@@ -14,8 +14,17 @@ from typing import Any
 
 from .engine import Pipeline
 from .exceptions import PipelineAlreadyRegistered, PipelineNotFound
+from .inputs import check_input_schema
 
-__all__ = ["Migration", "get_pipeline", "get_registration", "register", "registered", "unregister"]
+__all__ = [
+    "Migration",
+    "Registration",
+    "get_pipeline",
+    "get_registration",
+    "register",
+    "registered",
+    "unregister",
+]
 
 # fn(context, step) -> new context, or (new context, new step display path)
 Migration = Callable[[dict[str, Any], str], "dict[str, Any] | tuple[dict[str, Any], str]"]
@@ -26,10 +35,14 @@ DURABILITY = ("step", "pause")
 
 @dataclass(frozen=True)
 class Registration:
+    """A registered pipeline with the options it was registered with."""
+
     pipeline: Pipeline
     migrations: Mapping[int, Migration] = field(default_factory=dict)
     #: "step": progress saved after every step; "pause": only at pauses, failures and the end.
     durability: str = "step"
+    #: The JSON Schema a run's input must match (``start()`` checks it), or None.
+    input_schema: dict[str, Any] | None = None
 
 
 _lock = threading.Lock()
@@ -41,6 +54,7 @@ def register(
     *,
     migrations: Mapping[int, Migration] | None = None,
     durability: str = "step",
+    input_schema: Mapping[str, Any] | None = None,
     replace: bool = False,
 ) -> Pipeline:
     """Register ``pipeline`` under its name and return it.
@@ -49,7 +63,10 @@ def register(
     of that version: ``fn(context, step) -> context`` or ``-> (context, step)``.
     ``durability="pause"`` saves progress only when the run pauses, fails or ends
     (a crash then repeats the steps since the last save); the default ``"step"``
-    saves after every step.
+    saves after every step. ``input_schema`` is a JSON Schema (an object's) that a
+    run's input must match: ``start()`` raises :class:`InvalidInput` with a message per
+    field otherwise, and writes nothing; the admin builds its "Start a run" form from it.
+    An invalid schema is refused here (``ValueError``).
 
     Registering the same pipeline again with the same options does nothing. Another
     pipeline (or other options) under a name already taken raises
@@ -67,7 +84,8 @@ def register(
             raise ValueError(f"Migrations must be keyed by older versions (< {pipeline.version}), got {version!r}")
         if not callable(fn):
             raise TypeError(f"Migration for version {version} must be callable")
-    registration = Registration(pipeline, dict(migrations or {}), durability)
+    schema = None if input_schema is None else check_input_schema(input_schema, pipeline.name)
+    registration = Registration(pipeline, dict(migrations or {}), durability, schema)
     with _lock:
         existing = _registry.get(pipeline.name)
         if existing is not None and not replace:
@@ -80,7 +98,12 @@ def register(
 
 def _same(a: Registration, b: Registration) -> bool:
     """The same pipeline object with the same options (registering it again is a no-op)."""
-    return a.pipeline is b.pipeline and a.durability == b.durability and dict(a.migrations) == dict(b.migrations)
+    return (
+        a.pipeline is b.pipeline
+        and a.durability == b.durability
+        and dict(a.migrations) == dict(b.migrations)
+        and a.input_schema == b.input_schema
+    )
 
 
 def _taken(existing: Registration, new: Registration) -> str:
@@ -99,7 +122,8 @@ def _taken(existing: Registration, new: Registration) -> str:
 
 def _options(registration: Registration) -> str:
     versions = ", ".join(str(v) for v in sorted(registration.migrations)) or "none"
-    return f"durability={registration.durability!r}, migrations for versions: {versions}"
+    schema = "an input_schema" if registration.input_schema is not None else "no input_schema"
+    return f"durability={registration.durability!r}, migrations for versions: {versions}, {schema}"
 
 
 def unregister(name: str) -> None:
@@ -114,6 +138,7 @@ def registered() -> dict[str, Pipeline]:
 
 
 def get_registration(name: str) -> Registration:
+    """The registration of the pipeline called ``name`` (with its options); raises :class:`PipelineNotFound`."""
     try:
         return _registry[name]
     except KeyError:

@@ -17,9 +17,10 @@ from .engine.context import to_json_ready
 from .exceptions import CheckpointError, StepkitError
 from .execution.executors import dispatch, hold
 from .execution.progress import insert_run
+from .inputs import validate_input
 from .jsonchecks import UnsafeJSON, check_json_value
 from .models import PipelineRun
-from .registry import get_pipeline
+from .registry import get_pipeline, get_registration
 from .signals import run_started
 from .status import AuditAction, RunStatus
 
@@ -64,7 +65,9 @@ def start(
 
     With the ``"inline"`` executor (the default) the run executes now, in this
     process, until it pauses or ends; with ``"tasks"`` or ``"celery"`` it is queued
-    and a worker advances it once the current transaction commits. A second call
+    and a worker advances it once the current transaction commits. Input that does not
+    match the pipeline's ``input_schema`` raises :class:`InvalidInput` (``errors`` per
+    field) and writes nothing. A second call
     with the same ``idempotency_key`` returns the first run and starts nothing
     (:class:`StepkitError` if that run is of another pipeline).
     """
@@ -94,6 +97,9 @@ def start_or_replay(
     except UnsafeJSON as exc:
         raise CheckpointError(f"Pipeline input cannot be stored: {exc.message}") from None
     data = _json(dict(input or {}))
+    schema = get_registration(pipeline.name or "").input_schema
+    if schema is not None:
+        validate_input(schema, data)  # InvalidInput, per field; before anything is written
     if idempotency_key is not None:
         existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:

@@ -13,7 +13,7 @@ OUTBOX: list[dict[str, Any]] = []
 
 def generate_draft(ctx: dict[str, Any]) -> dict[str, Any]:
     """Draft a reply to the customer's message (stands in for an LLM call)."""
-    name = ctx["customer"].split()[0]
+    name = (ctx["customer"].split() or ["there"])[0]
     return {
         "subject": f"Re: {ctx['message'][:40]}",
         "body": f'Hi {name},\n\nThanks for your message: "{ctx["message"]}" We are looking into it '
@@ -48,7 +48,28 @@ email_approval = register(
             on_timeout="reject",
         ),
     )
-    .step("send", send_email)
+    .step("send", send_email),
+    # What the admin's "Start a run" form asks for (Pipelines → email-approval), and what start() checks.
+    input_schema={
+        "type": "object",
+        "properties": {
+            "customer": {"type": "string", "title": "Customer's name", "minLength": 1, "maxLength": 100},
+            "to": {
+                "type": "string",
+                "format": "email",
+                "title": "Reply to",
+                "description": "The customer's email address.",
+            },
+            "message": {
+                "type": "string",
+                "format": "textarea",
+                "title": "The customer's message",
+                "minLength": 1,
+                "maxLength": 2000,
+            },
+        },
+        "required": ["customer", "to", "message"],
+    },
 )
 
 
@@ -83,7 +104,21 @@ payment_approval = register(
             assign_to_group="managers",
         ),
     )
-    .step("pay", pay)
+    .step("pay", pay),
+    input_schema={
+        "type": "object",
+        "properties": {
+            "payee": {"type": "string", "title": "Payee", "minLength": 1, "maxLength": 200},
+            "amount": {
+                "type": "integer",
+                "title": "Amount (whole euros)",
+                "minimum": 1,
+                "description": f"Payments over {THRESHOLD} wait for a manager's approval.",
+            },
+            "memo": {"type": "string", "title": "Memo", "maxLength": 200},
+        },
+        "required": ["payee", "amount"],
+    },
 )
 
 
@@ -116,7 +151,12 @@ content_moderation = register(
             name="suspicious",
         ),
         otherwise(lambda b: b.step("block", lambda ctx: {"status": "blocked"})),
-    )
+    ),
+    input_schema={
+        "type": "object",
+        "properties": {"text": {"type": "string", "format": "textarea", "title": "Text to publish", "minLength": 1}},
+        "required": ["text"],
+    },
 )
 
 
@@ -142,7 +182,12 @@ support_reply = register(
     stepkit("support-reply")
     .step("classify", classify)
     .step("draft-reply", draft_reply, review=Review(editable=["reply"], assign_to_group="editors"))
-    .step("send-reply", lambda ctx: {"sent": True})
+    .step("send-reply", lambda ctx: {"sent": True}),
+    input_schema={
+        "type": "object",
+        "properties": {"question": {"type": "string", "format": "textarea", "title": "Question", "minLength": 1}},
+        "required": ["question"],
+    },
 )
 
 
@@ -167,5 +212,17 @@ config_change = register(
             on_timeout="reject",
         ),
     )
-    .step("apply", lambda ctx: {"applied": sorted(ctx["changes"])})
+    .step("apply", lambda ctx: {"applied": sorted(ctx["changes"])}),
+    input_schema={
+        "type": "object",
+        "properties": {
+            "changes": {
+                "type": "object",
+                "title": "Changes",
+                "description": 'Settings and their new values, as JSON: {"rate_limit.api": 500}.',
+                "minProperties": 1,
+            }
+        },
+        "required": ["changes"],
+    },
 )

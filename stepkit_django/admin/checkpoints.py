@@ -41,6 +41,7 @@ from .filters import (
 )
 from .forms import ReassignForm, ReviewForm
 from .overview import overview_context
+from .pipelines import pipelines_url
 from .trail import trail_rows
 
 REVIEW_PERMISSION = permissions.REVIEW_PERMISSION
@@ -390,11 +391,16 @@ class CheckpointAdmin(admin.ModelAdmin):
             "opts": self.opts,
             **self._crumbs(request),
             "title": "Review queue overview",
+            "pipelines_url": pipelines_url(request),
             **overview_context(self.get_queryset(request)),
         }
         return TemplateResponse(request, self.overview_template, context)
 
     @method_decorator(xframe_options_deny)
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
-        extra = {"overview_url": reverse("admin:stepkit_django_checkpoint_overview"), **(extra_context or {})}
+        extra = {
+            "overview_url": reverse("admin:stepkit_django_checkpoint_overview"),
+            "pipelines_url": pipelines_url(request),
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, extra)

@@ -19,6 +19,7 @@ from .. import permissions, review
 from ..audit import redacted
 from ..exceptions import StepkitError
 from ..models import AuditEvent, PipelineRun, QueueOverview
+from . import pipelines
 from .trail import describe_event
 
 MANAGE_PERMISSION = permissions.MANAGE_RUNS_PERMISSION
@@ -142,13 +143,25 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         }
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Reviewers, and those who start runs (they see the runs they started: get_queryset)
         user = request.user
-        return user.has_perm(permissions.REVIEW_PERMISSION) or super().has_view_permission(request, obj)
+        return (
+            user.has_perm(permissions.REVIEW_PERMISSION)
+            or permissions.can_start_runs(user)
+            or super().has_view_permission(request, obj)
+        )
 
     def has_manage_permission(self, request: HttpRequest) -> bool:
         # Offered to whoever sees runs; the services decide per run (its starter, or MANAGE_PERMISSION),
         # as in the API, and the message names the runs they refused.
         return self.has_view_permission(request)
+
+    def get_urls(self) -> list[Any]:
+        return [*pipelines.urls(self), *super().get_urls()]  # the pipelines pages (admin/pipelines.py)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        extra = {"pipelines_url": pipelines.pipelines_url(request), **(extra_context or {})}
+        return super().changelist_view(request, extra)
 
     @admin.display(description=_("run"), ordering="id")
     def short_id(self, obj: PipelineRun) -> str:

@@ -9,6 +9,7 @@ from ..exceptions import (
     CheckpointError,
     InvalidAssignment,
     InvalidDecision,
+    InvalidInput,
     InvalidOverride,
     PipelineChanged,
     PipelineNotFound,
@@ -40,6 +41,9 @@ def api_error(exc: Exception) -> Exception:
         return ValidationError({"override_data": errors})
     if isinstance(exc, InvalidDecision):
         return ValidationError(exc.errors)
+    if isinstance(exc, InvalidInput):
+        errors = {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}
+        return ValidationError({"input": errors})
     if isinstance(exc, InvalidAssignment):
         return ValidationError(
             {("non_field_errors" if key == "__all__" else key): msgs for key, msgs in exc.errors.items()}

@@ -300,3 +300,6 @@ class PipelineSerializer(serializers.Serializer[Any]):
     version = serializers.IntegerField()
     steps = serializers.ListField(child=serializers.CharField(), help_text="Top-level step names.")
     all_steps = PipelineStepSerializer(many=True, help_text="Every step, nested ones included.")
+    input_schema = JSONObjectField(
+        allow_null=True, help_text="The JSON Schema a run's input must match (POST runs/); null when it has none."
+    )

@@ -19,17 +19,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ParseError, PermissionDenied
+from rest_framework.exceptions import ParseError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from .. import review
+from .. import permissions, review
 from ..describe import describe_pipeline
 from ..exceptions import PipelineNotFound
 from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
-from ..permissions import START_RUNS_PERMISSION
 from ..registry import get_pipeline, registered
 from ..runs import start_or_replay
 from . import rows
@@ -223,7 +222,13 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         responses={
             201: s.RunSerializer,
             200: OpenApiResponse(s.RunSerializer, description="Replay of an idempotency key: the existing run."),
-            400: ERRORS[400],
+            400: OpenApiResponse(
+                s.ValidationErrorSerializer,
+                description=(
+                    "Invalid data: an unknown pipeline, or an input that cannot be stored or does not match the "
+                    'pipeline\'s input schema, per key ({"input": {"amount": ["Enter a whole number."]}}).'
+                ),
+            ),
             403: OpenApiResponse(s.ErrorSerializer, description="Not allowed to start runs."),
             409: OpenApiResponse(
                 s.ErrorSerializer,
@@ -250,8 +255,7 @@ class RunViewSet(  # type: ignore[misc]
         )
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        if not request.user.has_perm(START_RUNS_PERMISSION):
-            raise PermissionDenied(f"You need the permission {START_RUNS_PERMISSION!r} to start runs.")
+        permissions.check_start_runs(request.user)
         serializer = s.RunCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

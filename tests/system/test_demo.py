@@ -33,3 +33,35 @@ def test_demo_rejection_sends_nothing(tmp_path):
     result = run_manage("stepkit_demo", "--reject", database=database)
     assert result.returncode == 0, result.stderr
     assert "Rejected: the run is rejected; nothing was sent." in result.stdout
+
+
+DEMO_START = """
+from django.contrib.auth.models import User
+from django.test import Client
+from stepkit_django.models import PipelineRun
+
+client = Client(HTTP_HOST="localhost")
+client.force_login(User.objects.get(username="requester"))
+url = "/admin/stepkit_django/pipelinerun/pipelines/payment-approval/"
+print("form", client.get(url).content.decode().count('name="input-'))
+print("started", client.post(url, {"input-payee": "Initech", "input-amount": "42"}).status_code)
+run = PipelineRun.objects.get(input__payee="Initech")
+print("input", sorted(run.input.items()), run.status)
+print("refused", client.post(url, {"input-payee": "Initrode", "input-amount": "0"}).status_code)
+print("runs", PipelineRun.objects.filter(input__payee="Initrode").count())
+"""
+
+
+def test_the_demo_requester_starts_a_payment_from_the_admin_pipelines_page(tmp_path):
+    database = tmp_path / "demo.sqlite3"
+    assert run_manage("migrate", "--verbosity", "0", database=database).returncode == 0
+    assert run_manage("stepkit_seed_demo", database=database).returncode == 0
+    result = run_manage("shell", "--no-imports", "-c", DEMO_START, database=database)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "form 3",  # payee, amount, memo
+        "started 302",
+        "input [('amount', 42), ('payee', 'Initech')] queued",  # the demo's worker runs it
+        "refused 200",
+        "runs 0",
+    ]

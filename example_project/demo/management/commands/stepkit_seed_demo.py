@@ -32,7 +32,8 @@ class Command(BaseCommand):
         if created:
             admin.set_password("admin-demo-pw")
             admin.save()
-        requester, created = User.objects.get_or_create(username="requester")
+        # Staff, to start runs from the admin (Pipelines) as well as through the API.
+        requester, created = User.objects.get_or_create(username="requester", defaults={"is_staff": True})
         if created:
             requester.set_password("requester-demo-pw")
             requester.save()
@@ -79,7 +80,7 @@ class Command(BaseCommand):
 
         self.stdout.write(self.style.SUCCESS("Demo users (username / password):"))
         self.stdout.write("  admin / admin-demo-pw (superuser)")
-        self.stdout.write("  requester / requester-demo-pw (starts runs)")
+        self.stdout.write("  requester / requester-demo-pw (starts runs: the admin's Pipelines pages, or the API)")
         for username, (password, groups) in REVIEWERS.items():
             also = "; may reassign checkpoints" if username in REASSIGNERS else ""
             self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)}{also})")
