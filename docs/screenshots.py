@@ -37,6 +37,8 @@ def main() -> None:
         admin = logged_in(browser, "admin", "admin-demo-pw")
         admin.goto(f"{BASE}/admin/stepkit_django/checkpoint/overview/")
         admin.screenshot(path=OUT / "overview.png")
+        admin.goto(f"{BASE}/admin/stepkit_django/pipelinerun/pipelines/payment-approval/")
+        admin.screenshot(path=OUT / "pipelines.png")
         browser.close()
 
 

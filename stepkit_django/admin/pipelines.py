@@ -181,7 +181,6 @@ def _render_pipeline(
     context = {
         **_base_context(model_admin, request, crumbs=[(reverse("admin:stepkit_django_pipelines"), _("Pipelines"))]),
         "title": name,
-        "subtitle": gettext("version %(version)d") % {"version": pipeline.version},
         "pipeline": pipeline,
         "durability": DURABILITY.get(registration.durability, registration.durability),
         "steps": steps,
