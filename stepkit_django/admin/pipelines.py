@@ -25,12 +25,13 @@ from django.utils.html import format_html
 from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.clickjacking import xframe_options_deny
 
 from .. import permissions
 from ..conf import settings
 from ..describe import steps_of
 from ..exceptions import InvalidInput, PipelineNotFound, StepkitError
-from ..models import Checkpoint
+from ..models import Checkpoint, PipelineRun
 from ..registry import Registration, get_registration, registered
 from ..review_spec import Review
 from ..runs import start
@@ -51,15 +52,16 @@ FORM_PREFIX = "input"
 def urls(model_admin: ModelAdmin[Any]) -> list[URLPattern]:
     """The pipelines pages, for ``model_admin.get_urls()`` (before its own)."""
     site = model_admin.admin_site
+    # Never framed: the start form is a button another site could trick a user into clicking.
     return [
         path(
             "pipelines/",
-            site.admin_view(lambda request: index_view(model_admin, request)),
+            site.admin_view(xframe_options_deny(lambda request: index_view(model_admin, request))),
             name="stepkit_django_pipelines",
         ),
         path(
             "pipelines/<path:name>/",
-            site.admin_view(lambda request, name: pipeline_view(model_admin, request, name)),
+            site.admin_view(xframe_options_deny(lambda request, name: pipeline_view(model_admin, request, name))),
             name="stepkit_django_pipeline",
         ),
     ]
@@ -128,7 +130,7 @@ def pipeline_view(model_admin: ModelAdmin[Any], request: HttpRequest, name: str)
     return _render_pipeline(model_admin, request, registration, form, can_start)
 
 
-def _start(request: HttpRequest, name: str, form: forms.Form) -> Any:
+def _start(request: HttpRequest, name: str, form: forms.Form) -> PipelineRun | None:
     """The run started from the valid ``form``, with a message linking to it; None (with form errors) if refused."""
     if not form.is_valid():
         return None

@@ -326,3 +326,8 @@ def test_a_value_that_cannot_be_stored_is_an_error_above_the_form(starter, order
     assert response.status_code == 200
     assert "NUL" in " ".join(response.context["form"].non_field_errors())
     assert written() == before
+
+
+def test_the_pages_may_not_be_framed(starter, orders):
+    assert starter.get(INDEX)["X-Frame-Options"] == "DENY"
+    assert starter.get(ORDERS)["X-Frame-Options"] == "DENY"
