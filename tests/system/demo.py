@@ -30,6 +30,7 @@ PASSWORDS = {
     "editor": "editor-demo-pw",
     "manager": "manager-demo-pw",
     "moderator": "moderator-demo-pw",
+    "requester": "requester-demo-pw",
 }
 
 needs_chromium = pytest.mark.skipif(

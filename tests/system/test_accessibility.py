@@ -117,3 +117,43 @@ def test_the_bulk_confirmation_page_has_no_serious_violations(demo, chromium):
     page.click("button[name=index]")
     page.wait_for_selector("#bulk-items")
     assert serious_violations(page) == []
+
+
+PAYMENTS = "/admin/stepkit_django/pipelinerun/pipelines/payment-approval/"
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_pipelines_pages_have_no_serious_violations(demo, chromium, theme):
+    page = log_in(chromium, demo, "requester", color_scheme=theme)
+    page.goto(f"{demo.url}/admin/stepkit_django/pipelinerun/pipelines/")
+    page.wait_for_selector("#pipelines")
+    assert serious_violations(page) == []
+    page.goto(f"{demo.url}{PAYMENTS}")
+    page.fill("#id_input-payee", "Initech")
+    page.fill("#id_input-amount", "0")
+    page.click("input[name=_start]")
+    page.wait_for_selector(".errorlist")  # the page with its errors shown
+    assert serious_violations(page) == []
+
+
+def test_a_requester_starts_a_run_with_the_keyboard_alone(demo, chromium):
+    page = log_in(chromium, demo, "requester")
+    page.goto(f"{demo.url}{PAYMENTS}")
+    page.wait_for_selector("#start-form")
+    for _ in range(100):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.name") == "input-payee":
+            break
+    else:
+        pytest.fail("the start form cannot be reached with Tab")
+    page.keyboard.type("Umbrella Corp")
+    page.keyboard.press("Tab")
+    page.keyboard.type("4200")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".messagelist")
+    assert "was started" in page.locator(".messagelist").inner_text()
+    status = demo.query(
+        "from stepkit_django.models import PipelineRun; "
+        "print(PipelineRun.objects.get(input__payee='Umbrella Corp').status)"
+    )
+    assert status.splitlines()[-1] == "paused"  # over 1,000: a manager decides
