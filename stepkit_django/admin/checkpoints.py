@@ -28,8 +28,10 @@ from ..describe import remaining_steps
 from ..exceptions import InvalidAssignment, InvalidOverride, ReviewConflict, StepkitError
 from ..models import Checkpoint, approvals_count
 from ..registry import registered
+from ..sentences import actor_name, local_time
 from ..status import CheckpointStatus
 from .bulk import decide_selected
+from .display import data_rows
 from .filters import (
     AssignedToMeFilter,
     ClaimedByMeFilter,
@@ -260,7 +262,7 @@ class CheckpointAdmin(admin.ModelAdmin):
         action = request.POST.get("_action", "")
         here = HttpResponseRedirect(request.path)
         if not self.has_change_permission(request, checkpoint):
-            self.message_user(request, "You may not review checkpoints.", messages.ERROR)
+            self.message_user(request, gettext("You may not review checkpoints."), messages.ERROR)
             return here
         user = request.user
         try:
@@ -270,49 +272,54 @@ class CheckpointAdmin(admin.ModelAdmin):
         try:
             if action == "claim":
                 review.claim(checkpoint, user, expected_version=version)
-                self.message_user(request, "You claimed this checkpoint.", messages.SUCCESS)
+                self.message_user(request, gettext("You claimed this checkpoint."), messages.SUCCESS)
             elif action == "release":
                 review.release(checkpoint, user, expected_version=version)
-                self.message_user(request, "You released your claim.", messages.SUCCESS)
+                self.message_user(request, gettext("You released your claim."), messages.SUCCESS)
             elif action == "reassign":
                 review.check_pending(checkpoint, version)
                 if not reassign_form.is_valid():
-                    self.message_user(request, "Please correct the errors below.", messages.ERROR)
+                    self.message_user(request, gettext("Please correct the errors below."), messages.ERROR)
                     return None
                 users, groups = reassign_form.cleaned_data["to_users"], reassign_form.cleaned_data["to_groups"]
                 review.reassign(checkpoint, user, to_users=users, to_groups=groups, expected_version=version)
                 names = [*users, *(group.name for group in groups)]
-                self.message_user(request, f"Reassigned to {', '.join(names)}.", messages.SUCCESS)
+                self.message_user(
+                    request, gettext("Reassigned to %(names)s.") % {"names": ", ".join(names)}, messages.SUCCESS
+                )
                 if not self.get_queryset(request).filter(pk=checkpoint.pk).exists():
                     return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_changelist"))
             elif action in ("edit", "approve", "reject"):
                 review.check_pending(checkpoint, version)
                 if not form.is_valid():
-                    self.message_user(request, "Please correct the errors below.", messages.ERROR)
+                    self.message_user(request, gettext("Please correct the errors below."), messages.ERROR)
                     return None
                 comment = form.cleaned_data["comment"]
+                # Only the keys whose value the reviewer changed: a page approved untouched records no edit.
+                changes = form.changes()
                 if action == "edit":
-                    changes = form.changes()
                     if not changes:
-                        self.message_user(request, "Nothing changed.", messages.INFO)
+                        self.message_user(request, gettext("Nothing changed."), messages.INFO)
                         return here
                     review.edit(checkpoint, user, changes, expected_version=version)
-                    self.message_user(request, f"Saved edits to {', '.join(changes)}.", messages.SUCCESS)
+                    saved = gettext("Saved edits to %(keys)s.") % {"keys": ", ".join(changes)}
+                    self.message_user(request, saved, messages.SUCCESS)
                 elif action == "approve":
-                    review.approve(checkpoint, user, form.changes() or None, comment, expected_version=version)
-                    self.message_user(request, "Approved.", messages.SUCCESS)
+                    review.approve(checkpoint, user, changes or None, comment, expected_version=version)
+                    self.message_user(request, gettext("Approved."), messages.SUCCESS)
                 else:
                     review.reject(checkpoint, user, comment, expected_version=version)
-                    self.message_user(request, "Rejected: the run will not continue.", messages.SUCCESS)
+                    self.message_user(request, gettext("Rejected: the run will not continue."), messages.SUCCESS)
             else:
-                self.message_user(request, f"Unknown action {action!r}.", messages.ERROR)
+                self.message_user(request, gettext("Unknown action %(action)r.") % {"action": action}, messages.ERROR)
         except InvalidOverride as exc:
             form.add_override_errors(exc.errors)
-            self.message_user(request, "The edits were refused; see the errors below.", messages.ERROR)
+            self.message_user(request, gettext("The edits were refused; see the errors below."), messages.ERROR)
             return None
         except InvalidAssignment as exc:
             reassign_form.add_assignment_errors(exc.errors)
-            self.message_user(request, "The reassignment was refused; see the errors below.", messages.ERROR)
+            refused = gettext("The reassignment was refused; see the errors below.")
+            self.message_user(request, refused, messages.ERROR)
             return None
         except StepkitError as exc:
             self.message_user(request, str(exc), messages.ERROR)
@@ -333,19 +340,21 @@ class CheckpointAdmin(admin.ModelAdmin):
     def _render(
         self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm, reassign_form: ReassignForm
     ) -> TemplateResponse:
-        checkpoint = self.get_queryset(request).get(pk=checkpoint.pk)
+        checkpoint = self.get_queryset(request).select_related("decided_by", "run__started_by").get(pk=checkpoint.pk)
         pipeline_steps = self._steps(checkpoint)
+        data = data_rows(checkpoint.context, checkpoint.override_data, checkpoint.review.get("schema"))
         context = {
             **self.admin_site.each_context(request),
             **self._crumbs(request),
             "opts": self.opts,
-            "title": f"Review: {checkpoint.pipeline_name} / {checkpoint.step}",
+            "title": self._heading(checkpoint),
             "subtitle": str(checkpoint.pk),
             "checkpoint": checkpoint,
             "run": checkpoint.run,
             "steps": pipeline_steps,
+            "data_rows": data,
+            "edited_keys": [row.label for row in data if row.edited],
             "context_json": json.dumps(checkpoint.context, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder),
-            "edits_json": json.dumps(checkpoint.override_data, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder),
             "form": form,
             "reassign_form": reassign_form,
             "pending": checkpoint.is_pending,
@@ -357,12 +366,30 @@ class CheckpointAdmin(admin.ModelAdmin):
             and not checkpoint.assigned_users.all()
             and not checkpoint.assigned_groups.all(),
             "claimed_by_me": checkpoint.claimed_by_id == request.user.pk,
-            "approvals": checkpoint.approvals.select_related("user"),
+            "claimed_by_name": actor_name(checkpoint.claimed_by) if checkpoint.claimed_by_id else "",
+            "decided_by_name": actor_name(checkpoint.decided_by) if checkpoint.decided_by_id else "",
+            "decided_at": local_time(checkpoint.decided_at) if checkpoint.decided_at else "",
+            "started_by_name": actor_name(checkpoint.run.started_by) if checkpoint.run.started_by_id else "",
+            "expires": local_time(checkpoint.expires_at) if checkpoint.expires_at else "",
+            "approvals": [
+                (actor_name(a.user), local_time(a.created_at)) for a in checkpoint.approvals.select_related("user")
+            ],
             "trail": trail_rows(checkpoint.events.select_related("actor"), request.user),
             "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
             "has_view_permission": True,
         }
         return TemplateResponse(request, self.review_template, context)
+
+    @staticmethod
+    def _heading(checkpoint: Checkpoint) -> str:
+        """The checkpoint's title when it has one, else its pipeline and step."""
+        title = str(getattr(checkpoint, "title", "") or "").strip()
+        if title:
+            return title
+        return gettext("Review: %(pipeline)s / %(step)s") % {
+            "pipeline": checkpoint.pipeline_name,
+            "step": checkpoint.step,
+        }
 
     @staticmethod
     def _steps(checkpoint: Checkpoint) -> list[dict[str, str]]:
@@ -375,11 +402,11 @@ class CheckpointAdmin(admin.ModelAdmin):
         rows = []
         for index, name in enumerate(names):
             if index == here:
-                state, label = "paused", f"paused here ({checkpoint.step})"
+                state, label = "paused", gettext("paused here (%(step)s)") % {"step": checkpoint.step}
             elif name in remaining:
-                state, label = "remaining", "to run after approval"
+                state, label = "remaining", gettext("to run after approval")
             else:
-                state, label = "done", "done"
+                state, label = "done", gettext("done")
             rows.append({"name": name, "state": state, "label": label})
         return rows
 

@@ -1,4 +1,5 @@
-"""The review page's forms: edits (one field per editable key, typed from the Review's JSON Schema) and reassignment."""
+"""The review page's forms: edits (one field per editable key, typed from the Review's JSON Schema or from the
+value) and reassignment."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.translation import gettext_lazy as _
 
 from ..jsonchecks import UnsafeJSON, check_json_value, too_deep
 
@@ -55,13 +57,87 @@ class PrettyJSONField(forms.JSONField):
         return json.dumps(value, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder)
 
 
+#: The help text of a JSON editor.
+JSON_HELP = _("Written as JSON: text in double quotes, lists in [ ], objects in { }.")
+
+#: One-line text up to this length gets a one-line input; longer text, or text with a line break, a text area.
+ONE_LINE_CHARS = 80
+
+_TEXTAREA_ATTRS = {"rows": 8, "cols": 80, "class": "vLargeTextField"}
+
+
+def _line_breaks(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+class TextField(forms.CharField):
+    """Text as the reviewer typed it, with the line endings of the value it edits.
+
+    Browsers send a text area's line breaks as ``\\r\\n`` whatever the text had: text
+    equal to the current value but for its line endings is the current value, exactly
+    (not an edit), and edited text keeps the current value's line endings (``\\n``
+    unless it used ``\\r\\n``).
+    """
+
+    def __init__(self, *, current: Any = None, **kwargs: Any) -> None:
+        self.current = current if isinstance(current, str) else None
+        kwargs.setdefault("strip", False)
+        kwargs.setdefault("empty_value", "")
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        text = super().to_python(value)
+        if not isinstance(text, str):
+            return text
+        normalized = _line_breaks(text)
+        if self.current is not None:
+            if normalized == _line_breaks(self.current):
+                return self.current
+            if "\r\n" in self.current:
+                return normalized.replace("\n", "\r\n")
+        return normalized
+
+
+class NumberField(forms.FloatField):
+    """A number that stays whole when it was whole: ``1200`` is stored as ``1200``, not ``1200.0``.
+
+    A whole number typed for a value that was not a float (an ``int``, or no value) is
+    an ``int``; anything else is a ``float``.
+    """
+
+    def __init__(self, *, current: Any = None, **kwargs: Any) -> None:
+        self.keeps_whole = not isinstance(current, float)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> Any:
+        number = super().to_python(value)
+        if number is None or not self.keeps_whole:
+            return number
+        text = str(value).strip()
+        if text.lstrip("+-").isdigit() and text.isascii():
+            try:
+                return int(text)
+            except ValueError:  # more digits than Python converts
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        return number
+
+
+def _text_widget(current: Any, long_text: bool) -> forms.Widget:
+    multiline = long_text or (isinstance(current, str) and ("\n" in current or "\r" in current))
+    if multiline or (isinstance(current, str) and len(current) > ONE_LINE_CHARS):
+        return forms.Textarea(attrs=_TEXTAREA_ATTRS)
+    return forms.TextInput(attrs={"class": "vTextField"})
+
+
 def field_for(key: str, schema: dict[str, Any] | None, current: Any) -> forms.Field:
-    """A form field for ``key`` from its schema (string, integer, number, boolean, enum), else a JSON editor."""
+    """A form field for ``key``: typed from its JSON Schema (string, integer, number, boolean, enum) when the
+    schema describes it, else from the current value (text, whole number, number, yes/no); a JSON editor
+    for anything else (lists, objects, no value)."""
     spec = ((schema or {}).get("properties") or {}).get(key) or {}
     required = key in ((schema or {}).get("required") or [])
     label = spec.get("title") or key
     help_text = spec.get("description", "")
-    kind = spec.get("type")
+    kind = spec.get("type") or _kind_of(current)
     if "enum" in spec and all(isinstance(v, (str, int, float)) for v in spec["enum"]):
         choices = [(v, str(v)) for v in spec["enum"]]
         return forms.TypedChoiceField(
@@ -72,30 +148,36 @@ def field_for(key: str, schema: dict[str, Any] | None, current: Any) -> forms.Fi
             help_text=help_text,
         )
     if kind == "string":
-        long_text = spec.get("maxLength", 10_000) > 200 or (isinstance(current, str) and "\n" in current)
-        widget = forms.Textarea(attrs={"rows": 8, "cols": 80, "class": "vLargeTextField"}) if long_text else None
-        return forms.CharField(
+        long_text = "type" in spec and spec.get("maxLength", 10_000) > 200
+        return TextField(
+            current=current,
             label=label,
             required=required and spec.get("minLength", 0) > 0,
-            strip=False,
             min_length=spec.get("minLength"),
             max_length=spec.get("maxLength"),
-            widget=widget,
+            widget=_text_widget(current, long_text),
             help_text=help_text,
-            empty_value="",
         )
-    if kind in ("integer", "number"):
-        number = forms.IntegerField if kind == "integer" else forms.FloatField
-        return number(
+    if kind == "integer":
+        return forms.IntegerField(
             label=label,
-            required=required,
+            required=required or "type" not in spec,
+            min_value=spec.get("minimum"),
+            max_value=spec.get("maximum"),
+            help_text=help_text,
+        )
+    if kind == "number":
+        return NumberField(
+            current=current,
+            label=label,
+            required=required or "type" not in spec,
             min_value=spec.get("minimum"),
             max_value=spec.get("maximum"),
             help_text=help_text,
         )
     if kind == "boolean":
         return forms.BooleanField(label=label, required=False, help_text=help_text)
-    return PrettyJSONField(label=label, required=False, help_text=help_text or "JSON")
+    return PrettyJSONField(label=label, required=False, help_text=help_text or JSON_HELP)
 
 
 def _coerce(value: str, options: list[Any]) -> Any:
@@ -105,10 +187,23 @@ def _coerce(value: str, options: list[Any]) -> Any:
     return value
 
 
+def _kind_of(value: Any) -> str | None:
+    """The JSON Schema type of ``value`` for the types that get their own field."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
 class ReviewForm(forms.Form):
     """Edits and a comment. ``changes()`` returns only the keys whose value differs from the current data."""
 
-    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}))
+    comment = forms.CharField(label=_("Comment"), required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}))
     expected_version = forms.IntegerField(widget=forms.HiddenInput)
 
     def __init__(
@@ -124,7 +219,9 @@ class ReviewForm(forms.Form):
         self.editable = editable
         if editable is None:
             self.fields[ANY_KEY_FIELD] = PrettyJSONField(
-                label="Data", required=True, help_text="The context the run resumes with; change any key."
+                label=_("Data"),
+                required=True,
+                help_text=_("The data the run resumes with, as JSON; change any key."),
             )
             self.initial.setdefault(ANY_KEY_FIELD, current)
         else:
@@ -137,18 +234,30 @@ class ReviewForm(forms.Form):
         return [self[name] for name in self.fields if name not in ("comment", "expected_version")]
 
     def changes(self) -> dict[str, Any]:
+        """The edited keys whose value differs from the current data: what a submitted page changes.
+
+        A page submitted as it was shown changes nothing, so that approving it untouched
+        records no edit.
+        """
         data = self.cleaned_data
         if self.editable is None:
             edited = data.get(ANY_KEY_FIELD)
             if not isinstance(edited, dict):
                 return {}
-            return {k: v for k, v in edited.items() if self.current.get(k, object()) != v}
+            return {k: v for k, v in edited.items() if not self._unchanged(k, v)}
         changed: dict[str, Any] = {}
         for key in self.editable:
             value = data.get(FIELD_PREFIX + key)
-            if value != self.current.get(key) and not (value in ("", None) and self.current.get(key) is None):
+            if not self._unchanged(key, value):
                 changed[key] = value
         return changed
+
+    def _unchanged(self, key: str, value: Any) -> bool:
+        current = self.current.get(key)
+        if current is None:  # no value: an empty field leaves it so
+            return value is None or value == "" or value is False
+        # 1200 == 1200.0: the same number; but True == 1 is not the same value
+        return bool(value == current) and isinstance(value, bool) == isinstance(current, bool)
 
     def add_override_errors(self, errors: dict[str, list[str]]) -> None:
         """Show the review service's per-key errors next to their fields."""
@@ -162,14 +271,14 @@ class ReassignForm(forms.Form):
     """Assign a checkpoint to other users and/or groups (replacing the current assignment)."""
 
     to_users = forms.CharField(
-        label="Users",
+        label=_("Users"),
         required=False,
         max_length=2000,
-        help_text="Usernames, separated by commas.",
+        help_text=_("Usernames, separated by commas."),
         widget=forms.TextInput(attrs={"class": "vTextField"}),
     )
     to_groups = forms.ModelMultipleChoiceField(
-        label="Groups",
+        label=_("Groups"),
         queryset=Group.objects.order_by("name"),
         required=False,
         to_field_name="name",
@@ -189,5 +298,5 @@ class ReassignForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if not self.errors and not data.get("to_users") and not data.get("to_groups"):
-            raise forms.ValidationError("Choose at least one user or group.")
+            raise forms.ValidationError(_("Choose at least one user or group."))
         return data

@@ -10,8 +10,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -19,8 +19,9 @@ from .. import permissions, review
 from ..audit import redacted
 from ..exceptions import StepkitError
 from ..models import AuditEvent, PipelineRun, QueueOverview
+from ..sentences import local_time
 from . import pipelines
-from .trail import describe_event
+from .trail import describe_event, event_html
 
 MANAGE_PERMISSION = permissions.MANAGE_RUNS_PERMISSION
 
@@ -37,7 +38,8 @@ class ReadOnlyMixin:
 
 
 class EventDetailsMixin:
-    """The ``details`` column of audit events: failure messages only in ``full_details`` (see get_fields)."""
+    """The ``details`` column of audit events (the sentence, edits, note and the rest of the data): failure
+    messages only in ``full_details`` (see get_fields)."""
 
     @admin.display(description=_("details"))
     def details(self, obj: AuditEvent) -> str:
@@ -52,15 +54,15 @@ class EventDetailsMixin:
 
 
 class AuditEventInline(EventDetailsMixin, ReadOnlyMixin, admin.TabularInline):
-    """The run's audit trail, oldest first, with edits as before → after."""
+    """The run's audit trail, oldest first: each event's time and sentence, with edits as word-level differences."""
 
     model = AuditEvent
     fk_name = "run"
     extra = 0
     can_delete = False
     ordering = ["timestamp", "id"]
-    fields = ["timestamp", "action", "actor", "details"]
-    readonly_fields = ["timestamp", "action", "actor", "details", "full_details"]
+    fields = ["when", "details"]
+    readonly_fields = ["when", "details", "full_details"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         return super().get_queryset(request).select_related("actor")
@@ -68,24 +70,20 @@ class AuditEventInline(EventDetailsMixin, ReadOnlyMixin, admin.TabularInline):
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # Failure messages in full only for those who may read them (permissions.can_see_failure_details).
         full = permissions.can_see_failure_details(request.user)
-        return ["timestamp", "action", "actor", "full_details" if full else "details"]
+        return ["when", "full_details" if full else "details"]
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # whoever may see the run may see its trail
         return True
 
+    @admin.display(description=_("time"))
+    def when(self, obj: AuditEvent) -> str:
+        return format_html(
+            '<time datetime="{}">{}</time>', timezone.localtime(obj.timestamp).isoformat(), local_time(obj.timestamp)
+        )
+
     def _details(self, obj: AuditEvent, *, full: bool) -> str:
-        row = describe_event(obj, full=full)
-        parts = [
-            format_html("<div><code>{}</code>: {} → {}</div>", c["key"], c["before"], c["after"])
-            for c in row["changes"]
-        ]
-        if row["summary"]:
-            parts.insert(0, format_html("<div>{}</div>", row["summary"]))
-        if obj.note:
-            parts.append(format_html("<div><em>{}</em></div>", obj.note))
-        # every part was escaped by format_html above
-        return mark_safe("".join(parts)) if parts else "—"
+        return event_html(describe_event(obj, full=full))
 
 
 @admin.register(PipelineRun)
@@ -240,9 +238,7 @@ class AuditEventAdmin(EventDetailsMixin, ReadOnlyMixin, admin.ModelAdmin):
         return json.dumps(redacted(obj.data or {}, full=False), indent=2, sort_keys=True, cls=DjangoJSONEncoder)
 
     def _details(self, obj: AuditEvent, *, full: bool) -> str:
-        row = describe_event(obj, full=full)
-        changes = "; ".join(f"{c['key']}: {c['before']} → {c['after']}" for c in row["changes"])
-        return " ".join(part for part in (row["summary"], changes, obj.note) if part) or "—"
+        return event_html(describe_event(obj, full=full))
 
 
 @admin.register(QueueOverview)

@@ -1,41 +1,67 @@
-"""Audit events as rows for the admin: who did what, with edits shown as before → after."""
+"""Audit events as the admin shows them: a time, a sentence, edits as word-level differences, the rest in details.
+
+The sentences are :mod:`stepkit_django.sentences`'; one template,
+``admin/stepkit_django/event.html``, renders an event wherever the admin shows one
+(the review page, the run page, the audit events list).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from .. import permissions
-from ..audit import redacted
 from ..models import AuditEvent
+from ..sentences import local_time, tell
+from .display import Change, as_text, change
+
+EVENT_TEMPLATE = "admin/stepkit_django/event.html"
 
 
-def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, cls=DjangoJSONEncoder)
-    return text if len(text) <= 300 else text[:297] + "..."
+@dataclass(frozen=True)
+class TrailRow:
+    """One event as a row of the trail."""
+
+    event: AuditEvent
+    #: The event's time in the current time zone, as text, and in ISO 8601 for ``<time datetime>``.
+    time: str
+    iso: str
+    sentence: str
+    changes: list[Change]
+    #: The data the sentence does not tell, as ``(key, value as text)``.
+    rest: list[tuple[str, str]]
+    #: A reviewer's comment (an event with an actor), or the system's note.
+    note: str
+    note_is_comment: bool
 
 
-def describe_event(event: AuditEvent, *, full: bool) -> dict[str, Any]:
-    """A row: time, action, actor, note, a summary of ``data`` (failure messages only if ``full``), and the
-    changes of an edit."""
-    data = redacted(event.data or {}, full=full)
-    changes = [
-        {"key": key, "before": _short(change.get("before")), "after": _short(change.get("after"))}
-        for key, change in (data.get("changes") or {}).items()
-    ]
-    summary = ", ".join(f"{k}: {_short(v)}" for k, v in data.items() if k != "changes")
-    return {
-        "event": event,
-        "actor": event.actor.get_username() if event.actor else "system",
-        "summary": summary,
-        "changes": changes,
-    }
+def describe_event(event: AuditEvent, *, full: bool) -> TrailRow:
+    """``event`` as a row; failure messages in full only if ``full``."""
+    told = tell(event, full=full)
+    changes = [change(key, diff.get("before"), diff.get("after")) for key, diff in told.changes.items()]
+    return TrailRow(
+        event=event,
+        time=local_time(event.timestamp),
+        iso=timezone.localtime(event.timestamp).isoformat(),
+        sentence=told.sentence,
+        changes=changes,
+        rest=[(key, as_text(value)) for key, value in told.rest.items()],
+        note=event.note,
+        note_is_comment=bool(event.note and event.actor_id),
+    )
 
 
-def trail_rows(events: Iterable[AuditEvent], user: Any) -> list[dict[str, Any]]:
+def trail_rows(events: Iterable[AuditEvent], user: Any) -> list[TrailRow]:
     """The rows of ``events`` as ``user`` may read them."""
     full = permissions.can_see_failure_details(user)
     return [describe_event(e, full=full) for e in events]
+
+
+def event_html(row: TrailRow) -> SafeString:
+    """The sentence, differences, note and details of one event, as HTML (escaped by the template)."""
+    return SafeString(render_to_string(EVENT_TEMPLATE, {"row": row}).strip())

@@ -196,7 +196,8 @@ def test_review_page_shows_steps_context_typed_fields_and_buttons(people, bob):
     html = response.content.decode()
     assert "generate — paused here (generate)" in html
     assert "send — to run after approval" in html
-    assert "&quot;customer&quot;: &quot;Ada&quot;" in html  # indented JSON of the context
+    assert '<th scope="row">customer</th>' in html  # the context as a table
+    assert "&quot;customer&quot;: &quot;Ada&quot;" in html  # and as indented JSON, folded
     form = response.context["form"]
     assert [f.name for f in form.edit_fields()] == ["edit__subject", "edit__body"]
     assert form.fields["edit__subject"].max_length == 200
@@ -230,7 +231,7 @@ def test_schema_types_become_typed_fields(people, bob, registered_pipelines):
         name.removeprefix("edit__"): type(field).__name__ for name, field in fields.items() if name.startswith("edit__")
     }
     assert kinds == {
-        "amount": "FloatField",
+        "amount": "NumberField",  # a FloatField that keeps whole numbers whole
         "count": "IntegerField",
         "urgent": "BooleanField",
         "channel": "TypedChoiceField",
@@ -397,7 +398,9 @@ def test_run_admin_is_read_only_with_the_audit_trail_inline(people, bob):
     assert response.status_code == 200
     html = response.content.decode()
     assert 'name="_save"' not in html  # read-only: no save button
-    assert "<code>body</code>: Hello Ada, thanks for writing. → New body" in html
+    assert "Edited body by bob" in html
+    assert '<del><span class="visually-hidden">[removed: </span>Hello Ada, thanks for writing.' in html
+    assert '<ins><span class="visually-hidden">[added: </span>New body' in html
     assert bob.get("/admin/stepkit_django/pipelinerun/add/").status_code == 403
 
 

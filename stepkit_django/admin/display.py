@@ -1,0 +1,113 @@
+"""Reviewed data as people read it: a key → value table, and edits as word-level differences."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext, ngettext
+
+from ..textdiff import diff_html, shorten, word_diff
+from ..textdiff import render as render_diff
+
+#: Nested values are previewed on one line of at most this many characters.
+PREVIEW_CHARS = 80
+#: Unchanged tokens kept around each change in the audit trail (the rest is in a details element).
+TRAIL_CONTEXT = 16
+
+
+def as_text(value: Any) -> str:
+    """``value`` as the text a reader compares: a string as it is, anything else as (indented) JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    indent = 2 if isinstance(value, (dict, list)) else None
+    return json.dumps(value, indent=indent, ensure_ascii=False, cls=DjangoJSONEncoder)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A value as the table shows it; ``kind`` is ``text``, ``scalar``, ``empty`` or ``nested``."""
+
+    kind: str
+    text: str
+    #: For nested values: a one-line preview and the count of items or keys.
+    preview: str = ""
+    size: str = ""
+
+
+def cell(value: Any) -> Cell:
+    """How to show ``value``: text with its line breaks, a number or yes/no, or nested JSON to unfold."""
+    if isinstance(value, str):
+        return Cell("text", value) if value else Cell("empty", gettext("(empty text)"))
+    if value is None:
+        return Cell("empty", gettext("(no value)"))
+    if isinstance(value, bool):
+        return Cell("scalar", gettext("Yes") if value else gettext("No"))
+    if isinstance(value, (int, float)):
+        return Cell("scalar", as_text(value))
+    if isinstance(value, (dict, list)):
+        compact = json.dumps(value, ensure_ascii=False, cls=DjangoJSONEncoder)
+        preview = compact if len(compact) <= PREVIEW_CHARS else compact[: PREVIEW_CHARS - 1] + "…"
+        if isinstance(value, dict):
+            size = ngettext("%(count)d key", "%(count)d keys", len(value)) % {"count": len(value)}
+        else:
+            size = ngettext("%(count)d item", "%(count)d items", len(value)) % {"count": len(value)}
+        return Cell("nested", as_text(value), preview=preview, size=size)
+    return Cell("scalar", as_text(value))
+
+
+@dataclass(frozen=True)
+class DataRow:
+    """One key of the reviewed data: its label, its value, and, when edited, the difference from the original."""
+
+    key: str
+    label: str
+    cell: Cell
+    edited: bool
+    diff: SafeString | None
+
+
+def data_rows(
+    context: Mapping[str, Any], edits: Mapping[str, Any], schema: Mapping[str, Any] | None = None
+) -> list[DataRow]:
+    """The effective data (``context`` with ``edits``), key by key; edited keys carry their difference."""
+    properties = (schema or {}).get("properties") or {}
+    effective = {**context, **edits}
+    rows = []
+    for key, value in effective.items():
+        spec = properties.get(key) if isinstance(properties, Mapping) else None
+        title = spec.get("title") if isinstance(spec, Mapping) else None
+        edited = key in edits and (key not in context or context[key] != value)
+        change = value_diff(context.get(key), value) if edited else None
+        rows.append(DataRow(str(key), str(title or key), cell(value), edited, change))
+    return rows
+
+
+def value_diff(before: Any, after: Any) -> SafeString:
+    """The word-level difference of two values, as HTML (non-text values compared as JSON)."""
+    return diff_html(as_text(before), as_text(after))
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key of an edit, for the audit trail: its difference, shortened, and in full when shortened."""
+
+    key: str
+    diff: SafeString
+    full: SafeString | None
+
+
+def change(key: str, before: Any, after: Any, *, context: int = TRAIL_CONTEXT) -> Change:
+    """The edit of ``key`` from ``before`` to ``after``, long unchanged stretches left out (but kept in ``full``)."""
+    chunks = word_diff(as_text(before), as_text(after))
+    short = shorten(chunks, context)
+    whole = render_diff(chunks)
+    if short == chunks:
+        return Change(str(key), whole, None)
+    return Change(str(key), render_diff(short), whole)
