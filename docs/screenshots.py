@@ -33,6 +33,8 @@ def main() -> None:
         page.locator("textarea[name=edit__body]").fill(
             page.locator("textarea[name=edit__body]").input_value().replace("within one business day", "today")
         )
+        page.click("button[value=edit]")  # saved: the data table marks the body edited, word by word
+        page.wait_for_selector(".messagelist")
         page.screenshot(path=OUT / "review.png", full_page=True)
         admin = logged_in(browser, "admin", "admin-demo-pw")
         admin.goto(f"{BASE}/admin/stepkit_django/checkpoint/overview/")

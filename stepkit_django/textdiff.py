@@ -125,8 +125,13 @@ def _merged(chunks: list[Chunk]) -> list[Chunk]:
     return result
 
 
+#: A stretch of unchanged text is left out only when it holds more words than this.
+MIN_SKIPPED_WORDS = 3
+
+
 def shorten(chunks: list[Chunk], context: int) -> list[Chunk]:
-    """``chunks`` with long unchanged stretches cut to ``context`` tokens on each side of a change.
+    """``chunks`` with long unchanged stretches left out, keeping around each change at most ``context``
+    tokens of its own line.
 
     What is left out becomes a ``skip`` chunk holding the text it stands for.
     """
@@ -137,18 +142,26 @@ def shorten(chunks: list[Chunk], context: int) -> list[Chunk]:
             result.append(chunk)
             continue
         parts = tokens(chunk.text)
-        head = context if index > 0 else 0  # after a change: keep its context
-        tail = context if index < last else 0  # before a change
-        if len(parts) <= head + tail + 1:
+        head = _within_line(parts, context) if index > 0 else 0  # after a change: the rest of its line
+        tail = _within_line(parts[::-1], context) if index < last else 0  # before a change: its line so far
+        skipped = parts[head : len(parts) - tail]
+        if sum(1 for token in skipped if _WORD.match(token)) <= MIN_SKIPPED_WORDS:
             result.append(chunk)
             continue
-        kept_head, skipped, kept_tail = parts[:head], parts[head : len(parts) - tail], parts[len(parts) - tail :]
         result += [
-            Chunk("equal", "".join(kept_head)),
+            Chunk("equal", "".join(parts[:head])),
             Chunk("skip", "".join(skipped)),
-            Chunk("equal", "".join(kept_tail)),
+            Chunk("equal", "".join(parts[len(parts) - tail :])),
         ]
     return [chunk for chunk in result if chunk.text]
+
+
+def _within_line(parts: list[str], limit: int) -> int:
+    """How many of ``parts`` to keep: at most ``limit``, and none from the first line break on."""
+    for count, token in enumerate(parts[:limit]):
+        if token in ("\n", "\r\n", "\r"):
+            return count
+    return min(limit, len(parts))
 
 
 def _changed_text(text: str) -> SafeString:
@@ -156,6 +169,13 @@ def _changed_text(text: str) -> SafeString:
     if text.strip():
         return escape(text)
     return mark_safe("".join("↵\n" if char == "\n" else escape(char) for char in text if char != "\r"))
+
+
+def _edge(char: str) -> str:
+    """What to put between a ``[…]`` marker and the text next to it: a line break, a space, or nothing."""
+    if char in "\r\n":
+        return "\n"
+    return " " if char.isspace() else ""
 
 
 def render(chunks: list[Chunk]) -> SafeString:
@@ -171,7 +191,11 @@ def render(chunks: list[Chunk]) -> SafeString:
             label = ngettext("%(count)d unchanged word left out", "%(count)d unchanged words left out", count) % {
                 "count": count
             }
-            parts.append(format_html('<span class="stepkit-skipped" title="{}">[…]</span>', label))
+            # On a line of its own when it stands for whole lines.
+            before = _edge(chunk.text[0])
+            after = _edge(chunk.text[-1])
+            marker = format_html('<span class="stepkit-skipped" title="{}">[…]</span>', label)
+            parts.append(format_html("{}{}{}", before, marker, after))
         else:
             tag, label = ("del", removed) if chunk.kind == "delete" else ("ins", added)
             parts.append(

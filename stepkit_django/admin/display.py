@@ -11,13 +11,14 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 
-from ..textdiff import diff_html, shorten, word_diff
 from ..textdiff import render as render_diff
+from ..textdiff import shorten, word_diff
 
 #: Nested values are previewed on one line of at most this many characters.
 PREVIEW_CHARS = 80
-#: Unchanged tokens kept around each change in the audit trail (the rest is in a details element).
-TRAIL_CONTEXT = 16
+#: Unchanged tokens (words, spaces, punctuation marks) of its line kept around each change; the whole text
+#: with its changes is one click away.
+CONTEXT_TOKENS = 16
 
 
 def as_text(value: Any) -> str:
@@ -63,14 +64,33 @@ def cell(value: Any) -> Cell:
 
 
 @dataclass(frozen=True)
+class Change:
+    """A change of one key, word by word: around each change only (``diff``), and whole when that left some out."""
+
+    key: str
+    diff: SafeString
+    full: SafeString | None
+
+
+def change(key: str, before: Any, after: Any, *, context: int = CONTEXT_TOKENS) -> Change:
+    """The change of ``key`` from ``before`` to ``after`` (non-text values compared as JSON)."""
+    chunks = word_diff(as_text(before), as_text(after))
+    short = shorten(chunks, context)
+    whole = render_diff(chunks)
+    if short == chunks:
+        return Change(str(key), whole, None)
+    return Change(str(key), render_diff(short), whole)
+
+
+@dataclass(frozen=True)
 class DataRow:
-    """One key of the reviewed data: its label, its value, and, when edited, the difference from the original."""
+    """One key of the reviewed data: its label, its value, and, when edited, its change from the context."""
 
     key: str
     label: str
     cell: Cell
     edited: bool
-    diff: SafeString | None
+    change: Change | None
 
 
 def data_rows(
@@ -84,30 +104,6 @@ def data_rows(
         spec = properties.get(key) if isinstance(properties, Mapping) else None
         title = spec.get("title") if isinstance(spec, Mapping) else None
         edited = key in edits and (key not in context or context[key] != value)
-        change = value_diff(context.get(key), value) if edited else None
-        rows.append(DataRow(str(key), str(title or key), cell(value), edited, change))
+        edit = change(key, context.get(key), value) if edited else None
+        rows.append(DataRow(str(key), str(title or key), cell(value), edited, edit))
     return rows
-
-
-def value_diff(before: Any, after: Any) -> SafeString:
-    """The word-level difference of two values, as HTML (non-text values compared as JSON)."""
-    return diff_html(as_text(before), as_text(after))
-
-
-@dataclass(frozen=True)
-class Change:
-    """One key of an edit, for the audit trail: its difference, shortened, and in full when shortened."""
-
-    key: str
-    diff: SafeString
-    full: SafeString | None
-
-
-def change(key: str, before: Any, after: Any, *, context: int = TRAIL_CONTEXT) -> Change:
-    """The edit of ``key`` from ``before`` to ``after``, long unchanged stretches left out (but kept in ``full``)."""
-    chunks = word_diff(as_text(before), as_text(after))
-    short = shorten(chunks, context)
-    whole = render_diff(chunks)
-    if short == chunks:
-        return Change(str(key), whole, None)
-    return Change(str(key), render_diff(short), whole)

@@ -148,7 +148,7 @@ def field_for(key: str, schema: dict[str, Any] | None, current: Any) -> forms.Fi
             help_text=help_text,
         )
     if kind == "string":
-        long_text = "type" in spec and spec.get("maxLength", 10_000) > 200
+        long_text = spec.get("maxLength", 0) > 200  # else, as without a schema, the value decides
         return TextField(
             current=current,
             label=label,

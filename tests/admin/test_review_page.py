@@ -173,15 +173,20 @@ def test_with_a_schema_its_types_decide_and_integers_stay_integers(people, bob, 
             "ratio": {"type": "number"},
             "flag": {"type": "boolean"},
             "code": {"type": "string", "maxLength": 10},
+            "title": {"type": "string", "minLength": 1},
+            "letter": {"type": "string", "maxLength": 5000},
         },
     }
-    context = {"count": 2, "ratio": 1, "flag": False, "code": "AB", "other": "described by no property"}
+    context = {"count": 2, "ratio": 1, "flag": False, "code": "AB", "title": "One line", "letter": "Short for now",
+               "other": "described by no property"}  # fmt: skip
     cp = paused_with(registered_pipelines, people, context, schema=schema)
     form = bob.get(page(cp)).context["form"]
     assert type(form.fields["edit__count"]).__name__ == "IntegerField"
     assert isinstance(form.fields["edit__ratio"], NumberField)
     assert type(form.fields["edit__flag"]).__name__ == "BooleanField"
     assert isinstance(form.fields["edit__code"], TextField) and form.fields["edit__code"].max_length == 10
+    widgets = {key: type(form.fields[f"edit__{key}"].widget).__name__ for key in ("code", "title", "letter")}
+    assert widgets == {"code": "TextInput", "title": "TextInput", "letter": "Textarea"}  # the value, or room for more
     assert isinstance(form.fields["edit__other"], TextField)  # the schema says nothing: typed from the value
     assert not isinstance(form.fields["edit__other"], PrettyJSONField)
 
@@ -281,7 +286,7 @@ def test_edited_keys_are_marked_in_words_and_their_changes_shown_word_by_word(pe
     assert '<th scope="row">body <span class="stepkit-badge">Edited</span></th>' in html
     assert '<th scope="row">subject</th>' in html
     assert "Edited: body." in html
-    diff = str(rows["body"].diff)
+    diff = str(rows["body"].change.diff)
     assert '<del><span class="visually-hidden">[removed: </span>left today' in diff
     assert '<ins><span class="visually-hidden">[added: </span>arrives tomorrow' in diff
     assert diff in html

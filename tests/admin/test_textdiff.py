@@ -121,3 +121,19 @@ def test_very_long_texts_are_shown_as_removed_and_added_whole():
     before, after = "a " * 3000, "b " * 3000
     assert len(tokens(before)) * len(tokens(after)) > textdiff.MAX_WORK
     assert word_diff(before, after) == [Chunk("delete", before), Chunk("insert", after)]
+
+
+def test_shorten_keeps_the_changed_line_and_leaves_out_the_other_lines():
+    before = (
+        "Dear Ada Lovelace of London,\n\nthanks for your letter. Your parcel left today.\n\nBest regards,\nThe team"
+    )
+    after = before.replace("left today", "arrives tomorrow")
+    short = shorten(word_diff(before, after), 40)
+    assert [c.kind for c in short] == ["skip", "equal", "delete", "insert", "equal", "skip"]
+    assert short[1].text == "thanks for your letter. Your parcel "
+    assert short[4].text == "."
+    assert visible_text(str(render(short))) == (
+        "[…]\nthanks for your letter. Your parcel left todayarrives tomorrow.\n[…]"
+    )
+    few = "Dear Ada,\nYour parcel left today."  # too little to leave out
+    assert shorten(word_diff(few, few.replace("left", "arrives")), 40) == word_diff(few, few.replace("left", "arrives"))

@@ -54,7 +54,7 @@ def test_reviewer_edits_the_email_body_approves_and_sees_the_run_completed(peopl
     page.click("#result_list tbody tr:first-child th a")
 
     # the review page: edit the body, approve
-    body = page.locator("textarea[name=edit__body]")
+    body = page.locator("[name=edit__body]")
     assert body.input_value() == "Hello Ada, thanks for writing."
     body.fill("Hi Ada, your parcel arrives tomorrow.")
     page.fill("textarea[name=comment]", "Gave a date")
