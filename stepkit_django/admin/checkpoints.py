@@ -25,7 +25,7 @@ from django.views.decorators.clickjacking import xframe_options_deny
 
 from .. import permissions, review
 from ..describe import remaining_steps
-from ..exceptions import InvalidAssignment, InvalidOverride, ReviewConflict, StepkitError
+from ..exceptions import InvalidAssignment, InvalidDecision, InvalidOverride, ReviewConflict, StepkitError
 from ..models import Checkpoint, approvals_count
 from ..registry import registered
 from ..sentences import actor_name, local_time
@@ -248,13 +248,16 @@ class CheckpointAdmin(admin.ModelAdmin):
         return self._render(request, checkpoint, form, reassign_form)
 
     def _form(self, checkpoint: Checkpoint, data: Any = None) -> ReviewForm:
-        return ReviewForm(
+        form = ReviewForm(
             data,
             editable=checkpoint.editable_keys,
             schema=checkpoint.review.get("schema"),
             current=checkpoint.effective_context,
             initial={"expected_version": checkpoint.version, "comment": ""},
         )
+        if checkpoint.review.get("require_reject_reason"):
+            form.fields["comment"].help_text = _("To reject, say why: the reason is required.")
+        return form
 
     def _post(
         self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm, reassign_form: ReassignForm
@@ -316,6 +319,10 @@ class CheckpointAdmin(admin.ModelAdmin):
             form.add_override_errors(exc.errors)
             self.message_user(request, gettext("The edits were refused; see the errors below."), messages.ERROR)
             return None
+        except InvalidDecision as exc:
+            form.add_decision_errors(exc.errors)
+            self.message_user(request, gettext("The decision was refused; see the errors below."), messages.ERROR)
+            return None
         except InvalidAssignment as exc:
             reassign_form.add_assignment_errors(exc.errors)
             refused = gettext("The reassignment was refused; see the errors below.")
@@ -342,7 +349,9 @@ class CheckpointAdmin(admin.ModelAdmin):
     ) -> TemplateResponse:
         checkpoint = self.get_queryset(request).select_related("decided_by", "run__started_by").get(pk=checkpoint.pk)
         pipeline_steps = self._steps(checkpoint)
-        data = data_rows(checkpoint.context, checkpoint.override_data, checkpoint.review.get("schema"))
+        data = data_rows(
+            checkpoint.context, checkpoint.override_data, checkpoint.review.get("schema"), checkpoint.editable_keys
+        )
         context = {
             **self.admin_site.each_context(request),
             **self._crumbs(request),

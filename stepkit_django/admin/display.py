@@ -22,13 +22,14 @@ CONTEXT_TOKENS = 16
 
 
 def as_text(value: Any) -> str:
-    """``value`` as the text a reader compares: a string as it is, anything else as (indented) JSON."""
+    """``value`` as the text a reader compares: a string as it is, anything else as (indented) JSON, keys sorted."""
     if isinstance(value, str):
         return value
     if value is None:
         return ""
     indent = 2 if isinstance(value, (dict, list)) else None
-    return json.dumps(value, indent=indent, ensure_ascii=False, cls=DjangoJSONEncoder)
+    # Keys sorted: the same text on every database (jsonb reorders them), and a change of order is no change.
+    return json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=True, cls=DjangoJSONEncoder)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def cell(value: Any) -> Cell:
     if isinstance(value, (int, float)):
         return Cell("scalar", as_text(value))
     if isinstance(value, (dict, list)):
-        compact = json.dumps(value, ensure_ascii=False, cls=DjangoJSONEncoder)
+        compact = json.dumps(value, ensure_ascii=False, sort_keys=True, cls=DjangoJSONEncoder)
         preview = compact if len(compact) <= PREVIEW_CHARS else compact[: PREVIEW_CHARS - 1] + "…"
         if isinstance(value, dict):
             size = ngettext("%(count)d key", "%(count)d keys", len(value)) % {"count": len(value)}
@@ -94,13 +95,24 @@ class DataRow:
 
 
 def data_rows(
-    context: Mapping[str, Any], edits: Mapping[str, Any], schema: Mapping[str, Any] | None = None
+    context: Mapping[str, Any],
+    edits: Mapping[str, Any],
+    schema: Mapping[str, Any] | None = None,
+    editable: list[str] | None = None,
 ) -> list[DataRow]:
-    """The effective data (``context`` with ``edits``), key by key; edited keys carry their difference."""
+    """The effective data (``context`` with ``edits``), key by key; edited keys carry their change.
+
+    The keys a reviewer may not edit come first, alphabetically (what the draft answers), then the
+    editable ones in the order the Review lists them (as in the form): the same order on every
+    database (PostgreSQL's ``jsonb`` does not keep the keys' order).
+    """
     properties = (schema or {}).get("properties") or {}
     effective = {**context, **edits}
+    listed = [key for key in (editable or []) if key in effective]
+    order = sorted((key for key in effective if key not in listed), key=str) + listed
     rows = []
-    for key, value in effective.items():
+    for key in order:
+        value = effective[key]
         spec = properties.get(key) if isinstance(properties, Mapping) else None
         title = spec.get("title") if isinstance(spec, Mapping) else None
         edited = key in edits and (key not in context or context[key] != value)

@@ -266,6 +266,12 @@ class ReviewForm(forms.Form):
             for message in messages:
                 self.add_error(name if name in self.fields else None, message)
 
+    def add_decision_errors(self, errors: dict[str, list[str]]) -> None:
+        """Show the review service's refusal of a decision (a missing reason: ``comment``) next to its field."""
+        for key, messages in errors.items():
+            for message in messages:
+                self.add_error(key if key in self.fields else None, message)
+
 
 class ReassignForm(forms.Form):
     """Assign a checkpoint to other users and/or groups (replacing the current assignment)."""

@@ -264,14 +264,16 @@ def test_the_data_is_a_table_with_line_breaks_kept_and_nested_values_folded(peop
     response = bob.get(page(cp))
     html = response.content.decode()
     rows = {row.key: row for row in response.context["data_rows"]}
-    assert list(rows) == list(EVERY_KIND)
+    assert list(rows) == list(EVERY_KIND)  # as editable lists them, on every database
     assert f'<div class="stepkit-text">{LETTER}</div>' in html  # the text itself, its line breaks kept
     assert "\\n" not in html.split('id="context-json"')[0]  # no JSON escapes before the raw JSON block
     assert rows["tags"].cell.kind == "nested"
     assert (
         '<details class="stepkit-more"><summary><code>[&quot;parcel&quot;, &quot;late&quot;]</code> (2 items)' in html
     )
-    assert "{\n  &quot;source&quot;: &quot;model&quot;,\n  &quot;score&quot;: 0.9\n}</pre></details>" in html
+    assert (
+        "{\n  &quot;score&quot;: 0.9,\n  &quot;source&quot;: &quot;model&quot;\n}</pre></details>" in html
+    )  # keys sorted
     assert rows["urgent"].cell.text == "No" and rows["note"].cell.text == "(no value)"
     assert "Nothing has been edited." in html
 
@@ -349,3 +351,25 @@ def test_every_field_has_its_label_and_enter_saves_edits_rather_than_deciding(pe
     assert set(parser.controls) <= parser.labels
     # Enter in a one-line field presses the form's first submit button.
     assert parser.buttons == ["edit", "approve", "reject"]
+
+
+def test_rejecting_without_the_required_reason_shows_the_error_at_the_comment_and_keeps_the_page(
+    people, bob, registered_pipelines
+):
+    cp = paused_with(registered_pipelines, people, {"body": LETTER}, require_reject_reason=True)
+    html = bob.get(page(cp)).content.decode()
+    assert "To reject, say why: the reason is required." in html
+    data = as_the_browser_sends(bob.get(page(cp)).context["form"])
+    response = post(bob, cp, "reject", {**data, "edit__body": "typed, not lost"})
+    assert response.status_code == 200 and not response.redirect_chain
+    assert messages_of(response) == ["The decision was refused; see the errors below."]
+    assert response.context["form"].errors["comment"] == ["Say why you reject this: the reason is required."]
+    assert response.context["form"]["edit__body"].value() == "typed, not lost"
+    assert Checkpoint.objects.get(pk=cp.pk).status == "pending"
+
+
+def test_the_table_lists_what_cannot_be_edited_first_then_the_editable_keys_in_order(people, bob, registered_pipelines):
+    context = {"to": "ada@example.com", "customer": "Ada", "body": LETTER, "subject": "Your parcel"}
+    cp = paused_with(registered_pipelines, people, context, editable=["subject", "body"])
+    rows = bob.get(page(cp)).context["data_rows"]
+    assert [row.key for row in rows] == ["customer", "to", "subject", "body"]

@@ -63,6 +63,30 @@ def test_the_review_page_has_no_serious_violations(demo, chromium, theme):
     assert serious_violations(page) == []
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_review_page_with_edits_and_its_trail_has_no_serious_violations(demo, chromium, theme):
+    page = log_in(chromium, demo, "editor", color_scheme=theme)
+    page.goto(f"{demo.url}/admin/stepkit_django/checkpoint/?pipeline_name=email-approval")
+    page.click("#result_list tbody tr:first-child th a")
+    body = page.locator("[name=edit__body]")
+    body.fill(body.input_value().replace("within one business day", "today"))
+    page.click("button[value=edit]")
+    page.wait_for_selector(".stepkit-badge")  # the body is marked edited, its change shown word by word
+    for summary in page.locator("#content-main details summary").all():
+        summary.click()  # unfolded: the whole texts, the raw context, the details
+    assert page.locator("#content-main ins").count() >= 2  # on the table and in the trail
+    assert serious_violations(page) == []
+    run_link = page.locator("#run-link").get_attribute("href")
+    page.click("button[value=approve]")
+    page.wait_for_selector(".messagelist")
+    assert "Approved." in page.locator(".messagelist").inner_text()
+    assert serious_violations(page) == []  # decided: read-only
+    page.goto(f"{demo.url}{run_link}")
+    page.wait_for_selector("#content-main")
+    assert "Edited body by editor" in page.locator("#content-main").inner_text()
+    assert serious_violations(page) == []
+
+
 def test_the_overview_has_no_serious_violations(demo, chromium):
     page = log_in(chromium, demo, "admin")
     page.goto(f"{demo.url}/admin/stepkit_django/checkpoint/overview/")
