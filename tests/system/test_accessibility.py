@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.system.demo import CHROMIUM, LAUNCH_ARGS, Demo, log_in, needs_chromium, serve_demo
+from tests.system.demo import Demo, log_in, needs_chromium, serve_demo
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 
@@ -24,14 +24,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
+@pytest.fixture
+def chromium(browser: Any) -> Any:
+    """pytest-playwright's browser (Debian's Chromium, see conftest.py)."""
+    return browser
 
 
 def serious_violations(page: Any) -> list[str]:

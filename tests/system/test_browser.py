@@ -24,16 +24,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    # Use the system's Chromium; never let Playwright download a browser.
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    }
-
-
 def test_reviewer_edits_the_email_body_approves_and_sees_the_run_completed(people, live_server, page):
     people.bob.is_staff = True
     people.bob.save()
