@@ -183,11 +183,15 @@ def targets(
             f"{RATIOS[('Resume latency', ours)]:.1f}×",
         ),
     ]
-    lists = {name: row for name, row in queue.items() if name.startswith(("API", "admin"))}
-    for name, (_median, p95, _ratio, _queries) in lists.items():
-        rows.append((f"Queue p95 < 50 ms: {name}", "", p95 < 0.05, f"{p95 * 1e3:.0f} ms"))
-    for name, (_median, _p95, ratio, queries) in lists.items():
-        rows.append((f"Queue ≤ 3× raw SQL: {name}", "", ratio <= 3, f"{ratio:.2f}× ({queries} queries)"))
+    from benchmarks.queue_bench import SEARCHES, TARGET_P95
+
+    for name, (_median, p95, _ratio, _queries) in queue.items():
+        if name in TARGET_P95:
+            target = TARGET_P95[name]
+            rows.append((f"Queue p95 < {target * 1e3:.0f} ms: {name}", "", p95 < target, f"{p95 * 1e3:.0f} ms"))
+    for name, (_median, _p95, ratio, queries) in queue.items():
+        if name in TARGET_P95 and name not in SEARCHES:
+            rows.append((f"Queue ≤ 3× raw SQL: {name}", "", ratio <= 3, f"{ratio:.2f}× ({queries} queries)"))
     share = load["api"] / load["bare"]
     rows.append(("Approvals/s ≥ 50% of the bare view", "", share >= 0.5, f"{share:.0%}"))
     p95 = decision["p95"]
@@ -205,9 +209,15 @@ def evidence(queue: dict[str, tuple[float, float, float, int]], load: dict[str, 
     pause_1k = RATIOS[("Context of 1 KB", peers.Ours(durability="pause").name)]
     pause_100k = RATIOS[("Context of 100 KB", peers.Ours(durability="pause").name)]
     prepared_1k = RATIOS[("Context of 1 KB", peers.Ours(prepared=True).name)]
-    p95s = {name: row[1] for name, row in queue.items() if name.startswith(("API", "admin"))}
-    slow = [f"{name} ({p95 * 1e3:.0f} ms)" for name, p95 in p95s.items() if p95 >= 0.05]
-    p95_verdict = "met by the API lists and the admin changelist" if not slow else "missed by " + ", ".join(slow)
+    from benchmarks.queue_bench import TARGET_P95
+
+    p95s = {name: row[1] for name, row in queue.items() if name in TARGET_P95}
+    slow = [f"{name} ({p95 * 1e3:.0f} ms)" for name, p95 in p95s.items() if p95 >= TARGET_P95[name]]
+    p95_verdict = (
+        "met by the API lists, the admin changelists and the searches (< 100 ms)"
+        if not slow
+        else "missed by " + ", ".join(slow)
+    )
     step_total, step_inside = INSIDE["step"]
     resume_total, resume_inside = INSIDE["resume"]
     limit_step = MEDIANS[("Context of 1 KB", peers.Limit.name)]
@@ -248,8 +258,9 @@ def evidence(queue: dict[str, tuple[float, float, float, int]], load: dict[str, 
         f"those take {1e3 / load['api'] - 1e3 / load['floor']:.2f} ms here.",
         f"- **Queue list ≤ 3× raw SQL.** The limit's own SQL behind a DRF view with the same authentication and "
         f"JSON rendering takes {floor_list[0] * 1e3:.1f} ms ({floor_list[2]:.1f}× the raw SQL); the API list takes "
-        f"{api_list[0] * 1e3:.1f} ms, {api_list[0] / floor_list[0]:.1f}× that floor. The p95 target (< 50 ms) is "
-        f"{p95_verdict}. With the request cycle alone at {floor_list[2]:.1f}× the raw SQL, 3× leaves "
+        f"{api_list[0] * 1e3:.1f} ms, {api_list[0] / floor_list[0]:.1f}× that floor. The p95 targets "
+        f"(< 50 ms for a list, < 100 ms for a search) are {p95_verdict}. With the request cycle alone at "
+        f"{floor_list[2]:.1f}× the raw SQL, 3× leaves "
         f"{max(0.0, 3 - floor_list[2]):.1f}× for building the filtered query and its rows, which take "
         f"{api_list[2] - floor_list[2]:.1f}× here. The admin changelist takes {admin_list[0] * 1e3:.1f} ms "
         f"({admin_list[2]:.1f}× the raw SQL, {admin_list[3]} queries): the admin renders its 50 rows through "

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from benchmarks.queue_bench import ROW_COLUMNS
 from stepkit_django.models import Checkpoint
 
 
@@ -31,7 +32,7 @@ class DrfApprove(APIView):
 
 QUEUE_SQL = (
     "SELECT COUNT(*) FROM stepkit_django_checkpoint WHERE status = 'pending' AND pipeline_name = %s",
-    "SELECT * FROM stepkit_django_checkpoint WHERE status = 'pending' AND pipeline_name = %s "
+    f"SELECT {ROW_COLUMNS} FROM stepkit_django_checkpoint WHERE status = 'pending' AND pipeline_name = %s "
     "ORDER BY created_at LIMIT 50",
 )
 

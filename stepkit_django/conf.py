@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # How long a worker that does not know a run's pipeline (a rolling deploy) keeps the run
     # queued and retries it before failing it.
     "UNKNOWN_PIPELINE_GRACE": timedelta(minutes=10),
+    # Whether the queue's search (admin and API) also looks inside the checkpoints' contexts: no index
+    # serves that, so on a large queue each search reads every context.
+    "SEARCH_CONTEXT": False,
 }
 
 

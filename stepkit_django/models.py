@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, router
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -26,12 +26,14 @@ from .exceptions import StepkitError
 from .status import AuditAction, CheckpointStatus, RunStatus
 
 __all__ = [
+    "PENDING_FIRST",
     "Approval",
     "AuditEvent",
     "AuditTrailImmutable",
     "Checkpoint",
     "PipelineRun",
     "StepkitJSONEncoder",
+    "TextJSONEncoder",
     "approvals_count",
 ]
 
@@ -44,8 +46,18 @@ class StepkitJSONEncoder(DjangoJSONEncoder):
         super().__init__(*args, **kwargs)
 
 
+class TextJSONEncoder(StepkitJSONEncoder):
+    """Writes characters as they are, not as ``\\u`` escapes: on SQLite, where JSON is stored as text, a search
+    for "Müller" then finds it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ensure_ascii"] = False
+        super().__init__(*args, **kwargs)
+
+
 def _json_field(**kwargs: Any) -> models.JSONField[Any, Any]:
-    return models.JSONField(encoder=StepkitJSONEncoder, **kwargs)
+    kwargs.setdefault("encoder", StepkitJSONEncoder)
+    return models.JSONField(**kwargs)
 
 
 class PipelineRunQuerySet(models.QuerySet["PipelineRun"]):
@@ -130,6 +142,29 @@ class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
         """
         return permissions.queue_for(self, user, PipelineRun.objects.all())  # type: ignore[return-value]
 
+    def search(self, term: str) -> CheckpointQuerySet:
+        """Checkpoints whose title or summary contains ``term`` (any case), or whose run (or own) id it is.
+
+        The contexts are searched too only with ``STEPKIT["SEARCH_CONTEXT"]``: they may be large, and no
+        index serves a search inside them. On PostgreSQL, trigram indexes (migration 0009) serve the title
+        and the summary; an empty term finds everything.
+        """
+        from .conf import settings
+
+        term = term.strip()
+        if not term:
+            return self
+        try:
+            ident = uuid.UUID(term)
+        except ValueError:
+            pass
+        else:
+            return self.filter(Q(run_id=ident) | Q(pk=ident))
+        found = Q(title__icontains=term) | Q(summary__icontains=term)
+        if settings.SEARCH_CONTEXT:
+            found |= Q(context__icontains=term)
+        return self.filter(found)
+
 
 def approvals_count() -> Any:
     """An expression: the number of approvals of each checkpoint (a correlated subquery, no join)."""
@@ -143,13 +178,21 @@ def approvals_count() -> Any:
     return Coalesce(Subquery(counted), 0)
 
 
+#: 0 for a pending checkpoint, 1 for the others: ordered by it, pending items come first.
+PENDING_FIRST = Case(When(status=CheckpointStatus.PENDING, then=Value(0)), default=Value(1))
+
+
 class Checkpoint(models.Model):
     """A pause for review: the signed checkpoint of one step of a run, and its decision."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     run = models.ForeignKey(PipelineRun, on_delete=models.PROTECT, related_name="checkpoints", verbose_name=_("run"))
     pipeline_name = models.CharField(_("pipeline"), max_length=200)
-    step = models.CharField(_("step"), max_length=500, help_text=_("Display path of the step that paused."))
+    step = models.CharField(_("step"), max_length=500, help_text=_("The step of the pipeline that waits for review."))
+    #: What reviewers see first: the Review's title filled in from the context when the run paused.
+    title = models.CharField(_("title"), max_length=200, blank=True, default="")
+    #: A few labels and values from the context that tell this item from the next (``Review(summary=...)``).
+    summary = _json_field(verbose_name=_("summary"), default=dict, blank=True, encoder=TextJSONEncoder)
     position = _json_field(verbose_name=_("position"), default=list)
     token = models.TextField(_("signed checkpoint"), editable=False)
     context = _json_field(verbose_name=_("context"), default=dict)
@@ -184,7 +227,7 @@ class Checkpoint(models.Model):
     decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
     override_data = _json_field(verbose_name=_("edited data"), default=dict, blank=True)
     comment = models.TextField(_("comment"), blank=True)
-    expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("deadline"), null=True, blank=True)
     escalated = models.BooleanField(_("escalated"), default=False)
     version = models.PositiveIntegerField(_("version"), default=1)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
@@ -198,8 +241,9 @@ class Checkpoint(models.Model):
     objects = CheckpointQuerySet.as_manager()
 
     class Meta:
-        verbose_name = _("checkpoint")
-        verbose_name_plural = _("checkpoints")
+        # What reviewers call it: an item of their queue ("checkpoint" is the developers' word).
+        verbose_name = _("review item")
+        verbose_name_plural = _("review items")
         ordering: ClassVar = ["created_at"]
         permissions: ClassVar = [
             ("review_checkpoint", "Can review checkpoints"),
@@ -216,10 +260,15 @@ class Checkpoint(models.Model):
             models.Index(fields=["status", "created_at"], name="stepkit_cp_status_age"),
             models.Index(fields=["status", "expires_at"], name="stepkit_cp_expiry"),
             models.Index(fields=["claimed_by", "status"], name="stepkit_cp_claimed"),
+            # The queue sorted by title (exact titles too); a search inside titles is served on PostgreSQL
+            # by the trigram indexes of migration 0009, which no other database has.
+            models.Index(fields=["status", "title"], name="stepkit_cp_title"),
+            # The queue under "All": pending items first, then oldest first (the admin adds -pk to be total).
+            models.Index(PENDING_FIRST, F("created_at"), F("id").desc(), name="stepkit_cp_pending_first"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.pipeline_name} / {self.step} ({self.status})"
+        return f"{self.title or f'{self.pipeline_name} / {self.step}'} ({self.get_status_display()})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.permission:

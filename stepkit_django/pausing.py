@@ -33,12 +33,15 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
     """Store a pending checkpoint for ``event``'s step and pause ``run``.
 
     Raises :class:`ReviewMisconfigured` when the review names a group, user or
-    permission that does not exist, so a typo fails the run loudly instead of
-    leaving a checkpoint nobody can review.
+    permission that does not exist, or when its title or summary cannot be filled
+    in from the context, so a typo fails the run loudly instead of leaving a
+    checkpoint nobody can review (or tell from the next).
     """
     snapshot = spec.snapshot()
     context = event.context
     _require_permission_exists(snapshot["permission"], event.step_name)
+    title = spec.render_title(context, run.pipeline_name, event.step_name)
+    summary = spec.render_summary(context, event.step_name)
     groups = resolve_groups(spec.assign_to_group, context, event.step_name)
     users = resolve_users(spec.assign_to_user, context, event.step_name)
     if spec.escalate_to_group:
@@ -52,6 +55,8 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
             token=event.checkpoint,
             context=to_json_ready(context),
             review=snapshot,
+            title=title,
+            summary=summary,
             users=users,
             groups=groups,
         )
@@ -65,6 +70,8 @@ def open_checkpoint(
     token: str,
     context: dict[str, Any],
     review: dict[str, Any],
+    title: str,
+    summary: dict[str, str],
     users: list[Any],
     groups: list[Group],
     assigned: bool | None = None,
@@ -80,6 +87,8 @@ def open_checkpoint(
         token=token,
         context=context,
         review=review,
+        title=title,
+        summary=summary,
         assigned=bool(groups or users) if assigned is None else assigned,  # save() derives the permission column
         expires_at=timezone.now() + timedelta(seconds=timeout) if timeout else None,
     )

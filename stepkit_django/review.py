@@ -508,6 +508,8 @@ def _reopen_review(run: PipelineRun, expired: Checkpoint, actor: Any) -> Pipelin
             token=expired.token,
             context=expired.context,
             review=expired.review,
+            title=expired.title,
+            summary=expired.summary,
             users=list(expired.assigned_users.all()),
             groups=list(expired.assigned_groups.all()),
             assigned=expired.assigned,  # restricted stays restricted, even if its assignees are gone

@@ -6,19 +6,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import string
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from .engine.builder import register_step_option
+from .exceptions import ReviewMisconfigured
 
-__all__ = ["ON_TIMEOUT_CHOICES", "Review"]
+__all__ = ["MAX_SUMMARY_ITEMS", "MAX_TITLE_LENGTH", "ON_TIMEOUT_CHOICES", "Review", "default_title"]
 
 ON_TIMEOUT_CHOICES = ("reject", "approve", "escalate", "fail")
 
 # A group name, or a callable(ctx) returning users and/or groups (objects, names or ids).
 Assignee = str | Callable[[dict[str, Any]], Any]
+# A format string over the context ("Pay {payee} {amount} EUR"), or a callable(ctx) returning the title.
+Title = str | Callable[[dict[str, Any]], str]
+# Context key names, or a callable(ctx) returning a short mapping of labels to values.
+Summary = Sequence[str] | Callable[[dict[str, Any]], Mapping[str, Any]]
+
+#: Longer titles are cut (with an ellipsis) to fit ``Checkpoint.title``.
+MAX_TITLE_LENGTH = 200
+#: A summary has at most this many entries: it is shown on every row of the queue.
+MAX_SUMMARY_ITEMS = 6
+#: Longer summary labels and values are cut (with an ellipsis).
+MAX_LABEL_LENGTH = 40
+MAX_VALUE_LENGTH = 120
 
 
 @dataclass(frozen=True)
@@ -47,8 +62,12 @@ class Review:
     on_timeout: str = "reject"
     #: Group that receives the checkpoint when ``on_timeout="escalate"``.
     escalate_to_group: str | None = None
-    #: Free-form label shown to reviewers.
-    title: str = ""
+    #: What reviewers see first in the queue: a format string over the context (``"Pay {payee} {amount} EUR"``,
+    #: ``str.format_map``) or a callable(ctx) returning a string; default: the pipeline's name and the step.
+    title: Title = ""
+    #: What tells one item from the next in the queue: context key names, or a callable(ctx) returning a
+    #: short mapping of labels to values.
+    summary: Summary | None = None
     #: A rejection must give a reason (the comment), which the run's starter and the trail then show.
     require_reject_reason: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +97,113 @@ class Review:
             from jsonschema.validators import validator_for
 
             validator_for(self.schema).check_schema(self.schema)
+        self._check_title()
+        self._check_summary()
+
+    def _check_title(self) -> None:
+        if callable(self.title):
+            return
+        if not isinstance(self.title, str):
+            raise TypeError("Review(title=...) must be a string (a format string over the context) or a callable")
+        try:
+            fields = [
+                name for _text, name, _spec, _conversion in string.Formatter().parse(self.title) if name is not None
+            ]
+        except ValueError as exc:
+            raise ValueError(
+                f"Review(title={self.title!r}) is not a valid format string: {exc} (write {{{{ for a brace)"
+            ) from None
+        for name in fields:
+            if not name or name.split(".")[0].split("[")[0].isdigit():
+                raise ValueError(f"Review(title={self.title!r}): each {{...}} must name a context key, e.g. {{payee}}")
+
+    def _check_summary(self) -> None:
+        if self.summary is None or callable(self.summary):
+            return
+        if isinstance(self.summary, str) or not all(isinstance(key, str) for key in self.summary):
+            raise TypeError("Review(summary=...) must be a list of context key names or a callable")
+        if len(self.summary) > MAX_SUMMARY_ITEMS:
+            raise ValueError(f"Review(summary=...) names more than {MAX_SUMMARY_ITEMS} keys: keep it short")
+
+    def render_title(self, context: Mapping[str, Any], pipeline: str, step: str) -> str:
+        """The checkpoint's title for ``context``: on one line, at most :data:`MAX_TITLE_LENGTH` characters.
+
+        Raises :class:`ReviewMisconfigured` naming the step and the key when the format string names a key
+        the context does not have, or when the callable raises or returns something other than a string.
+        Without a title (or when it renders empty): :func:`default_title`.
+        """
+        if callable(self.title):
+            try:
+                value = self.title(dict(context))
+            except Exception as exc:
+                raise ReviewMisconfigured(
+                    f"Review of step {step!r}: its title function raised {type(exc).__name__}: {exc}"
+                ) from exc
+            if not isinstance(value, str):
+                raise ReviewMisconfigured(
+                    f"Review of step {step!r}: its title function returned {type(value).__name__}, not a string"
+                )
+        elif "{" in self.title or "}" in self.title:
+            try:
+                value = self.title.format_map(context)
+            except KeyError as exc:
+                raise ReviewMisconfigured(
+                    f"Review of step {step!r}: its title {self.title!r} names the key {exc.args[0]!r}, "
+                    f"which the context does not have (it has {_keys(context)})"
+                ) from None
+            except (AttributeError, IndexError, TypeError, ValueError) as exc:
+                raise ReviewMisconfigured(
+                    f"Review of step {step!r}: its title {self.title!r} cannot be filled in from the context: {exc}"
+                ) from None
+        else:
+            value = self.title
+        return _clip(" ".join(value.split()), MAX_TITLE_LENGTH) or default_title(pipeline, step)
+
+    def render_summary(self, context: Mapping[str, Any], step: str) -> dict[str, str]:
+        """The checkpoint's summary for ``context``: labels to values, both strings, at most
+        :data:`MAX_SUMMARY_ITEMS` of them; ``{}`` without a summary.
+
+        Key names become labels (``"invoice_no"`` → ``"Invoice no"``). Raises :class:`ReviewMisconfigured`
+        naming the step and the key when a key is missing from the context, or when the callable raises,
+        returns something other than a mapping, or a mapping with a label that is not a string or too many.
+        """
+        if self.summary is None:
+            return {}
+        if callable(self.summary):
+            try:
+                returned = self.summary(dict(context))
+            except Exception as exc:
+                raise ReviewMisconfigured(
+                    f"Review of step {step!r}: its summary function raised {type(exc).__name__}: {exc}"
+                ) from exc
+            if not isinstance(returned, Mapping):
+                raise ReviewMisconfigured(
+                    f"Review of step {step!r}: its summary function returned {type(returned).__name__}, "
+                    "not a mapping of labels to values"
+                )
+            items = list(returned.items())
+            for label, _value in items:
+                if not isinstance(label, str):
+                    raise ReviewMisconfigured(
+                        f"Review of step {step!r}: its summary function returned the label {label!r}, not a string"
+                    )
+            if len(items) > MAX_SUMMARY_ITEMS:
+                raise ReviewMisconfigured(
+                    f"Review of step {step!r}: its summary function returned {len(items)} entries; "
+                    f"at most {MAX_SUMMARY_ITEMS} fit on a row of the queue"
+                )
+        else:
+            missing = [key for key in self.summary if key not in context]
+            if missing:
+                raise ReviewMisconfigured(
+                    f"Review of step {step!r}: its summary names the key(s) {', '.join(map(repr, missing))}, "
+                    f"which the context does not have (it has {_keys(context)})"
+                )
+            items = [(_humanise(key), context[key]) for key in self.summary]
+        summary: dict[str, str] = {}
+        for label, value in items:
+            summary[_clip(" ".join(label.split()), MAX_LABEL_LENGTH)] = _clip(_as_text(value), MAX_VALUE_LENGTH)
+        return summary
 
     def snapshot(self) -> dict[str, Any]:
         """The settings stored on each checkpoint, so a decision follows the rules it was created under."""
@@ -92,9 +218,45 @@ class Review:
             "timeout_seconds": self.timeout.total_seconds() if self.timeout else None,
             "on_timeout": self.on_timeout,
             "escalate_to_group": self.escalate_to_group,
-            "title": self.title,
+            "title": self.title if isinstance(self.title, str) else "",
+            "summary": list(self.summary) if self.summary is not None and not callable(self.summary) else None,
             "require_reject_reason": self.require_reject_reason,
         }
+
+
+def default_title(pipeline: str, step: str) -> str:
+    """The title of a checkpoint whose ``Review`` has none: the pipeline and the step, humanised.
+
+    ``default_title("payment-approval", "check")`` is ``"Payment approval: check"``; a nested step keeps
+    its path (``"Content moderation: route / suspicious / hold"``).
+    """
+    where = " / ".join(_humanise(part).lower() for part in step.split("/") if part)
+    return _clip(f"{_humanise(pipeline)}: {where}" if where else _humanise(pipeline), MAX_TITLE_LENGTH)
+
+
+def _humanise(name: str) -> str:
+    words = " ".join(name.replace("_", " ").replace("-", " ").split())
+    return words[:1].upper() + words[1:]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return " ".join(value.split())
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    return str(value)
+
+
+def _keys(context: Mapping[str, Any]) -> str:
+    keys = sorted(map(str, context))
+    shown = ", ".join(map(repr, keys[:10])) + (", …" if len(keys) > 10 else "")
+    return shown or "no keys"
 
 
 def _validate(value: Any) -> Review | None:

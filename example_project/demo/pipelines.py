@@ -33,7 +33,8 @@ email_approval = register(
         "generate",
         generate_draft,
         review=Review(
-            title="Approve the reply before it is sent",
+            title="Reply to {customer}: {subject}",
+            summary=["to", "message"],
             editable=["subject", "body"],
             schema={
                 "type": "object",
@@ -83,6 +84,18 @@ def check_payment(ctx: dict[str, Any]) -> dict[str, Any]:
     return {"checks": {"iban_valid": True, "sanctions_hit": False}, "needs_approval": ctx["amount"] > THRESHOLD}
 
 
+def payment_summary(ctx: dict[str, Any]) -> dict[str, Any]:
+    """What tells two payments of the same amount apart: the invoice, the memo and the checks' outcome."""
+    checks = ctx["checks"]
+    return {
+        "Invoice": ctx.get("invoice") or "none given",
+        "Memo": ctx.get("memo") or "none",
+        "Checks": "IBAN valid, no sanctions hit"
+        if checks["iban_valid"] and not checks["sanctions_hit"]
+        else "look at the checks",
+    }
+
+
 def pay(ctx: dict[str, Any]) -> dict[str, Any]:
     PAYMENTS.append({"to": ctx["payee"], "amount": ctx["amount"]})
     return {"paid": True}
@@ -94,7 +107,8 @@ payment_approval = register(
         "check",
         check_payment,
         review=Review(
-            title=f"Payments over {THRESHOLD} need a manager",
+            title="Pay {payee} {amount:,} EUR",
+            summary=payment_summary,
             when=lambda ctx: ctx["amount"] > THRESHOLD,
             editable=["amount", "memo"],
             schema={
@@ -115,6 +129,7 @@ payment_approval = register(
                 "minimum": 1,
                 "description": f"Payments over {THRESHOLD} wait for a manager's approval.",
             },
+            "invoice": {"type": "string", "title": "Invoice number", "maxLength": 50},
             "memo": {"type": "string", "title": "Memo", "maxLength": 200},
         },
         "required": ["payee", "amount"],
@@ -146,7 +161,12 @@ content_moderation = register(
             lambda b: b.step(
                 "hold",
                 lambda ctx: {"status": "held"},
-                review=Review(title="Suspicious content", editable=["text"], assign_to_group="moderators"),
+                review=Review(
+                    title="Suspicious post: {text}",
+                    summary=lambda ctx: {"Risk": f"{ctx['risk']:.0%}", "Length": f"{len(ctx['text'])} characters"},
+                    editable=["text"],
+                    assign_to_group="moderators",
+                ),
             ).step("publish", lambda ctx: {"status": "published"}),
             name="suspicious",
         ),
@@ -181,7 +201,16 @@ def draft_reply(ctx: dict[str, Any]) -> dict[str, Any]:
 support_reply = register(
     stepkit("support-reply")
     .step("classify", classify)
-    .step("draft-reply", draft_reply, review=Review(editable=["reply"], assign_to_group="editors"))
+    .step(
+        "draft-reply",
+        draft_reply,
+        review=Review(
+            title="Answer about {topic}: {question}",
+            summary=["topic", "reply"],
+            editable=["reply"],
+            assign_to_group="editors",
+        ),
+    )
     .step("send-reply", lambda ctx: {"sent": True}),
     input_schema={
         "type": "object",
@@ -204,7 +233,8 @@ config_change = register(
         "stage",
         stage,
         review=Review(
-            title="Production configuration change (two approvals)",
+            title=lambda ctx: "Change " + ", ".join(sorted(ctx["changes"])) + " in production",
+            summary=lambda ctx: {"Settings changed": len(ctx["changes"]), "Approvals needed": 2},
             editable=["changes"],
             approvals_required=2,
             assign_to_group="sre",

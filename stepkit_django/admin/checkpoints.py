@@ -11,23 +11,25 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import QuerySet, prefetch_related_objects
+from django.db.models import OrderBy, QuerySet, prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_deny
 
 from .. import permissions, review
+from ..conf import settings
 from ..describe import remaining_steps
 from ..exceptions import InvalidAssignment, InvalidDecision, InvalidOverride, ReviewConflict, StepkitError
-from ..models import Checkpoint, approvals_count
+from ..models import PENDING_FIRST, Checkpoint, approvals_count
 from ..registry import registered
+from ..review_spec import default_title
 from ..sentences import actor_name, local_time
 from ..status import CheckpointStatus
 from .bulk import decide_selected
@@ -64,6 +66,10 @@ def _duration(delta: timedelta) -> str:
 class QueueChangeList(ChangeList):
     """The queue page's rows without what it does not show: the run, the contexts and the token."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.title = gettext("Review queue")  # not Django's "Select review item to change"
+
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Checkpoint]:
         queryset = super().get_queryset(request, exclude_parameters)
         return queryset.select_related(None).select_related("claimed_by").defer(*QUEUE_DEFERRED)
@@ -87,11 +93,21 @@ def _listed_version(request: HttpRequest, checkpoint: Checkpoint) -> int:
 #: Columns the queue page leaves unread (a context may be large; 50 rows of it make a slow page).
 QUEUE_DEFERRED = ("context", "override_data", "token", "comment")
 
+#: The longest search term the queue takes (a longer one is cut, with a message).
+MAX_SEARCH_LENGTH = 200
+
+
+def pending_first() -> OrderBy:
+    """An ordering: pending items before the others (the queue under "All"), as the index has it."""
+    return PENDING_FIRST.asc()
+
 
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
-    list_display = ["pipeline_name", "step", "status", "age", "expires_in", "assigned_to", "claimed_by", "approvals"]
-    list_display_links = ["pipeline_name", "step"]
+    # Few columns, so that the queue fits 1280 pixels beside the admin's navigation and the filters: the
+    # pipeline and step are under the title, the claim under the assignees, the status only under "All".
+    list_display = ["item", "status", "age", "expires_in", "assigned_to", "approvals"]
+    list_display_links = ["item"]
     list_filter = [
         StatusFilter,
         PipelineFilter,
@@ -101,8 +117,9 @@ class CheckpointAdmin(admin.ModelAdmin):
         UnclaimedFilter,
         OverdueFilter,
     ]
-    search_fields = ["run__id", "context"]
-    search_help_text = _("A run id, or text anywhere in the context.")
+    # get_search_results() searches (Checkpoint.objects.search): titles, summaries, run ids; the admin
+    # shows its search box when there are search fields.
+    search_fields = ["title"]
     date_hierarchy = "created_at"
     # Facet counts on demand ("Show counts"): on a large queue, counting every filter value on every page load
     # costs more than the page itself.
@@ -151,19 +168,34 @@ class CheckpointAdmin(admin.ModelAdmin):
         prefetch_related_objects(assignable, "assigned_users", "assigned_groups")
         return changelist
 
+    @property
+    def search_help_text(self) -> str:  # type: ignore[override]  # read when the page is built: the setting may change
+        if settings.SEARCH_CONTEXT:
+            return gettext("Words of a title or a summary, text anywhere in the data, or a run id.")
+        return gettext("Words of a title or a summary, or a run id.")
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        # Under one status (pending, by default) every row has it: the column only takes room from the titles.
+        if request.GET.get(StatusFilter.parameter_name) == "all":
+            return list(self.list_display)
+        return [name for name in self.list_display if name != "status"]
+
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
+        if request.GET.get(StatusFilter.parameter_name) == "all":
+            return [pending_first(), "created_at"]
+        return list(self.ordering or ())
+
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Checkpoint], search_term: str
     ) -> tuple[QuerySet[Checkpoint], bool]:
-        import uuid
-
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            ident = uuid.UUID(term)
-        except ValueError:
-            return queryset.filter(context__icontains=term), False
-        return queryset.filter(run_id=ident) | queryset.filter(pk=ident), False
+        term = search_term.strip()  # Django's search form refuses NUL characters already, with a message
+        if len(term) > MAX_SEARCH_LENGTH:
+            limit = {"limit": MAX_SEARCH_LENGTH}
+            self.message_user(
+                request, gettext("Searched for the first %(limit)d characters only.") % limit, messages.WARNING
+            )
+            term = term[:MAX_SEARCH_LENGTH]
+        return queryset.search(term), False  # type: ignore[attr-defined]
 
     def action_checkbox(self, obj: Checkpoint) -> SafeString:
         # Django's renders a form widget through the template engine for each row: a fifth of the
@@ -180,24 +212,48 @@ class CheckpointAdmin(admin.ModelAdmin):
             obj.version,
         )
 
-    @admin.display(description=_("age"), ordering="created_at")
+    @admin.display(description=_("title"), ordering="title")
+    def item(self, obj: Checkpoint) -> SafeString:
+        """The title, with the pipeline and step and the summary in small text under it."""
+        where = f"{obj.pipeline_name} · {obj.step}"
+        # Names break after their hyphens; a nested step's path after its slashes.
+        where_html = format_html_join(mark_safe("/<wbr>"), "{}", ((part,) for part in where.split("/")))
+        details = format_html_join(
+            "", '<span class="stepkit-summary-item">{}: <strong>{}</strong></span>', obj.summary.items()
+        )
+        return format_html(
+            '{}<br><span class="stepkit-summary"><span class="stepkit-summary-item stepkit-where">{}</span>{}</span>',
+            obj.title or default_title(obj.pipeline_name, obj.step),
+            where_html,
+            details,
+        )
+
+    @admin.display(description=_("waiting"), ordering="created_at")
     def age(self, obj: Checkpoint) -> str:
         return _duration(timezone.now() - obj.created_at)
 
-    @admin.display(description=_("expires in"), ordering="expires_at")
+    @admin.display(description=_("due in"), ordering="expires_at")
     def expires_in(self, obj: Checkpoint) -> str:
         if obj.expires_at is None or obj.status != CheckpointStatus.PENDING:
             return "—"
         left = obj.expires_at - timezone.now()
-        return f"overdue {_duration(left)}" if left.total_seconds() < 0 else _duration(left)
+        if left.total_seconds() < 0:
+            return gettext("overdue %(duration)s") % {"duration": _duration(left)}
+        return _duration(left)
 
     @admin.display(description=_("assigned to"))
     def assigned_to(self, obj: Checkpoint) -> str:
+        """The assignees, and under them who claimed it (one column: both say who has the item)."""
         if not obj.assigned:  # created assigned to nobody, and nobody since
-            return "—"
-        names = [g.name for g in obj.assigned_groups.all()] + [u.get_username() for u in obj.assigned_users.all()]
-        # Created with assignees who were all deleted since: it stays restricted until someone reassigns it.
-        return ", ".join(names) or gettext("nobody: its assignees were deleted (reassign it)")
+            assignees = "—"
+        else:
+            names = [g.name for g in obj.assigned_groups.all()] + [u.get_username() for u in obj.assigned_users.all()]
+            # Created with assignees who were all deleted since: it stays restricted until someone reassigns it.
+            assignees = ", ".join(names) or gettext("nobody: its assignees were deleted (reassign it)")
+        if obj.claimed_by_id is None or obj.claimed_by is None:
+            return assignees
+        claimed = gettext("claimed by %(user)s") % {"user": obj.claimed_by.get_username()}
+        return format_html('{}<br><span class="stepkit-claim">{}</span>', assignees, claimed)
 
     @admin.display(description=_("approvals"))
     def approvals(self, obj: Checkpoint) -> str:
@@ -437,6 +493,7 @@ class CheckpointAdmin(admin.ModelAdmin):
         extra = {
             "overview_url": reverse("admin:stepkit_django_checkpoint_overview"),
             "pipelines_url": pipelines_url(request),
+            "title": gettext("Review queue"),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra)

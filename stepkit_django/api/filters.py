@@ -88,10 +88,19 @@ class CheckpointFilter(django_filters.FilterSet):
     overdue = StrictBooleanFilter(method="filter_overdue", help_text="Pending past its deadline.")
     created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    search = django_filters.CharFilter(
+        method="filter_search",
+        max_length=200,
+        help_text="Words of the title or the summary (any case), or a run id; text in the context too "
+        'when STEPKIT["SEARCH_CONTEXT"] is on.',
+    )
 
     class Meta:
         model = Checkpoint
         fields = ["status", "pipeline", "step"]
+
+    def filter_search(self, queryset: QuerySet[Checkpoint], name: str, value: str) -> QuerySet[Checkpoint]:
+        return queryset.search(value)  # type: ignore[attr-defined,no-any-return]
 
     def _uid(self, name: str, value: str) -> int | None:
         return user_id(self.request, name, value)

@@ -89,7 +89,14 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
     decided_by = UserRefSerializer(read_only=True, allow_null=True)
     approvals_count = serializers.SerializerMethodField()
     approvals_required = serializers.IntegerField(read_only=True)
-    title = serializers.SerializerMethodField()
+    title = serializers.CharField(
+        read_only=True, help_text="What the item is about, filled in from the context when the run paused."
+    )
+    summary = serializers.DictField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="A few labels and values from the context that tell this item from the next.",
+    )
 
     class Meta:
         model = Checkpoint
@@ -99,6 +106,7 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
             "pipeline",
             "step",
             "title",
+            "summary",
             "status",
             "assigned_users",
             "assigned_groups",
@@ -119,10 +127,6 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
     def get_approvals_count(self, obj: Checkpoint) -> int:
         total = getattr(obj, "approvals_total", None)  # annotated on the list
         return int(total) if total is not None else len(obj.approvals.all())
-
-    @extend_schema_field(OpenApiTypes.STR)
-    def get_title(self, obj: Checkpoint) -> str:
-        return str(obj.review.get("title", ""))
 
 
 class CheckpointDetailSerializer(CheckpointSerializer):

@@ -90,7 +90,7 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     filter_backends = [DjangoFilterBackend, StrictOrderingFilter]
     filterset_class = CheckpointFilter
     lookup_value_regex = "[^/]+"  # any id reaches the view, which answers a JSON 404
-    ordering_fields = ["created_at", "expires_at", "updated_at"]
+    ordering_fields = ["created_at", "expires_at", "updated_at", "title"]
     ordering = ["created_at"]
 
     def get_queryset(self) -> QuerySet[Checkpoint]:

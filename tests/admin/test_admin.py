@@ -59,8 +59,9 @@ def test_queue_shows_pending_items_oldest_first_with_the_columns(people, bob):
     assert response.status_code == 200
     assert [cp.run_id for cp in rows(response)] == [runs[0].pk, runs[2].pk]
     html = response.content.decode()
-    for column in ("Pipeline", "Step", "Status", "Age", "Expires in", "Assigned to", "Claimed by", "Approvals"):
-        assert column.lower() in html.lower()
+    for column in ("Title", "Waiting", "Due in", "Assigned to", "Approvals"):
+        assert f">{column}</a></div>" in html or f">{column}</span></div>" in html, column
+    assert "email-approval · generate" in html  # the pipeline and step, under each title
     assert "0/1" in html and "editors" in html
     assert "Queue overview" in html
     everything = bob.get(QUEUE + "?status=all")
@@ -89,14 +90,6 @@ def test_queue_filters(people, bob, registered_pipelines):
     assert runs_for("?assigned_to_me=yes") == {a.pk, b.pk, late.pk}
     people.bob.groups.remove(people.managers)
     assert runs_for("?assigned_to_me=yes") == {a.pk, b.pk}
-
-
-def test_search_by_run_id_and_by_text_in_the_context(people, bob):
-    a = paused(people, customer="Grace")
-    paused(people, customer="Linus")
-    assert [cp.run_id for cp in rows(bob.get(QUEUE + f"?q={a.pk}"))] == [a.pk]
-    assert [cp.run_id for cp in rows(bob.get(QUEUE + "?q=grace"))] == [a.pk]
-    assert rows(bob.get(QUEUE + "?q=nobody-has-this")) == []
 
 
 def test_facet_counts_and_date_hierarchy(people, bob):

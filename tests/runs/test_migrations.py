@@ -47,3 +47,43 @@ def test_0006_fills_the_queue_columns_of_existing_checkpoints_and_goes_back():
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0009_titles_existing_checkpoints_from_their_review_or_their_pipeline_and_step_and_goes_back():
+    before = ("stepkit_django", "0008_audit_append_only_sqlite")
+    after = ("stepkit_django", "0009_checkpoint_title_summary")
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("stepkit_django")
+    try:
+        executor.migrate([before])
+        old = executor.loader.project_state([before]).apps
+        run = old.get_model("stepkit_django", "PipelineRun").objects.create(pipeline_name="payment-approval")
+        checkpoints = old.get_model("stepkit_django", "Checkpoint").objects
+        for step, review in [
+            ("check", {"title": "Payments over {limit} need a manager"}),  # free-form then: kept as it is
+            ("check", {"title": ""}),
+            ("route/suspicious/hold", {}),
+        ]:
+            checkpoints.create(run=run, pipeline_name=run.pipeline_name, step=step, token="t", review=review)
+
+        executor = MigrationExecutor(connection)
+        executor.migrate([after])
+        new = executor.loader.project_state([after]).apps.get_model("stepkit_django", "Checkpoint")
+        assert sorted(new.objects.values_list("title", "summary")) == [
+            ("Payment approval: check", {}),
+            ("Payment approval: route / suspicious / hold", {}),
+            ("Payments over {limit} need a manager", {}),
+        ]
+
+        executor = MigrationExecutor(connection)
+        executor.migrate([before])
+        executor.loader.build_graph()
+        columns = [
+            c.name
+            for c in connection.introspection.get_table_description(connection.cursor(), "stepkit_django_checkpoint")
+        ]
+        assert "title" not in columns and "summary" not in columns
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)

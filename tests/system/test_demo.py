@@ -59,9 +59,41 @@ def test_the_demo_requester_starts_a_payment_from_the_admin_pipelines_page(tmp_p
     result = run_manage("shell", "--no-imports", "-c", DEMO_START, database=database)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "form 3",  # payee, amount, memo
+        "form 4",  # payee, amount, invoice, memo
         "started 302",
         "input [('amount', 42), ('payee', 'Initech')] queued",  # the demo's worker runs it
         "refused 200",
         "runs 0",
     ]
+
+
+def test_seeded_demo_queue_tells_its_items_apart_by_title_and_summary(tmp_path):
+    database = tmp_path / "demo.sqlite3"
+    assert run_manage("migrate", "--verbosity", "0", database=database).returncode == 0
+    seeded = run_manage("stepkit_seed_demo", database=database)
+    assert seeded.returncode == 0, seeded.stderr
+    worker = run_manage("db_worker", "--batch", database=database)
+    assert worker.returncode == 0, worker.stderr
+    listing = (
+        "from stepkit_django.models import Checkpoint\n"
+        "for cp in Checkpoint.objects.order_by('created_at'):\n"
+        "    print(cp.pipeline_name, '|', cp.title, '|', sorted(cp.summary.items()))\n"
+    )
+    result = run_manage("shell", "--verbosity", "0", "-c", listing, database=database)
+    assert result.returncode == 0, result.stderr
+    items = [line.split(" | ") for line in result.stdout.splitlines() if " | " in line]
+    assert {pipeline for pipeline, _title, _summary in items} == {
+        "email-approval",
+        "payment-approval",
+        "content-moderation",
+        "support-reply",
+        "config-change",
+    }
+    payments = [(title, summary) for pipeline, title, summary in items if pipeline == "payment-approval"]
+    assert [title for title, _summary in payments] == [
+        "Pay Globex 12,500 EUR",
+        "Pay Globex 12,500 EUR",
+        "Pay Umbrella Corp 4,800 EUR",
+    ]
+    assert len({summary for _title, summary in payments}) == 3  # same payee and amount, told apart by the summary
+    assert "Reply to Ada Lovelace: Re: My invoice shows the wrong amount." in [title for _p, title, _s in items]
