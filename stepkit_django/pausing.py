@@ -42,6 +42,7 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
     _require_permission_exists(snapshot["permission"], event.step_name)
     title = spec.render_title(context, run.pipeline_name, event.step_name)
     summary = spec.render_summary(context, event.step_name)
+    snapshot["title"] = title  # the checkpoint's settings hold the title as shown, not its format string
     groups = resolve_groups(spec.assign_to_group, context, event.step_name)
     users = resolve_users(spec.assign_to_user, context, event.step_name)
     if spec.escalate_to_group:

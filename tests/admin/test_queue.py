@@ -162,3 +162,16 @@ def test_on_postgresql_the_first_page_under_all_is_read_from_the_pending_first_i
         cursor.execute(f"EXPLAIN {page}")
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "stepkit_cp_pending_first" in plan, plan
+
+
+def test_the_pipelines_page_shows_a_title_rule_as_written_and_nothing_for_a_callable(bob, registered_pipelines):
+    registered_pipelines(
+        stepkit("two-titles")
+        .step("first", lambda ctx: {}, review=Review(title="Pay {payee}"))
+        .step("second", lambda ctx: {}, review=Review(title=lambda ctx: "computed"))
+    )
+    response = bob.get("/admin/stepkit_django/pipelinerun/pipelines/two-titles/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<strong>Pay {payee}</strong>" in html
+    assert "lambda" not in html and "function" not in html

@@ -33,7 +33,9 @@ def raising(error):
 
 def test_a_format_string_title_is_filled_in_from_the_context_when_the_run_pauses(people, registered_pipelines):
     run = paused_with(registered_pipelines, people, Review(title="Pay {payee} {amount:,.2f} EUR"))
-    assert run.checkpoints.get().title == "Pay ACME Ltd 1,200.00 EUR"
+    checkpoint = run.checkpoints.get()
+    assert checkpoint.title == "Pay ACME Ltd 1,200.00 EUR"
+    assert checkpoint.review["title"] == "Pay ACME Ltd 1,200.00 EUR"  # its settings: the title as shown
 
 
 def test_the_title_sees_the_context_after_the_step_and_nested_keys(people, registered_pipelines):

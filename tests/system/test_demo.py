@@ -93,7 +93,7 @@ def test_seeded_demo_queue_tells_its_items_apart_by_title_and_summary(tmp_path):
     assert [title for title, _summary in payments] == [
         "Pay Globex 12,500 EUR",
         "Pay Globex 12,500 EUR",
-        "Pay Umbrella Corp 4,800 EUR",
+        "Pay Stark Industries 4,800 EUR",
     ]
     assert len({summary for _title, summary in payments}) == 3  # same payee and amount, told apart by the summary
     assert "Reply to Ada Lovelace: Re: My invoice shows the wrong amount." in [title for _p, title, _s in items]

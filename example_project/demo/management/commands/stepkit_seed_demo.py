@@ -69,7 +69,7 @@ class Command(BaseCommand):
                 ("payment-approval", {"payee": "ACME Ltd", "amount": 250}),
                 ("payment-approval", {"payee": "Globex", "amount": 12500, "memo": "Q4 licences", "invoice": "GX-2041"}),
                 ("payment-approval", {"payee": "Globex", "amount": 12500, "memo": "Q1 licences", "invoice": "GX-2107"}),
-                ("payment-approval", {"payee": "Umbrella Corp", "amount": 4800, "invoice": "UC-88"}),
+                ("payment-approval", {"payee": "Stark Industries", "amount": 4800, "invoice": "SI-88"}),
                 ("content-moderation", {"text": "Our spring collection is out."}),
                 ("content-moderation", {"text": "WINNER! Click here for free money"}),
                 ("content-moderation", {"text": "Guaranteed results, click here"}),
