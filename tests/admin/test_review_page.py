@@ -304,14 +304,17 @@ def test_model_output_with_markup_is_shown_as_text_never_run(people, bob, regist
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
 
 
-def test_the_heading_is_the_checkpoint_title_when_it_has_one(people, bob):
+def test_the_heading_is_the_checkpoint_title(people, bob, registered_pipelines):
     run = start("email-approval", {"message": "m", "customer": "Ada", "to": "a@example.com"}, user=people.alice)
     cp = run.checkpoints.get()
-    assert "<h1>Review: email-approval / generate</h1>" in bob.get(page(cp)).content.decode()
-    cp.__dict__["title"] = "Reply to Ada about her parcel"  # Checkpoint.title, where the model has it
-    assert CheckpointAdmin._heading(cp) == "Reply to Ada about her parcel"
-    cp.__dict__["title"] = ""
-    assert CheckpointAdmin._heading(cp) == "Review: email-approval / generate"
+    assert "<h1>Email approval: generate</h1>" in bob.get(page(cp)).content.decode()  # no Review title: the default
+    registered_pipelines(
+        stepkit("parcel").step("draft", lambda ctx: {}, review=Review(title="Reply to {customer} about her parcel"))
+    )
+    titled = start("parcel", {"customer": "Ada"}, user=people.alice).checkpoints.get()
+    assert "<h1>Reply to Ada about her parcel</h1>" in bob.get(page(titled)).content.decode()
+    titled.title = ""  # a row without one (written around the app)
+    assert CheckpointAdmin._heading(titled) == "Review: parcel / draft"
 
 
 # -- keyboard and labels --------------------------------------------------------------------------
