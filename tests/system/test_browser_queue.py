@@ -4,7 +4,7 @@ import pytest
 
 from stepkit_django import Review, review, start, stepkit
 
-from .test_browser import browser_type_launch_args, pytestmark  # noqa: F401  (the system's Chromium, the marks)
+from .test_browser import pytestmark  # noqa: F401  (the browser marks; conftest.py gives Debian's Chromium)
 
 LONG = {"payee": "Vandelay Industries International Import Export Holdings", "amount": 12500, "memo": "x " * 60}
 
