@@ -10,9 +10,10 @@ import django
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import OrderBy, QuerySet, prefetch_related_objects
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -32,7 +33,7 @@ from ..registry import registered
 from ..review_spec import default_title
 from ..sentences import actor_name, local_time
 from ..status import CheckpointStatus
-from .bulk import decide_selected
+from .bulk import decide_selected, item_label
 from .display import data_rows
 from .filters import (
     AssignedToMeFilter,
@@ -44,6 +45,7 @@ from .filters import (
     UnclaimedFilter,
 )
 from .forms import ReassignForm, ReviewForm
+from .navigation import approved_message, next_item, review_next
 from .overview import overview_context
 from .pipelines import pipelines_url
 from .trail import trail_rows
@@ -279,7 +281,12 @@ class CheckpointAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.overview_view),
             name="stepkit_django_checkpoint_overview",
         )
-        return [overview, *super().get_urls()]
+        review_next_url = path(
+            "review-next/",
+            self.admin_site.admin_view(self.review_next_view),
+            name="stepkit_django_checkpoint_review_next",
+        )
+        return [overview, review_next_url, *super().get_urls()]
 
     # The review page and the queue carry the decision buttons and bulk actions: they refuse to be
     # framed (one click in a disguised frame would approve), whatever the project's middleware.
@@ -364,11 +371,15 @@ class CheckpointAdmin(admin.ModelAdmin):
                     saved = gettext("Saved edits to %(keys)s.") % {"keys": ", ".join(changes)}
                     self.message_user(request, saved, messages.SUCCESS)
                 elif action == "approve":
-                    review.approve(checkpoint, user, changes or None, comment, expected_version=version)
-                    self.message_user(request, gettext("Approved."), messages.SUCCESS)
+                    decided = review.approve(checkpoint, user, changes or None, comment, expected_version=version)
+                    decided = decided or checkpoint
+                    self.message_user(request, approved_message(decided, item_label(decided)), messages.SUCCESS)
+                    return self._after_decision(request, decided)
                 else:
-                    review.reject(checkpoint, user, comment, expected_version=version)
-                    self.message_user(request, gettext("Rejected: the run will not continue."), messages.SUCCESS)
+                    decided = review.reject(checkpoint, user, comment, expected_version=version)
+                    rejected = gettext("Rejected “%(title)s”: the run will not continue.")
+                    self.message_user(request, rejected % {"title": item_label(decided)}, messages.SUCCESS)
+                    return self._after_decision(request, decided)
             else:
                 self.message_user(request, gettext("Unknown action %(action)r.") % {"action": action}, messages.ERROR)
         except InvalidOverride as exc:
@@ -387,6 +398,33 @@ class CheckpointAdmin(admin.ModelAdmin):
         except StepkitError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         return here
+
+    def _after_decision(self, request: HttpRequest, decided: Checkpoint) -> HttpResponse:
+        """The next item the reviewer can decide; this one again when there is none."""
+        following = next_item(request.user, after=decided)
+        if following is None:
+            self.message_user(request, gettext("Nothing else is waiting for you."), messages.INFO)
+            return HttpResponseRedirect(request.path)
+        return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_change", args=[following.pk]))
+
+    def review_next_view(self, request: HttpRequest) -> HttpResponse:
+        """POST: claim the oldest free item of the reviewer's queue (within the queue's pipeline filter) and open it."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        filters = {name: request.POST[name] for name in ("pipeline_name", "step") if request.POST.get(name)}
+        try:
+            claimed = review_next(request.user, **filters)
+        except StepkitError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            claimed = None
+        if claimed is None:
+            self.message_user(request, gettext("Nothing is waiting for you to review."), messages.INFO)
+            return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_changelist"))
+        claimed_text = gettext("You claimed “%(title)s”: nobody else can decide it while you work on it.")
+        self.message_user(request, claimed_text % {"title": item_label(claimed)}, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_change", args=[claimed.pk]))
 
     def _crumbs(self, request: HttpRequest) -> dict[str, Any]:
         return {
@@ -441,9 +479,15 @@ class CheckpointAdmin(admin.ModelAdmin):
             ],
             "trail": trail_rows(checkpoint.events.select_related("actor"), request.user),
             "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
+            "next_url": self._next_url(request, checkpoint),
             "has_view_permission": True,
         }
         return TemplateResponse(request, self.review_template, context)
+
+    @staticmethod
+    def _next_url(request: HttpRequest, checkpoint: Checkpoint) -> str:
+        following = next_item(request.user, after=checkpoint)
+        return reverse("admin:stepkit_django_checkpoint_change", args=[following.pk]) if following else ""
 
     @staticmethod
     def _heading(checkpoint: Checkpoint) -> str:
@@ -494,6 +538,11 @@ class CheckpointAdmin(admin.ModelAdmin):
             "overview_url": reverse("admin:stepkit_django_checkpoint_overview"),
             "pipelines_url": pipelines_url(request),
             "title": gettext("Review queue"),
+            "review_next_url": reverse("admin:stepkit_django_checkpoint_review_next"),
+            "review_next_filters": {
+                name: request.GET[name] for name in ("pipeline_name", "step") if request.GET.get(name)
+            },
+            "can_review": self.has_change_permission(request),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra)

@@ -80,7 +80,7 @@ def _review_with_edits(demo: Demo, chromium: Any, theme: str) -> None:
     run_link = page.locator("#run-link").get_attribute("href")
     page.click("button[value=approve]")
     page.wait_for_selector(".messagelist")
-    assert "Approved." in page.locator(".messagelist").inner_text()
+    assert "Approved “" in page.locator(".messagelist").inner_text()
     assert serious_violations(page) == []  # decided: read-only
     page.goto(f"{demo.url}{run_link}")
     page.wait_for_selector("#content-main")

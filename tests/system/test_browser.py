@@ -50,7 +50,7 @@ def test_reviewer_edits_the_email_body_approves_and_sees_the_run_completed(peopl
     page.fill("textarea[name=comment]", "Gave a date")
     page.click("button[value=approve]")
     page.wait_for_selector(".messagelist")
-    assert "Approved." in page.locator(".messagelist").inner_text()
+    assert "Approved “" in page.locator(".messagelist").inner_text()
     assert page.locator("#checkpoint-status").inner_text() == "Approved"
 
     # the run, as the reviewer sees it
