@@ -31,6 +31,8 @@ PASSWORDS = {
     "manager": "manager-demo-pw",
     "moderator": "moderator-demo-pw",
     "requester": "requester-demo-pw",
+    "sre1": "sre1-demo-pw",
+    "sre2": "sre2-demo-pw",
 }
 
 needs_chromium = pytest.mark.skipif(
@@ -67,7 +69,7 @@ class Demo:
 
     def query(self, code: str) -> str:
         """Run Python in the demo's Django (``manage.py shell -c``); what it prints."""
-        return self.manage("shell", "-c", code).strip()
+        return self.manage("shell", "--no-imports", "-c", code).strip()
 
 
 @contextmanager
