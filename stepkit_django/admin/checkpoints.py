@@ -451,7 +451,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             **self._crumbs(request),
             "opts": self.opts,
             "title": self._heading(checkpoint),
-            "subtitle": str(checkpoint.pk),
+            "subtitle": f"{checkpoint.pipeline_name} · {checkpoint.step}",
             "checkpoint": checkpoint,
             "run": checkpoint.run,
             "steps": pipeline_steps,
