@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext
 
 __all__ = [
     "CheckpointError",
@@ -90,7 +91,7 @@ class InvalidOverride(ReviewError, ValueError):
     def __init__(self, errors: dict[str, list[str]]) -> None:
         self.errors = errors
         details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
-        super().__init__(f"Invalid override data: {details}")
+        super().__init__(gettext("Invalid override data: %(details)s") % {"details": details})
 
 
 class InvalidAssignment(ReviewError, ValueError):
@@ -99,7 +100,7 @@ class InvalidAssignment(ReviewError, ValueError):
     def __init__(self, errors: dict[str, list[str]]) -> None:
         self.errors = errors
         details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
-        super().__init__(f"Invalid assignment: {details}")
+        super().__init__(gettext("Invalid assignment: %(details)s") % {"details": details})
 
 
 class InvalidDecision(ReviewError, ValueError):
@@ -111,7 +112,7 @@ class InvalidDecision(ReviewError, ValueError):
     def __init__(self, errors: dict[str, list[str]]) -> None:
         self.errors = errors
         details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
-        super().__init__(f"Invalid decision: {details}")
+        super().__init__(gettext("Invalid decision: %(details)s") % {"details": details})
 
 
 class InvalidInput(StepkitError, ValueError):
@@ -123,7 +124,7 @@ class InvalidInput(StepkitError, ValueError):
     def __init__(self, errors: dict[str, list[str]]) -> None:
         self.errors = errors
         details = "; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items())
-        super().__init__(f"Invalid input: {details}")
+        super().__init__(gettext("Invalid input: %(details)s") % {"details": details})
 
 
 class ReviewMisconfigured(StepkitError, ImproperlyConfigured):

@@ -19,11 +19,12 @@ from django.db import models, router
 from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import permissions
 from .exceptions import StepkitError
-from .status import AuditAction, CheckpointStatus, RunStatus
+from .status import AuditAction, CheckpointStatus, RunStatus, run_status_word
 
 __all__ = [
     "PENDING_FIRST",
@@ -113,7 +114,11 @@ class PipelineRun(models.Model):
         permissions: ClassVar = [("manage_pipelinerun", "Can cancel and retry pipeline runs")]
 
     def __str__(self) -> str:
-        return f"{self.pipeline_name} run {str(self.id)[:8]} ({self.status})"
+        return gettext("%(pipeline)s run %(id)s (%(status)s)") % {
+            "pipeline": self.pipeline_name,
+            "id": str(self.id)[:8],
+            "status": run_status_word(self.status),
+        }
 
     @property
     def is_finished(self) -> bool:
@@ -310,7 +315,11 @@ class Approval(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} approved {self.checkpoint_id} at {self.created_at:%Y-%m-%d %H:%M}"
+        return gettext("%(user)s approved %(checkpoint)s at %(time)s") % {
+            "user": self.user,
+            "checkpoint": self.checkpoint_id,
+            "time": f"{self.created_at:%Y-%m-%d %H:%M}",
+        }
 
 
 class AuditTrailImmutable(StepkitError):
@@ -393,8 +402,14 @@ class AuditEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        who = f" by {self.actor}" if self.actor_id else ""
-        return f"{self.get_action_display()}{who} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+        values = {
+            "action": self.get_action_display(),
+            "actor": self.actor,
+            "time": f"{self.timestamp:%Y-%m-%d %H:%M:%S}",
+        }
+        if self.actor_id:
+            return gettext("%(action)s by %(actor)s at %(time)s") % values
+        return gettext("%(action)s at %(time)s") % values
 
     def save(
         self,

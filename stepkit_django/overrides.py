@@ -37,13 +37,15 @@ def validate_override(
     (``{**existing, **override}``), not one edit: many small edits add up.
     """
     if not isinstance(override, Mapping):
-        raise InvalidOverride({"__all__": [f"Override data must be an object, got {type(override).__name__}."]})
+        message = gettext("Override data must be an object, got %(type)s.") % {"type": type(override).__name__}
+        raise InvalidOverride({"__all__": [message]})
     errors: dict[str, list[str]] = {}
     if editable is not None:
-        allowed = ", ".join(editable) or "(none)"
+        allowed = ", ".join(editable) or gettext("(none)")
+        refused = gettext("This key is not editable. Editable keys: %(keys)s.") % {"keys": allowed}
         for key in override:
             if key not in editable:
-                errors.setdefault(str(key), []).append(f"This key is not editable. Editable keys: {allowed}.")
+                errors.setdefault(str(key), []).append(refused)
     if errors:
         raise InvalidOverride(errors)
     try:

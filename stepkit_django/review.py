@@ -31,7 +31,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, gettext_noop
 
 from . import audit, permissions
 from .assignments import resolve_groups, resolve_targets
@@ -53,8 +53,8 @@ from .overrides import diff, validate_override
 from .pausing import create_checkpoint, open_checkpoint
 from .registry import get_registration
 from .signals import checkpoint_decided, run_finished
-from .status import AuditAction, CheckpointStatus, RunStatus
-from .transitions import cancel_checkpoints, lock_run, move_run, write_checkpoint
+from .status import AuditAction, CheckpointStatus, RunStatus, run_status_word
+from .transitions import already_decided, cancel_checkpoints, lock_run, move_run, write_checkpoint
 
 __all__ = [
     "approve",
@@ -71,6 +71,9 @@ __all__ = [
     "release",
     "retry_run",
 ]
+
+#: The note of an automatic approval (stored in English, translated when shown).
+APPROVED_ON_TIMEOUT = gettext_noop("Approved on timeout")
 
 #: A checkpoint, or its primary key.
 CheckpointRef: TypeAlias = "Checkpoint | UUID | str"
@@ -92,12 +95,16 @@ def _load(checkpoint: CheckpointRef) -> Checkpoint:
 def check_pending(checkpoint: Checkpoint, expected_version: int | None = None) -> None:
     """Raise ReviewConflict unless ``checkpoint`` is pending (at ``expected_version``, when given)."""
     if checkpoint.status != CheckpointStatus.PENDING:
-        who = f" by {checkpoint.decided_by}" if checkpoint.decided_by_id else ""
-        raise ReviewConflict(f"This checkpoint was already {checkpoint.status}{who}.")
+        raise ReviewConflict(
+            already_decided(checkpoint.status, checkpoint.decided_by if checkpoint.decided_by_id else None)
+        )
     if expected_version is not None and expected_version != checkpoint.version:
         raise ReviewConflict(
-            f"This checkpoint changed since you loaded it (version {expected_version}, now {checkpoint.version}); "
-            "reload it and try again."
+            gettext(
+                "This checkpoint changed since you loaded it (version %(expected)s, now %(version)s); "
+                "reload it and try again."
+            )
+            % {"expected": expected_version, "version": checkpoint.version}
         )
 
 
@@ -137,7 +144,7 @@ def _take_over(checkpoint: Checkpoint, user: Any) -> list[AuditEvent]:
     lapsed_at = (checkpoint.claimed_at or timezone.now()) + settings.CLAIM_TIMEOUT
     if holder.is_active and lapsed_at > timezone.now():
         raise ReviewConflict(gettext("This checkpoint is claimed by %(holder)s.") % {"holder": holder})
-    reason = "holder inactive" if not holder.is_active else "claim expired"
+    reason = "holder inactive" if not holder.is_active else "claim expired"  # stored: sentences.py tells it
     data = {"claimed_by": holder.get_username(), "reason": reason, "taken_over_by": user.get_username()}
     return [audit.event(checkpoint.run, AuditAction.RELEASED, checkpoint=checkpoint, actor=user, data=data)]
 
@@ -174,9 +181,11 @@ def release(checkpoint: CheckpointRef, by: User, *, expected_version: int | None
     check_pending(cp, expected_version)
     user = permissions.require_active(by)
     if cp.claimed_by_id is None:
-        raise ReviewConflict("This checkpoint is not claimed.")
+        raise ReviewConflict(gettext("This checkpoint is not claimed."))
     if cp.claimed_by_id != user.pk and not permissions.is_superuser(user):
-        raise ReviewPermissionDenied(f"Only {cp.claimed_by} (or a superuser) can release this claim.")
+        raise ReviewPermissionDenied(
+            gettext("Only %(holder)s (or a superuser) can release this claim.") % {"holder": cp.claimed_by}
+        )
     event = audit.event(
         cp.run, AuditAction.RELEASED, checkpoint=cp, actor=user, data={"claimed_by": str(cp.claimed_by)}
     )
@@ -339,9 +348,11 @@ def _resume_state(cp: Checkpoint, override: Mapping[str, Any]) -> tuple[dict[str
         migration = registration.migrations.get(payload["version"])
         if migration is None:
             raise PipelineChanged(
-                f"Pipeline {pipeline.name!r} changed from version {payload['version']} to {pipeline.version} "
-                f"since this checkpoint was made; register a migration for version {payload['version']} "
-                "(register(pipeline, migrations={...})) to resume it"
+                gettext(
+                    "Pipeline %(pipeline)r changed from version %(old)s to %(new)s since this checkpoint was made; "
+                    "register a migration for version %(old)s (register(pipeline, migrations={...})) to resume it"
+                )
+                % {"pipeline": pipeline.name, "old": payload["version"], "new": pipeline.version}
             )
         result = migration(dict(payload["context"]), payload["step"])
         context, step = result if isinstance(result, tuple) else (result, payload["step"])
@@ -349,7 +360,10 @@ def _resume_state(cp: Checkpoint, override: Mapping[str, Any]) -> tuple[dict[str
     try:
         point = resume_point(pipeline, payload, override)
     except InvalidCheckpoint as exc:
-        raise PipelineChanged(f"Pipeline {pipeline.name!r} changed since this checkpoint was made: {exc}") from exc
+        raise PipelineChanged(
+            gettext("Pipeline %(pipeline)r changed since this checkpoint was made: %(error)s")
+            % {"pipeline": pipeline.name, "error": exc}
+        ) from exc
     fields = {
         "context": point.contexts[-1],
         "outer_contexts": list(point.contexts[:-1]),
@@ -381,7 +395,7 @@ def approve(
     given = _approvals(cp) if required > 1 else []
     approvers = [user_id for _pk, user_id, _name in given]
     if reviewer.pk in approvers:
-        raise ReviewConflict("You have already approved this checkpoint.")
+        raise ReviewConflict(gettext("You have already approved this checkpoint."))
     data = _validated(cp, override_data) if override_data else {}
     void, voided = _voids(cp, given, data, reviewer)
     count = len(approvers) - len(void) + 1
@@ -408,7 +422,7 @@ def approve(
     try:
         write_checkpoint(cp, changes, events, run=move, approvals=[approval], void=void)
     except IntegrityError:
-        raise ReviewConflict("You have already approved this checkpoint.") from None
+        raise ReviewConflict(gettext("You have already approved this checkpoint.")) from None
     if quorum:
         checkpoint_decided.send(
             sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.APPROVED, user=reviewer
@@ -450,7 +464,9 @@ def cancel_run(run: PipelineRun, by: User) -> PipelineRun:
     run = PipelineRun.objects.get(pk=run.pk)
     actor = permissions.check_run_manager(run, by)
     if run.is_finished:
-        raise ReviewConflict(f"Run {run.pk} already ended ({run.status}).")
+        raise ReviewConflict(
+            gettext("Run %(run)s already ended (%(status)s).") % {"run": run.pk, "status": run_status_word(run.status)}
+        )
     now = timezone.now()
     # A running run keeps its lease owner, so that its worker can still record the step in flight.
     lease = (
@@ -476,7 +492,10 @@ def retry_run(run: PipelineRun, by: User) -> PipelineRun:
     run = PipelineRun.objects.get(pk=run.pk)
     actor = permissions.check_run_manager(run, by)
     if run.status != RunStatus.FAILED:
-        raise ReviewConflict(f"Only failed runs can be retried; run {run.pk} is {run.status}.")
+        raise ReviewConflict(
+            gettext("Only failed runs can be retried; run %(run)s is %(status)s.")
+            % {"run": run.pk, "status": run_status_word(run.status)}
+        )
     timed_out = run.checkpoints.order_by("-created_at").first()
     if timed_out is not None and timed_out.status == CheckpointStatus.EXPIRED:
         return _reopen_review(run, timed_out, actor)
@@ -593,7 +612,12 @@ def _apply_timeout(cp: Checkpoint, now: datetime) -> str:
         approved = {"automatic": True, "edits_applied": sorted(override)}
         if cp.override_data and not attested:
             approved["edits_not_applied"] = sorted(cp.override_data)
-        note = "Approved on timeout" + ("" if attested or not cp.override_data else ", without the unapproved edits")
+        # Stored in English; the trail translates system notes when it shows them (admin/trail.py).
+        note = (
+            APPROVED_ON_TIMEOUT
+            if attested or not cp.override_data
+            else gettext_noop("Approved on timeout, without the unapproved edits")
+        )
         events = [
             expired,
             audit.event(cp.run, AuditAction.APPROVED, checkpoint=cp, data=approved, note=note),

@@ -10,6 +10,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from . import audit
 from .engine import Pipeline
@@ -95,7 +96,8 @@ def start_or_replay(
     try:
         check_json_value(input or {})  # NUL characters, lone surrogates and deep nesting cannot be stored
     except UnsafeJSON as exc:
-        raise CheckpointError(f"Pipeline input cannot be stored: {exc.message}") from None
+        message = gettext("Pipeline input cannot be stored: %(problem)s") % {"problem": exc.message}
+        raise CheckpointError(message) from None
     data = _json(dict(input or {}))
     schema = get_registration(pipeline.name or "").input_schema
     if schema is not None:

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from django.utils import dateformat, timezone
+from django.utils.formats import number_format
 from django.utils.text import get_text_list
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -105,10 +106,10 @@ def _duration(milliseconds: Any) -> str:
     if not isinstance(milliseconds, (int, float)):
         return str(milliseconds)
     if milliseconds < 10:
-        return gettext("%(ms)s ms") % {"ms": f"{milliseconds:.1f}"}
+        return gettext("%(ms)s ms") % {"ms": number_format(round(milliseconds, 1), 1)}
     if milliseconds < 1000:
-        return gettext("%(ms)s ms") % {"ms": f"{milliseconds:.0f}"}
-    return gettext("%(s)s s") % {"s": f"{milliseconds / 1000:.1f}"}
+        return gettext("%(ms)s ms") % {"ms": number_format(round(milliseconds), 0)}
+    return gettext("%(s)s s") % {"s": number_format(round(milliseconds / 1000, 1), 1)}
 
 
 Teller = Callable[[str, _Data], str]

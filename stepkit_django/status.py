@@ -1,19 +1,21 @@
 """Statuses, audit actions and the legal transitions between statuses, in one place."""
 
 from django.db import models
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
-__all__ = ["RUN_TRANSITIONS", "AuditAction", "CheckpointStatus", "RunStatus"]
+__all__ = ["RUN_TRANSITIONS", "AuditAction", "CheckpointStatus", "RunStatus", "run_status_word"]
 
 
+# Labels have a context: "Rejected" is said of a run, of a review item and of an audit event, which a
+# language may need three words for.
 class RunStatus(models.TextChoices):
-    QUEUED = "queued", _("Queued")
-    RUNNING = "running", _("Running")
-    PAUSED = "paused", _("Paused for review")
-    COMPLETED = "completed", _("Completed")
-    FAILED = "failed", _("Failed")
-    REJECTED = "rejected", _("Rejected")
-    CANCELLED = "cancelled", _("Cancelled")
+    QUEUED = "queued", pgettext_lazy("run status", "Queued")
+    RUNNING = "running", pgettext_lazy("run status", "Running")
+    PAUSED = "paused", pgettext_lazy("run status", "Paused for review")
+    COMPLETED = "completed", pgettext_lazy("run status", "Completed")
+    FAILED = "failed", pgettext_lazy("run status", "Failed")
+    REJECTED = "rejected", pgettext_lazy("run status", "Rejected")
+    CANCELLED = "cancelled", pgettext_lazy("run status", "Cancelled")
 
     @classmethod
     def finished(cls) -> frozenset[str]:
@@ -21,32 +23,32 @@ class RunStatus(models.TextChoices):
 
 
 class CheckpointStatus(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    APPROVED = "approved", _("Approved")
-    REJECTED = "rejected", _("Rejected")
-    EXPIRED = "expired", _("Expired")
-    CANCELLED = "cancelled", _("Cancelled")
+    PENDING = "pending", pgettext_lazy("review item status", "Pending")
+    APPROVED = "approved", pgettext_lazy("review item status", "Approved")
+    REJECTED = "rejected", pgettext_lazy("review item status", "Rejected")
+    EXPIRED = "expired", pgettext_lazy("review item status", "Expired")
+    CANCELLED = "cancelled", pgettext_lazy("review item status", "Cancelled")
 
 
 class AuditAction(models.TextChoices):
-    RUN_STARTED = "run_started", _("Run started")
-    STEP_COMPLETED = "step_completed", _("Step completed")
-    PAUSED = "paused", _("Paused for review")
-    CLAIMED = "claimed", _("Claimed")
-    RELEASED = "released", _("Released")
-    REASSIGNED = "reassigned", _("Reassigned")
-    EDITED = "edited", _("Edited")
-    APPROVED = "approved", _("Approved")
-    REJECTED = "rejected", _("Rejected")
-    EXPIRED = "expired", _("Expired")
-    ESCALATED = "escalated", _("Escalated")
-    RESUMED = "resumed", _("Resumed")
-    RUN_COMPLETED = "run_completed", _("Run completed")
-    RUN_FAILED = "run_failed", _("Run failed")
-    RUN_CANCELLED = "run_cancelled", _("Run cancelled")
-    RUN_RETRIED = "run_retried", _("Run retried")
-    RUN_RECOVERED = "run_recovered", _("Run recovered after its worker stopped")
-    APPROVALS_VOIDED = "approvals_voided", _("Approvals voided by a change of the data")
+    RUN_STARTED = "run_started", pgettext_lazy("audit action", "Run started")
+    STEP_COMPLETED = "step_completed", pgettext_lazy("audit action", "Step completed")
+    PAUSED = "paused", pgettext_lazy("audit action", "Paused for review")
+    CLAIMED = "claimed", pgettext_lazy("audit action", "Claimed")
+    RELEASED = "released", pgettext_lazy("audit action", "Released")
+    REASSIGNED = "reassigned", pgettext_lazy("audit action", "Reassigned")
+    EDITED = "edited", pgettext_lazy("audit action", "Edited")
+    APPROVED = "approved", pgettext_lazy("audit action", "Approved")
+    REJECTED = "rejected", pgettext_lazy("audit action", "Rejected")
+    EXPIRED = "expired", pgettext_lazy("audit action", "Expired")
+    ESCALATED = "escalated", pgettext_lazy("audit action", "Escalated")
+    RESUMED = "resumed", pgettext_lazy("audit action", "Resumed")
+    RUN_COMPLETED = "run_completed", pgettext_lazy("audit action", "Run completed")
+    RUN_FAILED = "run_failed", pgettext_lazy("audit action", "Run failed")
+    RUN_CANCELLED = "run_cancelled", pgettext_lazy("audit action", "Run cancelled")
+    RUN_RETRIED = "run_retried", pgettext_lazy("audit action", "Run retried")
+    RUN_RECOVERED = "run_recovered", pgettext_lazy("audit action", "Run recovered after its worker stopped")
+    APPROVALS_VOIDED = "approvals_voided", pgettext_lazy("audit action", "Approvals voided by a change of the data")
 
 
 # status -> statuses it may move to. Every change of a run's status is one conditional
@@ -77,3 +79,21 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
 def sources_of(target: str) -> list[str]:
     """The statuses a run may move to ``target`` from."""
     return [source for source, targets in RUN_TRANSITIONS.items() if target in targets]
+
+
+#: A run's status as a word inside a sentence ("run 1a2b3c4d is completed"): the labels are capitalised.
+_RUN_STATUS_WORDS = {
+    RunStatus.QUEUED: pgettext_lazy("run status in a sentence", "queued"),
+    RunStatus.RUNNING: pgettext_lazy("run status in a sentence", "running"),
+    RunStatus.PAUSED: pgettext_lazy("run status in a sentence", "paused"),
+    RunStatus.COMPLETED: pgettext_lazy("run status in a sentence", "completed"),
+    RunStatus.FAILED: pgettext_lazy("run status in a sentence", "failed"),
+    RunStatus.REJECTED: pgettext_lazy("run status in a sentence", "rejected"),
+    RunStatus.CANCELLED: pgettext_lazy("run status in a sentence", "cancelled"),
+}
+
+
+def run_status_word(status: str) -> str:
+    """``status`` as a lower-case word for a sentence, in the current language (an unknown one as it is)."""
+    word = _RUN_STATUS_WORDS.get(status)  # type: ignore[call-overload]
+    return str(word) if word is not None else str(status)

@@ -32,13 +32,15 @@ from typing import Any
 from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from .exceptions import IllegalTransition, ReviewConflict
 from .models import Approval, AuditEvent, Checkpoint, PipelineRun
-from .status import RUN_TRANSITIONS, CheckpointStatus
+from .status import RUN_TRANSITIONS, CheckpointStatus, run_status_word
 
 __all__ = [
     "CHECKPOINT_TRANSITIONS",
+    "already_decided",
     "cancel_checkpoints",
     "check_checkpoint",
     "check_run",
@@ -119,6 +121,30 @@ def cancel_checkpoints(run: PipelineRun, actor: Any, now: Any) -> list[Any]:
     return keys
 
 
+# One sentence per status, so that each language can say it its own way (marked here, translated when said).
+_DECIDED = {
+    CheckpointStatus.APPROVED: gettext_noop("This checkpoint was already approved."),
+    CheckpointStatus.REJECTED: gettext_noop("This checkpoint was already rejected."),
+    CheckpointStatus.EXPIRED: gettext_noop("This checkpoint was already expired."),
+    CheckpointStatus.CANCELLED: gettext_noop("This checkpoint was already cancelled."),
+}
+_DECIDED_OTHER = gettext_noop("This checkpoint was already %(status)s.")
+_DECIDED_BY = {
+    CheckpointStatus.APPROVED: gettext_noop("This checkpoint was already approved by %(user)s."),
+    CheckpointStatus.REJECTED: gettext_noop("This checkpoint was already rejected by %(user)s."),
+    CheckpointStatus.EXPIRED: gettext_noop("This checkpoint was already expired by %(user)s."),
+    CheckpointStatus.CANCELLED: gettext_noop("This checkpoint was already cancelled by %(user)s."),
+}
+_DECIDED_BY_OTHER = gettext_noop("This checkpoint was already %(status)s by %(user)s.")
+
+
+def already_decided(status: str, by: Any = None) -> str:
+    """Why a checkpoint that is no longer pending cannot be acted on, in the current language."""
+    if by is not None:
+        return gettext(_DECIDED_BY.get(status, _DECIDED_BY_OTHER)) % {"status": status, "user": by}  # type: ignore[call-overload]
+    return gettext(_DECIDED.get(status, _DECIDED_OTHER)) % {"status": status}  # type: ignore[call-overload]
+
+
 def move_run(
     run: PipelineRun, source: str, target: str, *, where: Mapping[str, Any] | None = None, **fields: Any
 ) -> None:
@@ -129,7 +155,9 @@ def move_run(
     """
     with transaction.atomic(), _Restored(run):
         if not _claim_run(run.pk, source, target, where):
-            raise ReviewConflict(f"Run {run.pk} is no longer {source}.")
+            raise ReviewConflict(
+                gettext("Run %(run)s is no longer %(status)s.") % {"run": run.pk, "status": run_status_word(source)}
+            )
         _save(run, {"status": target, "updated_at": timezone.now(), **fields})
 
 
@@ -142,12 +170,19 @@ def _conflict(checkpoint: Checkpoint, run_source: str | None) -> ReviewConflict:
     """Why a conditional write of ``checkpoint`` (pending, at the version read) changed nothing."""
     current = Checkpoint.objects.filter(pk=checkpoint.pk).values_list("status", flat=True).first()
     if current != CheckpointStatus.PENDING:
-        return ReviewConflict(f"This checkpoint was already {current}.")
+        return ReviewConflict(already_decided(str(current)))
     if run_source is not None:
         status = PipelineRun.objects.filter(pk=checkpoint.run_id).values_list("status", flat=True).first()
         if status != run_source:
-            return ReviewConflict(f"Run {checkpoint.run_id} is no longer {run_source} (it is {status}).")
-    return ReviewConflict("Someone else changed this checkpoint at the same time; reload it and try again.")
+            return ReviewConflict(
+                gettext("Run %(run)s is no longer %(source)s (it is %(status)s).")
+                % {
+                    "run": checkpoint.run_id,
+                    "source": run_status_word(run_source),
+                    "status": run_status_word(str(status)),
+                }
+            )
+    return ReviewConflict(gettext("Someone else changed this checkpoint at the same time; reload it and try again."))
 
 
 def write_checkpoint(

@@ -59,10 +59,10 @@ def _duration(delta: timedelta) -> str:
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
     if days:
-        return f"{days}d {hours}h"
+        return gettext("%(days)dd %(hours)dh") % {"days": days, "hours": hours}
     if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m"
+        return gettext("%(hours)dh %(minutes)dm") % {"hours": hours, "minutes": minutes}
+    return gettext("%(minutes)dm") % {"minutes": minutes}
 
 
 class QueueChangeList(ChangeList):
@@ -298,7 +298,7 @@ class CheckpointAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         checkpoint = self.get_object(request, object_id)
         if checkpoint is None:
-            raise Http404(f"No checkpoint {object_id} in your queue.")
+            raise Http404(gettext("No checkpoint %(id)s in your queue.") % {"id": object_id})
         if not self.has_view_permission(request, checkpoint):
             raise Http404
         prefetch_related_objects([checkpoint], "assigned_users", "assigned_groups")  # the page reads each twice
@@ -528,7 +528,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.opts,
             **self._crumbs(request),
-            "title": "Review queue overview",
+            "title": gettext("Review queue overview"),
             "pipelines_url": pipelines_url(request),
             **overview_context(self.get_queryset(request)),
         }

@@ -7,15 +7,22 @@ from typing import Any
 
 from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import TruncDate
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext, pgettext_lazy
 
 from ..models import Checkpoint
 from ..status import CheckpointStatus
 
 DECIDED = (CheckpointStatus.APPROVED, CheckpointStatus.REJECTED, CheckpointStatus.EXPIRED)
 COLOURS = {"approved": "#2e7d32", "rejected": "#c62828", "expired": "#9e9e9e"}
+#: The chart's words for each decision (lower case: "3 approved").
+DECISION_WORDS = {
+    "approved": pgettext_lazy("decisions chart", "approved"),
+    "rejected": pgettext_lazy("decisions chart", "rejected"),
+    "expired": pgettext_lazy("decisions chart", "expired"),
+}
 
 
 def overview_context(queryset: QuerySet[Checkpoint], days: int = 30) -> dict[str, Any]:
@@ -73,7 +80,8 @@ def decisions_chart(per_day: dict[Any, dict[str, int]], width: int = 720, height
                     f"{bar_w - 2:.1f}",
                     f"{h:.1f}",
                     COLOURS[status],
-                    f"{day}: {count} {status}",
+                    gettext("%(day)s: %(count)d %(decision)s")
+                    % {"day": day, "count": count, "decision": DECISION_WORDS[status]},
                 )
             )
     rects = format_html_join("", '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>', bars)
@@ -81,7 +89,7 @@ def decisions_chart(per_day: dict[Any, dict[str, int]], width: int = 720, height
         "",
         '<text x="{}" y="{}" font-size="10" text-anchor="middle">{}</text>',
         [
-            (f"{left + i * bar_w + bar_w / 2:.1f}", height - 8, day.strftime("%d %b"))
+            (f"{left + i * bar_w + bar_w / 2:.1f}", height - 8, dateformat.format(day, "d M"))
             for i, day in enumerate(days)
             if i % 5 == 0
         ],
@@ -90,15 +98,16 @@ def decisions_chart(per_day: dict[Any, dict[str, int]], width: int = 720, height
         "",
         '<rect x="{}" y="4" width="10" height="10" fill="{}"></rect><text x="{}" y="13" font-size="11">{}</text>',
         [
-            (left + 10 + i * 90, colour, left + 24 + i * 90, status)
+            (left + 10 + i * 90, colour, left + 24 + i * 90, DECISION_WORDS[status])
             for i, (status, colour) in enumerate(COLOURS.items())
         ],
     )
     return format_html(
-        '<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="Decisions per day" width="{}" height="{}" '
+        '<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{}" width="{}" height="{}" '
         'viewBox="0 0 {} {}" class="stepkit-chart">'
         '<text x="4" y="{}" font-size="10">{}</text>'
         '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#999"></line>{}{}{}</svg>',
+        gettext("Decisions per day"),
         width,
         height,
         width,

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -170,9 +171,10 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         if obj.started_at is None:
             return "—"
         end = obj.finished_at or obj.updated_at
-        return f"{(end - obj.started_at).total_seconds():.3f} s"
+        return gettext("%(seconds)s s") % {"seconds": number_format((end - obj.started_at).total_seconds(), 3)}
 
-    def _bulk(self, request: HttpRequest, queryset: QuerySet[PipelineRun], verb: str, act: Any) -> None:
+    def _bulk(self, request: HttpRequest, queryset: QuerySet[PipelineRun], done_text: str, act: Any) -> None:
+        """Apply ``act`` to each run; ``done_text`` says how many were done, with ``%(done)d`` and ``%(total)d``."""
         done, refused = 0, []
         for run in queryset:
             try:
@@ -180,18 +182,18 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 done += 1
             except StepkitError as exc:
                 refused.append(f"{str(run.pk)[:8]}: {exc}")
-        text = f"{verb} {done} of {done + len(refused)} run(s)."
+        text = done_text % {"done": done, "total": done + len(refused)}
         if refused:
-            text += " Not done: " + "; ".join(refused)
+            text += " " + gettext("Not done: %(runs)s") % {"runs": "; ".join(refused)}
         self.message_user(request, text, messages.SUCCESS if not refused else messages.WARNING)
 
     @admin.action(description=_("Cancel selected runs"), permissions=["manage"])
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
-        self._bulk(request, queryset, "Cancelled", review.cancel_run)
+        self._bulk(request, queryset, gettext("Cancelled %(done)d of %(total)d run(s)."), review.cancel_run)
 
     @admin.action(description=_("Retry selected failed runs"), permissions=["manage"])
     def retry_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
-        self._bulk(request, queryset, "Retried", review.retry_run)
+        self._bulk(request, queryset, gettext("Retried %(done)d of %(total)d run(s)."), review.retry_run)
 
 
 @admin.register(AuditEvent)

@@ -14,6 +14,7 @@ from typing import Any
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext
 
 from .. import permissions
 from ..models import AuditEvent
@@ -51,7 +52,9 @@ def describe_event(event: AuditEvent, *, full: bool) -> TrailRow:
         sentence=told.sentence,
         changes=changes,
         rest=[(key, as_text(value)) for key, value in told.rest.items()],
-        note=event.note,
+        # A reviewer's comment is shown as written; the system's notes are stored in English, marked for
+        # translation where they are written (review.py), and shown in the reader's language.
+        note=event.note if event.actor_id or not event.note else gettext(event.note),
         note_is_comment=bool(event.note and event.actor_id),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext
 from rest_framework.request import Request
 
 from ..models import Checkpoint
@@ -39,4 +40,4 @@ def if_match_version(request: Request, checkpoint: Checkpoint) -> int | None:
         canonical = len(version) <= len(str(_MAX_VERSION)) and str(int(version)) == version
         if canonical and int(version) == checkpoint.version:
             return checkpoint.version
-    raise PreconditionFailed(f"The checkpoint changed: its ETag is now {etag(checkpoint)}.")
+    raise PreconditionFailed(gettext("The checkpoint changed: its ETag is now %(etag)s.") % {"etag": etag(checkpoint)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 
@@ -24,13 +25,13 @@ __all__ = ["Conflict", "PreconditionFailed", "api_error"]
 
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
-    default_detail = "The resource changed or was already decided."
+    default_detail = _("The resource changed or was already decided.")
     default_code = "conflict"
 
 
 class PreconditionFailed(APIException):
     status_code = status.HTTP_412_PRECONDITION_FAILED
-    default_detail = "The If-Match ETag does not match the current version."
+    default_detail = _("The If-Match ETag does not match the current version.")
     default_code = "precondition_failed"
 
 

@@ -45,7 +45,7 @@ class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
             except (OverflowError, ValueError):
                 from rest_framework.exceptions import ValidationError
 
-                raise ValidationError({"detail": "Date and time out of range."}) from None
+                raise ValidationError({"detail": gettext("Date and time out of range.")}) from None
         return super().filter(qs, value)  # type: ignore[no-any-return]
 
 
@@ -71,7 +71,7 @@ class StrictBooleanField(forms.Field):
             return True
         if text in self.FALSE:
             return False
-        raise forms.ValidationError('Use "true" or "false".', code="invalid")
+        raise forms.ValidationError(gettext('Use "true" or "false".'), code="invalid")
 
 
 class StrictBooleanFilter(django_filters.BooleanFilter):
@@ -160,6 +160,9 @@ class StrictOrderingFilter(OrderingFilter):
             unknown = [f for f in fields if f.lstrip("-") not in allowed]
             if unknown:
                 offered = ", ".join(sorted(allowed))
-                message = f"Unknown field(s): {', '.join(unknown)}. Use {offered}, with - for descending."
+                message = gettext("Unknown field(s): %(unknown)s. Use %(offered)s, with - for descending.") % {
+                    "unknown": ", ".join(unknown),
+                    "offered": offered,
+                }
                 raise ValidationError({self.ordering_param: [message]})
         return super().get_ordering(request, queryset, view)

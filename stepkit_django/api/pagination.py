@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from drf_spectacular.settings import spectacular_settings
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
@@ -28,7 +29,8 @@ class StepkitPagination(PageNumberPagination):
             and 1 <= int(raw) <= self.max_page_size
         )
         if not usable:
-            raise ValidationError({"page_size": [f"Use a whole number from 1 to {self.max_page_size}."]})
+            message = gettext("Use a whole number from 1 to %(max)d.") % {"max": self.max_page_size}
+            raise ValidationError({"page_size": [message]})
         return super().get_page_size(request)
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -174,7 +175,7 @@ class OverrideField(JSONObjectField):
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
-            raise serializers.ValidationError("Must be a JSON object of context keys to new values.")
+            raise serializers.ValidationError(gettext("Must be a JSON object of context keys to new values."))
         return value
 
 
@@ -211,7 +212,7 @@ class ReassignSerializer(serializers.Serializer[Any]):
         # Whether the users and groups exist, are active and may review is the service's to say
         # (InvalidAssignment, a 400 with the same fields), as in the admin.
         if not attrs.get("to_users") and not attrs.get("to_groups"):
-            raise serializers.ValidationError("Give to_users and/or to_groups.")
+            raise serializers.ValidationError(gettext("Give to_users and/or to_groups."))
         return attrs
 
 
@@ -267,7 +268,8 @@ class RunCreateSerializer(serializers.Serializer[Any]):
         names = registered()
         if value not in names:
             raise serializers.ValidationError(
-                f"No pipeline named {value!r} is registered. Registered: {', '.join(names) or '(none)'}."
+                gettext("No pipeline named %(name)r is registered. Registered: %(names)s.")
+                % {"name": value, "names": ", ".join(names) or gettext("(none)")}
             )
         return value
 

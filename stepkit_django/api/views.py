@@ -14,6 +14,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.http import Http404
+from django.utils.translation import gettext
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -50,14 +51,15 @@ class StepkitViewMixin:
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         for key, values in request.query_params.lists():
             if "\x00" in key or any("\x00" in value for value in values):
-                raise ParseError("Query parameters must not contain NUL characters.")
+                raise ParseError(gettext("Query parameters must not contain NUL characters."))
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, (OperationalError, InterfaceError)):
             # The database is unreachable (restarting, failing over): tell clients to come back.
             response = Response(
-                {"detail": "The database is unavailable; retry shortly."}, status=status.HTTP_503_SERVICE_UNAVAILABLE
+                {"detail": gettext("The database is unavailable; retry shortly.")},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
             response["Retry-After"] = "5"
             return response
@@ -265,7 +267,7 @@ class RunViewSet(  # type: ignore[misc]
         # A replayed key answers with its run only to someone who may see it, and only for the same pipeline.
         visible = self.get_queryset().filter(pk=run.pk).first()
         if visible is None or (not created and run.pipeline_name != data["pipeline"]):
-            raise Conflict("This idempotency key was already used for another run.")
+            raise Conflict(gettext("This idempotency key was already used for another run."))
         return Response(
             self.get_serializer(visible).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
