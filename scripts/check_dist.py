@@ -1,7 +1,8 @@
 """Check the built sdist and wheel in ``dist/`` (run by ``make package`` after ``twine check``).
 
 The wheel must hold exactly the package as it is in the source tree: every module,
-``py.typed``, every migration and every template, and nothing else (no ``tests/``,
+``py.typed``, every migration, every template and the translations (``.po`` and compiled
+``.mo`` of each language in :data:`LOCALES`), and nothing else (no ``tests/``,
 ``benchmarks/``, ``example_project/``, no compiled files). The sdist must hold the
 same package files plus what building the wheel from it needs. Exits non-zero,
 naming each problem, otherwise prints a summary of what ships.
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "stepkit_django"
 FORBIDDEN = ("tests", "benchmarks", "example_project", "docs", "scripts")
 SDIST_FORBIDDEN = tuple(name for name in FORBIDDEN if name != "tests")
+#: The languages whose translations the package ships (stepkit_django/locale/<language>/LC_MESSAGES/).
+LOCALES = ("fr",)
 
 
 def source_files() -> set[str]:
@@ -58,6 +61,12 @@ def check_package_files(kind: str, shipped: set[str], expected: set[str], forbid
     problems += [f"{kind}: missing {name}" for name in required if name not in package]
     if not any(name.startswith(f"{PACKAGE}/templates/") and name.endswith(".html") for name in package):
         problems.append(f"{kind}: no templates under {PACKAGE}/templates/")
+    # Compiled catalogues ship, so that installs need no gettext tools; each with the .po it was compiled from.
+    for language in LOCALES:
+        for suffix in ("po", "mo"):
+            name = f"{PACKAGE}/locale/{language}/LC_MESSAGES/django.{suffix}"
+            if name not in package:
+                problems.append(f"{kind}: missing {name}")
     for name in sorted(shipped):
         parts = PurePosixPath(name).parts
         if any(part in forbidden for part in parts[:1]) or "__pycache__" in parts or name.endswith((".pyc", ".pyo")):

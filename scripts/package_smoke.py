@@ -141,6 +141,8 @@ def check_installed_package() -> None:
     check(resources.files("stepkit_django").joinpath("py.typed").is_file(), "py.typed is not installed")
     templates = resources.files("stepkit_django").joinpath("templates/admin/stepkit_django/checkpoint/review.html")
     check(templates.is_file(), "the review template is not installed")
+    catalogue = resources.files("stepkit_django").joinpath("locale/fr/LC_MESSAGES/django.mo")
+    check(catalogue.is_file(), "the compiled French catalogue (locale/fr/LC_MESSAGES/django.mo) is not installed")
     step(f"stepkit_django {stepkit_django.__version__} from {location.parent}; py.typed present")
 
 
@@ -217,6 +219,13 @@ def run_story(project: Path) -> None:
         if template.endswith("review.html"):
             check("Hello Ada" in response.content.decode(), "the review page does not show the paused context")
     step("admin queue, review page and overview rendered from the installed templates")
+
+    from django.utils import translation
+
+    with translation.override("fr"):  # the shipped .mo, without gettext tools on this machine
+        queue = admin.get("/admin/stepkit_django/checkpoint/").content.decode()
+    check("File de relecture" in queue, "the queue does not render in French with the installed catalogue")
+    step("admin queue rendered in French from the installed catalogue")
 
     api = Client()
     api.force_login(bob)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from django.utils.translation import gettext, gettext_noop, ngettext
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from .exceptions import InvalidInput
 
@@ -82,14 +82,16 @@ def _missing(error: Any) -> str | None:
     return str(found[0]) if found else None
 
 
+# Lazy, not gettext_noop: gettext_noop reads the settings, and this module is imported (through register())
+# by pipelines.py modules before Django is set up.
 TYPES = {
-    "integer": gettext_noop("Enter a whole number."),
-    "number": gettext_noop("Enter a number."),
-    "string": gettext_noop("Enter text."),
-    "boolean": gettext_noop("Enter true or false."),
-    "object": gettext_noop("Enter an object of named values."),
-    "array": gettext_noop("Enter a list."),
-    "null": gettext_noop("Leave this empty."),
+    "integer": gettext_lazy("Enter a whole number."),
+    "number": gettext_lazy("Enter a number."),
+    "string": gettext_lazy("Enter text."),
+    "boolean": gettext_lazy("Enter true or false."),
+    "object": gettext_lazy("Enter an object of named values."),
+    "array": gettext_lazy("Enter a list."),
+    "null": gettext_lazy("Leave this empty."),
 }
 
 
@@ -107,7 +109,7 @@ def _plain_message(validator: str, value: Any, error: Any) -> str:
     if validator == "required":
         return gettext("This field is required.")
     if validator == "type" and isinstance(value, str) and value in TYPES:
-        return gettext(TYPES[value])
+        return str(TYPES[value])
     if validator == "enum" and isinstance(value, list):
         return gettext("Choose one of: %(choices)s.") % {"choices": ", ".join(str(v) for v in value)}
     if validator == "minimum":
