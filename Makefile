@@ -15,13 +15,14 @@ PYTEST_ARGS ?=
 # PostgreSQL used by the *-pg targets; pytest-django creates and drops test_<name> on it.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/stepkit
 
-.PHONY: help venv demo demo-cli test lint test-main test-main-pg test-compat test-compat-pg bench bench-engine bench-workers clean
+.PHONY: help venv demo demo-cli messages test lint test-main test-main-pg test-compat test-compat-pg bench bench-engine bench-workers clean
 
 help:
 	@echo "make demo          serve the demo on 127.0.0.1:8000 (creates .venv, migrates SQLite, seeds users and runs)"
 	@echo "make demo-cli      run the email-approval story once on the command line"
 	@echo "make test          lint, type-check and run the suite on both Python/Django pairs, SQLite and PostgreSQL"
 	@echo "make docs          build the documentation site into site/ (mkdocs build --strict)"
+	@echo "make messages      extract the strings to translate into each locale's .po, then compile the .mo files"
 	@echo "make bench-engine  print the engine's per-step overhead"
 	@echo "make bench-workers runs/s and per-step latency of 1, 2 and 4 db_worker processes on PostgreSQL"
 	@echo "make bench         this app against LangGraph, DBOS and raw psycopg; writes benchmarks/results.md"
@@ -114,6 +115,14 @@ package: $(VENV)/.installed
 	"$$smoke/venv/bin/python" -m pip install --quiet --disable-pip-version-check dist/*.whl && \
 	"$$smoke/venv/bin/python" -m pip list --disable-pip-version-check --format=freeze && \
 	cd "$$smoke" && "$$smoke/venv/bin/python" -I "$(CURDIR)/scripts/package_smoke.py" "$$smoke/project"
+
+# The translations: new and changed strings into each locale's django.po (translate them there), then the
+# compiled django.mo that the package ships. Needs GNU gettext; tests/test_translations.py runs the same extraction.
+LOCALES ?= fr
+messages: $(VENV)/.installed
+	cd stepkit_django && PYTHONPATH=.. DJANGO_SETTINGS_MODULE=tests.settings $(abspath $(VENV))/bin/python -m django \
+		makemessages $(addprefix -l ,$(LOCALES)) --add-location=file --no-wrap --no-obsolete
+	cd stepkit_django && PYTHONPATH=.. DJANGO_SETTINGS_MODULE=tests.settings $(abspath $(VENV))/bin/python -m django compilemessages
 
 # The documentation site (MkDocs + Material + mkdocstrings) into site/; warnings, broken links and
 # anchors fail the build. Open site/index.html: it loads nothing from another host.

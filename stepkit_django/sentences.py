@@ -18,7 +18,7 @@ from typing import Any
 from django.utils import dateformat, timezone
 from django.utils.formats import number_format
 from django.utils.text import get_text_list
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .audit import redacted
@@ -27,10 +27,11 @@ from .status import AuditAction
 
 __all__ = ["TELLERS", "Told", "actor_name", "local_time", "tell"]
 
-#: How the trail writes a moment: ``3 Dec 2026, 09:34``.
-TIME_FORMAT = "j M Y, H:i"
+# Translated, as Django's own DATE_FORMAT is: each language writes dates its way ("3 déc. 09:34").
+#: How the trail writes a moment: ``3 Dec 2026, 09:34`` (the characters of Django's ``date`` filter).
+TIME_FORMAT = pgettext_lazy("a moment in the audit trail (Django date format)", "j M Y, H:i")
 #: The same within the current year: ``3 Dec 09:34``.
-TIME_FORMAT_THIS_YEAR = "j M H:i"
+TIME_FORMAT_THIS_YEAR = pgettext_lazy("a moment of this year in the audit trail (Django date format)", "j M H:i")
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def local_time(moment: datetime | str | None) -> str:
         moment = timezone.make_aware(moment, timezone.get_default_timezone())
     local = timezone.localtime(moment)
     same_year = local.year == timezone.localtime().year
-    return dateformat.format(local, TIME_FORMAT_THIS_YEAR if same_year else TIME_FORMAT)
+    return dateformat.format(local, str(TIME_FORMAT_THIS_YEAR if same_year else TIME_FORMAT))
 
 
 class _Data:
