@@ -5,6 +5,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
+from django.utils.translation import gettext_lazy as _
 
 from stepkit_django.api import ENUM_NAME_OVERRIDES
 
@@ -15,6 +16,9 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 USE_TZ = True
 TIME_ZONE = "UTC"
+# English unless the browser asks for French (LocaleMiddleware below); stepkit_django ships both.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", _("English")), ("fr", _("French"))]
 ROOT_URLCONF = "example_project.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -43,6 +47,9 @@ if find_spec("django.tasks") is None:  # Django 5.2: the tasks framework comes f
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language each browser asks for (Accept-Language), among LANGUAGES: a French browser gets the admin,
+    # the review queue and the API's messages in French (docs/how-to/translate.md).
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

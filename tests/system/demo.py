@@ -103,7 +103,9 @@ def serve_demo(tmp: Path) -> Iterator[Demo]:
 
 
 def log_in(browser: Any, demo: Demo, username: str, **context: Any) -> Any:
-    """A new page of ``browser`` with ``username`` logged in to the demo's admin (1280×800 unless told)."""
+    """A new page of ``browser`` with ``username`` logged in to the demo's admin (1280×800 and English unless
+    told: the demo answers in the language the browser asks for)."""
+    context.setdefault("locale", "en-US")
     page = browser.new_page(viewport={"width": 1280, "height": 800}, **context)
     page.goto(f"{demo.url}/admin/login/")
     page.fill("#id_username", username)

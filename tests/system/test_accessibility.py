@@ -50,6 +50,20 @@ def test_the_queue_has_no_serious_violations(demo, chromium, username, theme):
     assert serious_violations(page) == []
 
 
+def test_a_french_browser_gets_the_queue_in_french_with_no_serious_violations(demo, chromium):
+    # The demo has LocaleMiddleware: the browser's language decides, the page says which it is in.
+    page = log_in(chromium, demo, "editor", locale="fr-FR")
+    page.goto(f"{demo.url}/admin/stepkit_django/checkpoint/")
+    page.wait_for_selector("#result_list")
+    assert page.locator("html").get_attribute("lang") == "fr"
+    assert page.locator("#content h1").inner_text() == "File de relecture"
+    assert page.locator("select[name=action] option").all_inner_texts()[1:] == [
+        "Approuver les éléments sélectionnés",
+        "Rejeter les éléments sélectionnés",
+    ]
+    assert serious_violations(page) == []
+
+
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_the_review_page_has_no_serious_violations(demo, chromium, theme):
     page = log_in(chromium, demo, "editor", color_scheme=theme)
