@@ -57,6 +57,7 @@ def test_the_queue_shows_its_title_columns_filters_and_actions_in_french(people,
     assert "Approuver les éléments sélectionnés" in html and "Rejeter les éléments sélectionnés" in html
     assert "Par statut" in html and "Par processus" in html and ">En attente</a>" in html  # filters
     assert "Vue d’ensemble de la file" in html and "Rechercher dans la file" in html
+    assert ">Relire le suivant</button>" in html
     assert "Review queue" not in html and "Approve selected items" not in html
 
 
@@ -93,6 +94,13 @@ def test_a_decision_in_french_says_so_in_french(people, french):
     page = f"{QUEUE}{cp.pk}/change/"
     response = bob.post(page, {"_action": "claim", "expected_version": cp.version}, follow=True)
     assert [str(m) for m in response.context["messages"]] == ["Vous avez pris en charge cet élément."]
+    untouched = {f"edit__{key}": cp.context[key] for key in ("subject", "body")}
+    response = bob.post(page, {"_action": "approve", "expected_version": cp.version + 1, **untouched}, follow=True)
+    said = [str(m) for m in response.context["messages"]]
+    assert said[0] == "« Email approval: generate » approuvé : l’exécution continue."
+    (cp,) = paused(people)
+    page = f"{QUEUE}{cp.pk}/change/"
+    bob.post(page, {"_action": "claim", "expected_version": cp.version}, follow=True)  # its message read
     review.reject(cp, people.bob)  # in another tab, say
     response = bob.post(page, {"_action": "claim", "expected_version": cp.version + 1}, follow=True)
     assert [str(m) for m in response.context["messages"]] == ["Cet élément a déjà été rejeté par bob."]
