@@ -89,6 +89,9 @@ class AuditEventInline(EventDetailsMixin, ReadOnlyMixin, admin.TabularInline):
 
 @admin.register(PipelineRun)
 class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    class Media:
+        css = {"all": ["stepkit_django/admin.css"]}  # links in text underlined (Django 5.2 does not)
+
     list_display = ["short_id", "pipeline_name", "status", "started_by", "current_step", "created_at", "duration"]
     list_filter = ["status", "pipeline_name", "created_at"]
     search_fields = ["id", "idempotency_key"]
@@ -198,6 +201,9 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(EventDetailsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    class Media:
+        css = {"all": ["stepkit_django/admin.css"]}  # links in text underlined (Django 5.2 does not)
+
     list_display = ["timestamp", "action", "actor", "pipeline_name", "run_link", "checkpoint_link", "details"]
     list_filter = ["action", ("actor", admin.RelatedOnlyFieldListFilter), "pipeline_name", "timestamp"]
     date_hierarchy = "timestamp"
