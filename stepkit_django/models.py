@@ -100,6 +100,15 @@ class PipelineRun(models.Model):
     #: The process executing the run, and until when it holds it (renewed while steps run).
     lease_owner = models.CharField(_("lease owner"), max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(_("lease expires"), null=True, blank=True)
+    #: The checkpoint this run was re-run from (``review.rerun_from``); None for a run started anew.
+    forked_from = models.ForeignKey(
+        "Checkpoint",
+        verbose_name=_("rerun of"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reruns",
+    )
 
     objects = PipelineRunQuerySet.as_manager()
 

@@ -14,6 +14,8 @@ admin and the API all ask here; nothing else decides. The rules:
 * **reassign**: :data:`REASSIGN_PERMISSION`, not the run's starter, and not someone
   who approved the checkpoint (an approver could otherwise choose the second approver).
 * **cancel and retry a run**: its starter, or :data:`MANAGE_RUNS_PERMISSION`.
+* **re-run from a checkpoint** (``review.rerun_from``): the original run's starter, or
+  :data:`MANAGE_RUNS_PERMISSION`; the new run still meets its reviews.
 * **start a run** (the API's ``POST runs/``, the admin's "Start a run" form):
   :data:`START_RUNS_PERMISSION`.
 * **read the pipelines pages of the admin** (steps, review rules, pending counts):
@@ -43,12 +45,14 @@ __all__ = [
     "REVIEW_PERMISSION",
     "START_RUNS_PERMISSION",
     "can_reassign",
+    "can_rerun",
     "can_review",
     "can_see_failure_details",
     "can_see_pipelines",
     "can_start_runs",
     "check_approver",
     "check_reassign",
+    "check_rerun",
     "check_reviewer",
     "check_run_manager",
     "check_start_runs",
@@ -307,6 +311,26 @@ def check_run_manager(run: Any, user: Any) -> Any:
         gettext("Only the user who started the run or one with %(permission)r can do this.")
         % {"permission": MANAGE_RUNS_PERMISSION}
     )
+
+
+def check_rerun(run: Any, user: Any) -> Any:
+    """The user, if they may re-run ``run`` from one of its checkpoints (its starter, or a run manager)."""
+    actor = require_active(user)
+    if run.started_by_id == actor.pk or actor.has_perm(MANAGE_RUNS_PERMISSION):
+        return actor
+    raise ReviewPermissionDenied(
+        gettext("Only the user who started the run or one with %(permission)r can re-run it from a checkpoint.")
+        % {"permission": MANAGE_RUNS_PERMISSION}
+    )
+
+
+def can_rerun(run: Any, user: Any) -> bool:
+    """:func:`check_rerun` as a bool."""
+    try:
+        check_rerun(run, user)
+    except ReviewPermissionDenied:
+        return False
+    return True
 
 
 def can_start_runs(user: Any) -> bool:

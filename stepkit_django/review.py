@@ -36,13 +36,9 @@ from django.utils.translation import gettext, gettext_noop
 from . import audit, permissions
 from .assignments import resolve_groups, resolve_targets
 from .conf import settings
-from .engine import decode_checkpoint
-from .engine.executor import resume_point
 from .exceptions import (
     InvalidAssignment,
-    InvalidCheckpoint,
     InvalidDecision,
-    PipelineChanged,
     ReviewConflict,
     ReviewExpired,
     ReviewPermissionDenied,
@@ -51,7 +47,8 @@ from .execution.executors import dispatch
 from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
 from .pausing import create_checkpoint, open_checkpoint
-from .registry import get_registration
+from .reruns import rerun_from
+from .reruns import resume_state as _resume_state
 from .signals import checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus, run_status_word
 from .transitions import already_decided, cancel_checkpoints, lock_run, move_run, write_checkpoint
@@ -69,6 +66,7 @@ __all__ = [
     "reassign",
     "reject",
     "release",
+    "rerun_from",
     "retry_run",
 ]
 
@@ -337,41 +335,6 @@ def edit(
     fields = {"override_data": {**cp.override_data, **data}, **(_CLEAR_CLAIM if took_over else {})}
     write_checkpoint(cp, fields, events, void=void)
     return cp
-
-
-def _resume_state(cp: Checkpoint, override: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-    """Run fields for resuming after ``cp``, from its stored, signed token (never a client's)."""
-    payload = decode_checkpoint(cp.token, max_age=None)
-    registration = get_registration(payload["pipeline"])
-    pipeline = registration.pipeline
-    if payload["version"] != pipeline.version:
-        migration = registration.migrations.get(payload["version"])
-        if migration is None:
-            raise PipelineChanged(
-                gettext(
-                    "Pipeline %(pipeline)r changed from version %(old)s to %(new)s since this checkpoint was made; "
-                    "register a migration for version %(old)s (register(pipeline, migrations={...})) to resume it"
-                )
-                % {"pipeline": pipeline.name, "old": payload["version"], "new": pipeline.version}
-            )
-        result = migration(dict(payload["context"]), payload["step"])
-        context, step = result if isinstance(result, tuple) else (result, payload["step"])
-        payload = {**payload, "context": context, "step": step, "position": []}
-    try:
-        point = resume_point(pipeline, payload, override)
-    except InvalidCheckpoint as exc:
-        raise PipelineChanged(
-            gettext("Pipeline %(pipeline)r changed since this checkpoint was made: %(error)s")
-            % {"pipeline": pipeline.name, "error": exc}
-        ) from exc
-    fields = {
-        "context": point.contexts[-1],
-        "outer_contexts": list(point.contexts[:-1]),
-        "position": list(point.position),
-        "current_step": payload["step"],
-        "pipeline_version": pipeline.version,
-    }
-    return fields, pipeline.version
 
 
 def approve(

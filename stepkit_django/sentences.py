@@ -117,6 +117,11 @@ Teller = Callable[[str, _Data], str]
 
 
 def _run_started(actor: str, data: _Data) -> str:
+    if data.peek("forked_from"):  # the ids stay in the details
+        return gettext("Run started by %(actor)s as a rerun from the review of step %(step)s") % {
+            "actor": actor,
+            "step": data.get("step"),
+        }
     version = data.get("version")
     if version is None:
         return gettext("Run started by %(actor)s") % {"actor": actor}
@@ -143,6 +148,8 @@ def _paused(actor: str, data: _Data) -> str:
         parts.append(gettext("due %(time)s") % {"time": local_time(expires)})
     if data.peek("reopened_from"):  # the id stays in the details
         parts.append(gettext("opened again by a retry"))
+    if data.peek("rerun_of"):
+        parts.append(gettext("opened again by a rerun"))
     return ", ".join(parts)
 
 
@@ -295,6 +302,17 @@ def _approvals_voided(actor: str, data: _Data) -> str:
     return text % {"names": _names(names), "keys": _names(keys)}
 
 
+def _run_forked(actor: str, data: _Data) -> str:
+    edited = data.get("edited") or []
+    if edited:
+        return gettext("Re-run by %(actor)s from step %(step)s as a new run, with edits to %(keys)s") % {
+            "actor": actor,
+            "step": data.get("step"),
+            "keys": _names(edited),
+        }
+    return gettext("Re-run by %(actor)s from step %(step)s as a new run") % {"actor": actor, "step": data.get("step")}
+
+
 #: The sentence of each audit action.
 TELLERS: dict[str, Teller] = {
     AuditAction.RUN_STARTED: _run_started,
@@ -315,6 +333,7 @@ TELLERS: dict[str, Teller] = {
     AuditAction.RUN_RETRIED: _run_retried,
     AuditAction.RUN_RECOVERED: _run_recovered,
     AuditAction.APPROVALS_VOIDED: _approvals_voided,
+    AuditAction.RUN_FORKED: _run_forked,
 }
 
 

@@ -49,6 +49,7 @@ class AuditAction(models.TextChoices):
     RUN_RETRIED = "run_retried", pgettext_lazy("audit action", "Run retried")
     RUN_RECOVERED = "run_recovered", pgettext_lazy("audit action", "Run recovered after its worker stopped")
     APPROVALS_VOIDED = "approvals_voided", pgettext_lazy("audit action", "Approvals voided by a change of the data")
+    RUN_FORKED = "run_forked", pgettext_lazy("audit action", "Re-run from a checkpoint")
 
 
 # status -> statuses it may move to. Every change of a run's status is one conditional

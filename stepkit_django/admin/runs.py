@@ -1,4 +1,4 @@
-"""Read-only admin for runs and the audit trail, with cancel and retry actions."""
+"""Read-only admin for runs and the audit trail, with cancel and retry actions and reruns from a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from .. import permissions, review
 from ..audit import redacted
 from ..exceptions import StepkitError
-from ..models import AuditEvent, PipelineRun, QueueOverview
+from ..models import AuditEvent, Checkpoint, PipelineRun, QueueOverview
 from ..sentences import local_time
+from ..status import RunStatus
 from . import pipelines
 from .trail import describe_event, event_html
 
@@ -124,16 +127,69 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "error",
         "traceback",
         "failure",
+        "rerun_of",
     ]
+
+    change_form_template = "admin/stepkit_django/pipelinerun/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PipelineRun]:
         return PipelineRun.objects.visible_to(request.user)
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = list(self.fieldsets)
+        if obj is not None and obj.forked_from_id:
+            first = fieldsets[0][1]["fields"]
+            fieldsets[0] = (None, {"fields": [*first[:1], "rerun_of", *first[1:]]})
         if permissions.can_see_failure_details(request.user):
-            return self.fieldsets
+            return fieldsets
         # The message and the traceback may quote personal data: others see the failed step and the type.
-        return [*self.fieldsets[:-1], (_("Failure"), {"fields": ["failure"], "classes": ["collapse"]})]
+        return [*fieldsets[:-1], (_("Failure"), {"fields": ["failure"], "classes": ["collapse"]})]
+
+    @admin.display(description=_("rerun of"))
+    def rerun_of(self, obj: PipelineRun) -> str:
+        checkpoint = obj.forked_from
+        if checkpoint is None:
+            return "—"
+        review_url = reverse("admin:stepkit_django_checkpoint_change", args=[checkpoint.pk])
+        run_url = reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id])
+        return format_html(
+            gettext("Rerun of {checkpoint} of run {run}"),
+            checkpoint=format_html('<a href="{}">{}</a>', review_url, checkpoint.title or checkpoint.step),
+            run=format_html('<a href="{}">{}</a>', run_url, str(checkpoint.run_id)[:8]),
+        )
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        run = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if run is not None:
+            # Each review item of the run, with a "Rerun from here" button for those who may (permissions.py).
+            extra["rerun_checkpoints"] = list(run.checkpoints.order_by("created_at", "pk"))
+            extra["can_rerun"] = permissions.can_rerun(run, request.user)
+        return super().change_view(request, object_id, form_url, extra)
+
+    def rerun_view(self, request: HttpRequest, object_id: str, checkpoint_id: str) -> HttpResponse:
+        """POST: re-run the run from one of its checkpoints (review.rerun_from); to the new run's page."""
+        run = self.get_object(request, object_id)
+        if run is None:
+            raise Http404(gettext("No run %(id)s among those you may see.") % {"id": object_id})
+        checkpoint = get_object_or_404(Checkpoint, pk=checkpoint_id, run=run)
+        back = reverse("admin:stepkit_django_pipelinerun_change", args=[run.pk])
+        try:
+            new_run = review.rerun_from(checkpoint, request.user)
+        except StepkitError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(back)
+        url = reverse("admin:stepkit_django_pipelinerun_change", args=[new_run.pk])
+        text = (
+            gettext("Started run {run}, a rerun from step {step}.")
+            if new_run.status != RunStatus.PAUSED
+            else gettext("Started run {run}, a rerun from step {step}; it waits for the review of that step.")
+        )
+        link = format_html('<a href="{}">{}</a>', url, str(new_run.pk)[:8])
+        self.message_user(request, format_html(text, run=link, step=checkpoint.step), messages.SUCCESS)
+        return HttpResponseRedirect(url)
 
     @admin.display(description=_("failure"))
     def failure(self, obj: PipelineRun) -> str:
@@ -159,7 +215,13 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
         return self.has_view_permission(request)
 
     def get_urls(self) -> list[Any]:
-        return [*pipelines.urls(self), *super().get_urls()]  # the pipelines pages (admin/pipelines.py)
+        rerun = path(
+            "<path:object_id>/rerun/<str:checkpoint_id>/",
+            self.admin_site.admin_view(require_POST(self.rerun_view)),
+            name="stepkit_django_pipelinerun_rerun",
+        )
+        # the pipelines pages (admin/pipelines.py)
+        return [*pipelines.urls(self), rerun, *super().get_urls()]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         extra = {"pipelines_url": pipelines.pipelines_url(request), **(extra_context or {})}

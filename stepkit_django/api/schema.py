@@ -12,7 +12,7 @@ from rest_framework.serializers import Serializer
 
 from . import serializers as s
 
-__all__ = ["ERRORS", "ETAG", "IF_MATCH", "RUN_ERRORS", "StepkitAutoSchema", "decision"]
+__all__ = ["ERRORS", "ETAG", "IF_MATCH", "RERUN_ERRORS", "RUN_ERRORS", "StepkitAutoSchema", "decision"]
 
 
 # Every operation may answer these; documented once so clients (and fuzzers) find them in the schema,
@@ -66,6 +66,18 @@ RUN_ERRORS = {
     403: OpenApiResponse(s.ErrorSerializer, description="Not allowed to manage this run."),
     404: OpenApiResponse(s.ErrorSerializer, description="No such run among those you may see."),
     409: OpenApiResponse(s.ErrorSerializer, description="The run already ended (cancel) or has not failed (retry)."),
+}
+#: The errors of re-running from a checkpoint.
+RERUN_ERRORS = {
+    400: OpenApiResponse(
+        s.ValidationErrorSerializer,
+        description='Invalid edits, per key, as for a reviewer\'s edit ({"override_data": {"subject": ["..."]}}).',
+    ),
+    403: OpenApiResponse(s.ErrorSerializer, description="Only the run's starter or a run manager may re-run it."),
+    404: OpenApiResponse(s.ErrorSerializer, description="No such checkpoint among the runs you may see."),
+    409: OpenApiResponse(
+        s.ErrorSerializer, description="The pipeline changed since the checkpoint was made and cannot take it up."
+    ),
 }
 IF_MATCH = OpenApiParameter(
     "If-Match",

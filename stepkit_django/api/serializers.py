@@ -230,6 +230,12 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
     input = JSONObjectField(read_only=True)
     context = JSONObjectField(read_only=True)  # type: ignore[assignment]
     checkpoints: serializers.Field[Any, Any, Any, Any] = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    forked_from = serializers.UUIDField(
+        source="forked_from_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The checkpoint this run was re-run from (POST checkpoints/{id}/rerun/); null for a new run.",
+    )
 
     class Meta:
         model = PipelineRun
@@ -245,6 +251,7 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
             "idempotency_key",
             "error",
             "checkpoints",
+            "forked_from",
             "created_at",
             "updated_at",
             "started_at",
@@ -257,6 +264,15 @@ class RunSerializer(serializers.ModelSerializer[PipelineRun]):
         if not obj.error or permissions.can_see_failure_details(_user(self)):
             return obj.error
         return permissions.error_type(obj.error)
+
+
+class RerunSerializer(serializers.Serializer[Any]):
+    override_data = OverrideField(
+        required=False,
+        default=None,
+        allow_null=True,
+        help_text="Edits to the checkpoint's context for the new run, checked as a reviewer's edit of it.",
+    )
 
 
 class RunCreateSerializer(serializers.Serializer[Any]):

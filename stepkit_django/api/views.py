@@ -39,7 +39,7 @@ from .exceptions import Conflict, api_error
 from .filters import AuditEventFilter, CheckpointFilter, RunFilter, StrictOrderingFilter
 from .pagination import StepkitPagination
 from .parsers import StepkitJSONParser
-from .schema import ERRORS, ETAG, RUN_ERRORS, StepkitAutoSchema, decision
+from .schema import ERRORS, ETAG, RERUN_ERRORS, RUN_ERRORS, StepkitAutoSchema, decision
 
 
 class StepkitViewMixin:
@@ -100,6 +100,10 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         if self.action == "list":
             # The queue page: no run join, no heavy columns, approvals counted in the same query.
             return queryset.annotate(approvals_total=approvals_count())
+        if self.action == "rerun":
+            # The checkpoints of the runs the caller may see (run managers see all); the service says who may.
+            runs = PipelineRun.objects.visible_to(self.request.user).values("pk")
+            return Checkpoint.objects.filter(run_id__in=runs).only("pk")
         if self.action in DECISIONS:
             # Only to find the checkpoint and check its ETag: the service reloads it, _respond() reads it back.
             return queryset.only("pk", "version")
@@ -108,7 +112,7 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
 
     def filter_queryset(self, queryset: Any) -> Any:
         # The queue's filters narrow the list (and claim-next); one checkpoint is found by its id alone.
-        if self.action == "retrieve" or self.action in DECISIONS:
+        if self.action in ("retrieve", "rerun") or self.action in DECISIONS:
             return queryset
         return super().filter_queryset(queryset)
 
@@ -193,6 +197,25 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
                 pk, request.user, to_users=d.get("to_users"), to_groups=d.get("to_groups"), expected_version=v
             ),
         )
+
+    @extend_schema(
+        summary="Re-run from this checkpoint: a new run takes up the pipeline after its step",
+        description=(
+            "The new run has the checkpoint's context with `override_data` merged in. It resumes right after "
+            "the checkpoint's step when the checkpoint was approved with the same data; otherwise it pauses "
+            "there for review again. The original run does not change."
+        ),
+        request=s.RerunSerializer,
+        responses={201: s.RunSerializer, **RERUN_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def rerun(self, request: Request, pk: str | None = None) -> Response:
+        checkpoint = self.get_object()
+        serializer = s.RerunSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        run = review.rerun_from(checkpoint.pk, request.user, serializer.validated_data["override_data"])
+        fresh = PipelineRun.objects.select_related("started_by").prefetch_related("checkpoints").get(pk=run.pk)
+        return Response(s.RunSerializer(fresh, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Claim the oldest unclaimed checkpoint you may review (filtered like the list)",
