@@ -33,7 +33,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from . import audit, permissions
+from . import audit, choices, permissions
 from .assignments import resolve_groups, resolve_targets
 from .conf import settings
 from .exceptions import (
@@ -285,6 +285,7 @@ def reassign(
 
 def _validated(cp: Checkpoint, override_data: object) -> dict[str, Any]:
     """The edits of ``override_data`` that change a value (validated); empty when nothing changes."""
+    choices.refuse_edit(cp, override_data)
     data = validate_override(
         override_data,
         context=cp.effective_context,
@@ -343,11 +344,15 @@ def approve(
     override_data: Mapping[str, Any] | None = None,
     comment: str = "",
     expected_version: int | None = None,
+    *,
+    choice: choices.Choice = None,
 ) -> Checkpoint:
     """Record ``by``'s approval of the data as it will then be; with the last required approval, resume the run.
 
     Edits given with the approval that change a value void the approvals given
-    before (they attested to other data): the quorum is then counted again.
+    before (they attested to other data): the quorum is then counted again. A review
+    with choices needs ``choice`` (a key, or keys with ``multiple=True``), written into
+    the resumed context at its ``choice_key``; see :mod:`stepkit_django.choices`.
     """
     cp, reviewer, took_over = _open(checkpoint, by, expected_version)
     required = cp.approvals_required
@@ -361,10 +366,11 @@ def approve(
         raise ReviewConflict(gettext("You have already approved this checkpoint."))
     data = _validated(cp, override_data) if override_data else {}
     void, voided = _voids(cp, given, data, reviewer)
+    picked = choices.chosen(cp, choice, [user_id for pk, user_id, _name in given if pk not in void])
     count = len(approvers) - len(void) + 1
     quorum = count >= required
     override = {**cp.override_data, **data}
-    run_fields = _resume_state(cp, override)[0] if quorum else None
+    run_fields = _resume_state(cp, {**override, **picked})[0] if quorum else None
     now = timezone.now()
     changes: dict[str, Any] = {"override_data": override} if data else {}
     if quorum:
@@ -376,6 +382,7 @@ def approve(
         edited = {"changes": diff(cp.effective_context, data)}
         events += [audit.event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=edited), *voided]
     approved = {"approvals": count, "required": required, "version": cp.version}  # the version it attests to
+    approved.update(choices.recorded(cp, picked))
     events.append(audit.event(cp.run, AuditAction.APPROVED, checkpoint=cp, actor=reviewer, data=approved, note=comment))
     move = None
     if run_fields is not None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.utils.functional import Promise
+
 from .engine.builder import register_step_option
 from .exceptions import ReviewMisconfigured
 
@@ -70,6 +72,13 @@ class Review:
     summary: Summary | None = None
     #: A rejection must give a reason (the comment), which the run's starter and the trail then show.
     require_reject_reason: bool = False
+    #: The outcomes a reviewer picks one of when approving: a mapping of keys (written into the context) to
+    #: labels (shown on the buttons), e.g. ``{"publish": "Publish now", "archive": "Archive"}``.
+    choices: Mapping[str, str] | None = None
+    #: The context key the chosen key is written to, for a following ``branch_on``/``when`` to route on.
+    choice_key: str = "choice"
+    #: Several choices may be picked: the context then holds a list of keys, in the order of ``choices``.
+    multiple: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -99,6 +108,7 @@ class Review:
             validator_for(self.schema).check_schema(self.schema)
         self._check_title()
         self._check_summary()
+        self._check_choices()
 
     def _check_title(self) -> None:
         if callable(self.title):
@@ -124,6 +134,33 @@ class Review:
             raise TypeError("Review(summary=...) must be a list of context key names or a callable")
         if len(self.summary) > MAX_SUMMARY_ITEMS:
             raise ValueError(f"Review(summary=...) names more than {MAX_SUMMARY_ITEMS} keys: keep it short")
+
+    def _check_choices(self) -> None:
+        if not isinstance(self.multiple, bool):
+            raise TypeError("Review(multiple=...) must be True or False")
+        if not isinstance(self.choice_key, str) or not self.choice_key.strip():
+            raise TypeError("Review(choice_key=...) must be a non-empty string (the context key of the choice)")
+        if self.choices is None:
+            if self.multiple:
+                raise ValueError("Review(multiple=True) needs choices=...")
+            return
+        if not isinstance(self.choices, Mapping) or not self.choices:
+            raise TypeError(
+                'Review(choices=...) must be a non-empty mapping of keys to labels, e.g. {"publish": "Publish"}'
+            )
+        for key, label in self.choices.items():
+            if not isinstance(key, str) or not key.strip():
+                raise TypeError(f"Review(choices=...): each key must be a non-empty string, got {key!r}")
+            if not isinstance(label, (str, Promise)) or not str(label).strip():
+                raise TypeError(f"Review(choices=...): the label of {key!r} must be a non-empty string, got {label!r}")
+        if self.editable is not None and self.choice_key in self.editable:
+            raise ValueError(
+                f"Review(choice_key={self.choice_key!r}) is also in editable: a choice is picked, not typed"
+            )
+        if self.on_timeout == "approve":
+            raise ValueError(
+                'Review(choices=...) cannot be approved on timeout: nobody would choose (on_timeout="approve")'
+            )
 
     def render_title(self, context: Mapping[str, Any], pipeline: str, step: str) -> str:
         """The checkpoint's title for ``context``: on one line, at most :data:`MAX_TITLE_LENGTH` characters.
@@ -221,6 +258,13 @@ class Review:
             "title": self.title if isinstance(self.title, str) else "",
             "summary": list(self.summary) if self.summary is not None and not callable(self.summary) else None,
             "require_reject_reason": self.require_reject_reason,
+            # A list, not a mapping: PostgreSQL's jsonb does not keep the order of an object's keys. Labels
+            # are stored untranslated (a lazy label as its source text) and translated when shown.
+            "choices": [{"key": key, "label": _source(label)} for key, label in self.choices.items()]
+            if self.choices
+            else None,
+            "choice_key": self.choice_key if self.choices else None,
+            "multiple": self.multiple,
         }
 
 
@@ -232,6 +276,13 @@ def default_title(pipeline: str, step: str) -> str:
     """
     where = " / ".join(_humanise(part).lower() for part in step.split("/") if part)
     return _clip(f"{_humanise(pipeline)}: {where}" if where else _humanise(pipeline), MAX_TITLE_LENGTH)
+
+
+def _source(label: str | Promise) -> str:
+    from django.utils import translation
+
+    with translation.override(None):  # a gettext_lazy label as written, in the source language
+        return str(label)
 
 
 def _humanise(name: str) -> str:

@@ -200,12 +200,18 @@ def _approved(actor: str, data: _Data) -> str:
         return ", ".join(parts)
     count, required = data.get("approvals"), data.get("required")
     if isinstance(required, int) and required > 1:
-        return gettext("Approved by %(actor)s (%(count)s of %(required)s)") % {
+        said = gettext("Approved by %(actor)s (%(count)s of %(required)s)") % {
             "actor": actor,
             "count": count,
             "required": required,
         }
-    return gettext("Approved by %(actor)s") % {"actor": actor}
+    else:
+        said = gettext("Approved by %(actor)s") % {"actor": actor}
+    labels, _key = data.get("choice_labels"), data.get("choice")  # the sentence tells both
+    if isinstance(labels, list) and labels:  # Review(choices=...): stored untranslated, translated here
+        chosen = ", ".join(f"“{gettext(str(label))}”" for label in labels)
+        said = gettext("%(approved)s, choosing %(choices)s") % {"approved": said, "choices": chosen}
+    return said
 
 
 def _rejected(actor: str, data: _Data) -> str:

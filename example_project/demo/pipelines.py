@@ -148,6 +148,15 @@ def score(ctx: dict[str, Any]) -> dict[str, Any]:
     return {"risk": min(1.0, 0.35 * hits)}
 
 
+#: What a moderator may do with a suspicious post: one button each on the review page.
+MODERATION_CHOICES = {"publish": "Publish", "hide": "Hide from the site", "escalate": "Escalate to a senior moderator"}
+
+
+def moderated(choice: str) -> Any:
+    """A when() predicate: the moderator chose ``choice`` (the review writes it at ``moderation``)."""
+    return lambda ctx: ctx.get("moderation") == choice
+
+
 content_moderation = register(
     stepkit("content-moderation")
     .step("score", score)
@@ -166,8 +175,43 @@ content_moderation = register(
                     summary=lambda ctx: {"Risk": f"{ctx['risk']:.0%}", "Length": f"{len(ctx['text'])} characters"},
                     editable=["text"],
                     assign_to_group="moderators",
+                    # The moderator's choice is written at ctx["moderation"]; the branch below routes on it.
+                    choices=MODERATION_CHOICES,
+                    choice_key="moderation",
                 ),
-            ).step("publish", lambda ctx: {"status": "published"}),
+            ).branch_on(
+                "decide",
+                when(
+                    moderated("publish"),
+                    lambda b: b.step("publish", lambda ctx: {"status": "published"}),
+                    name="publish",
+                ),
+                when(moderated("hide"), lambda b: b.step("hide", lambda ctx: {"status": "hidden"}), name="hide"),
+                when(
+                    moderated("escalate"),
+                    lambda b: b.step(
+                        "escalate",
+                        lambda ctx: {"status": "escalated"},
+                        review=Review(
+                            title="Escalated post: {text}",
+                            summary=lambda ctx: {"Risk": f"{ctx['risk']:.0%}"},
+                            editable=[],
+                            assign_to_group="moderators",
+                            choices={"publish": "Publish", "hide": "Hide from the site"},
+                            choice_key="final_moderation",
+                        ),
+                    ).branch_on(
+                        "final",
+                        when(
+                            lambda ctx: ctx.get("final_moderation") == "publish",
+                            lambda b: b.step("publish", lambda ctx: {"status": "published"}),
+                            name="publish",
+                        ),
+                        otherwise(lambda b: b.step("hide", lambda ctx: {"status": "hidden"}), name="hide"),
+                    ),
+                    name="escalate",
+                ),
+            ),
             name="suspicious",
         ),
         otherwise(lambda b: b.step("block", lambda ctx: {"status": "blocked"})),

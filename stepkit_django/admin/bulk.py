@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from .. import review
+from .. import choices, review
 from ..exceptions import StepkitError
 from ..models import Checkpoint
 
@@ -78,6 +78,12 @@ class BulkDecision:
         done, refused = [], []
         act = self.act(comment)
         for checkpoint in self.items:
+            if self.decision == "approve" and choices.requires_choice(checkpoint):
+                # Approving it means choosing where the run goes: that is one person's decision on its page.
+                refused.append(
+                    gettext("%(item)s: it needs a choice; open it to choose") % {"item": item_label(checkpoint)}
+                )
+                continue
             try:
                 act(checkpoint, listed_version(self.request, checkpoint))
                 done.append(item_label(checkpoint))
@@ -118,6 +124,7 @@ class BulkDecision:
             "confirmed": CONFIRMED,
             "form": form,
             "needs_reason": self.needs_reason(),
+            "need_a_choice": [item_label(cp) for cp in self.items if approving and choices.requires_choice(cp)],
         }
         return TemplateResponse(self.request, "admin/stepkit_django/checkpoint/bulk_confirm.html", context)
 

@@ -24,7 +24,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_deny
 
-from .. import permissions, review
+from .. import choices, permissions, review
 from ..conf import settings
 from ..describe import remaining_steps
 from ..exceptions import InvalidAssignment, InvalidDecision, InvalidOverride, ReviewConflict, StepkitError
@@ -327,7 +327,8 @@ class CheckpointAdmin(admin.ModelAdmin):
     def _post(
         self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm, reassign_form: ReassignForm
     ) -> HttpResponse | None:
-        action = request.POST.get("_action", "")
+        # A review with choices has one button per choice, each sending its key as _choice: that approves.
+        action = request.POST.get("_action", "") or ("approve" if "_choice" in request.POST else "")
         here = HttpResponseRedirect(request.path)
         if not self.has_change_permission(request, checkpoint):
             self.message_user(request, gettext("You may not review checkpoints."), messages.ERROR)
@@ -373,7 +374,10 @@ class CheckpointAdmin(admin.ModelAdmin):
                     saved = gettext("Saved edits to %(keys)s.") % {"keys": ", ".join(changes)}
                     self.message_user(request, saved, messages.SUCCESS)
                 elif action == "approve":
-                    decided = review.approve(checkpoint, user, changes or None, comment, expected_version=version)
+                    choice = self._choice(request, checkpoint)
+                    decided = review.approve(
+                        checkpoint, user, changes or None, comment, expected_version=version, choice=choice
+                    )
                     decided = decided or checkpoint
                     self.message_user(request, approved_message(decided, item_label(decided)), messages.SUCCESS)
                     return self._after_decision(request, decided)
@@ -400,6 +404,13 @@ class CheckpointAdmin(admin.ModelAdmin):
         except StepkitError as exc:
             self.message_user(request, str(exc), messages.ERROR)
         return here
+
+    @staticmethod
+    def _choice(request: HttpRequest, checkpoint: Checkpoint) -> choices.Choice:
+        """The choice the review page sent: the key of the button pressed, or the boxes ticked."""
+        if checkpoint.review.get("multiple"):
+            return request.POST.getlist("_choice")
+        return request.POST.get("_choice") or None
 
     def _after_decision(self, request: HttpRequest, decided: Checkpoint) -> HttpResponse:
         """The next item the reviewer can decide; this one again when there is none."""
@@ -483,6 +494,8 @@ class CheckpointAdmin(admin.ModelAdmin):
             "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
             "next_url": self._next_url(request, checkpoint),
             "has_view_permission": True,
+            "choice_options": choices.options(checkpoint.review),
+            "multiple_choices": bool(checkpoint.review.get("multiple")),
         }
         return TemplateResponse(request, self.review_template, context)
 

@@ -266,6 +266,11 @@ def review_rules(spec: Review) -> list[tuple[str, str]]:
     ]
     if spec.schema is not None:
         rows.append((gettext("Edits checked"), gettext("against a schema")))
+    if spec.choices:
+        labels = ", ".join(gettext(str(label)) for label in spec.choices.values())
+        how = gettext("one or more of") if spec.multiple else gettext("one of")
+        values = {"how": how, "labels": labels, "key": spec.choice_key}
+        rows.append((gettext("Choices"), gettext("%(how)s %(labels)s (written to %(key)s)") % values))
     return rows
 
 

@@ -19,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.serializers import DateTimeField
 
+from .. import choices
 from ..describe import remaining_steps
 from ..models import Checkpoint
 from ..status import CheckpointStatus
@@ -121,6 +122,16 @@ def _approvals(checkpoint: Checkpoint) -> list[dict[str, Any]]:
     return [{"user": {"id": pk, "username": str(name)}, "created_at": when(at)} for pk, name, at in approvals]
 
 
+def choices_of(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The choices fields of a checkpoint's detail."""
+    review = checkpoint.review
+    return {
+        "choices": [{"key": key, "label": label} for key, label in choices.options(review)],
+        "choice_key": review.get("choice_key") if review.get("choices") else None,
+        "multiple_choices": bool(review.get("multiple")),
+    }
+
+
 def detail(checkpoint: Checkpoint) -> dict[str, Any]:
     """``checkpoint`` in the shape of CheckpointDetailSerializer.
 
@@ -159,4 +170,5 @@ def detail(checkpoint: Checkpoint) -> dict[str, Any]:
         "remaining_steps": remaining_steps(checkpoint.pipeline_name, checkpoint.position),
         "approvals": approvals,
         "comment": checkpoint.comment,
+        **choices_of(checkpoint),
     }

@@ -16,6 +16,7 @@ from ..describe import remaining_steps
 from ..models import Approval, AuditEvent, Checkpoint, PipelineRun
 from ..registry import registered
 from ..status import RunStatus
+from .rows import choices_of
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -130,6 +131,13 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
         return int(total) if total is not None else len(obj.approvals.all())
 
 
+class ChoiceSerializer(serializers.Serializer[Any]):
+    """One outcome a reviewer may choose when approving (``Review(choices=...)``)."""
+
+    key = serializers.CharField(read_only=True, help_text="What to send as choice (or in choices) to approve.")
+    label = serializers.CharField(read_only=True, help_text="What reviewers see, in the request's language.")  # type: ignore[assignment]
+
+
 class CheckpointDetailSerializer(CheckpointSerializer):
     """One checkpoint with everything a reviewer needs to decide."""
 
@@ -142,6 +150,15 @@ class CheckpointDetailSerializer(CheckpointSerializer):
     )
     remaining_steps = serializers.SerializerMethodField()
     approvals = ApprovalSerializer(many=True, read_only=True)
+    choices = serializers.SerializerMethodField(
+        help_text="The outcomes to choose from when approving, in order; empty when approving needs no choice."
+    )
+    choice_key = serializers.SerializerMethodField(
+        help_text="The context key the choice is written to; null when approving needs no choice."
+    )
+    multiple_choices = serializers.SerializerMethodField(
+        help_text="Several choices may be sent (as choices); otherwise exactly one (as choice)."
+    )
 
     class Meta(CheckpointSerializer.Meta):
         fields = [
@@ -154,6 +171,9 @@ class CheckpointDetailSerializer(CheckpointSerializer):
             "remaining_steps",
             "approvals",
             "comment",
+            "choices",
+            "choice_key",
+            "multiple_choices",
         ]
         read_only_fields = fields
 
@@ -170,6 +190,19 @@ class CheckpointDetailSerializer(CheckpointSerializer):
     def get_remaining_steps(self, obj: Checkpoint) -> list[str]:
         return remaining_steps(obj.pipeline_name, obj.position)
 
+    @extend_schema_field(ChoiceSerializer(many=True))
+    def get_choices(self, obj: Checkpoint) -> list[dict[str, str]]:
+        return list(choices_of(obj)["choices"])
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_choice_key(self, obj: Checkpoint) -> str | None:
+        value = choices_of(obj)["choice_key"]
+        return str(value) if value is not None else None
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_multiple_choices(self, obj: Checkpoint) -> bool:
+        return bool(choices_of(obj)["multiple_choices"])
+
 
 class OverrideField(JSONObjectField):
     def to_internal_value(self, data: Any) -> Any:
@@ -183,6 +216,26 @@ class ApproveSerializer(serializers.Serializer[Any]):
     override_data = OverrideField(required=False, default=dict, help_text="Edits to merge before resuming.")
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
     expected_version = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+    choice = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=200,
+        help_text="The key of the outcome chosen, required when the checkpoint offers choices (see its choices).",
+    )
+    choices = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=100,
+        help_text="The keys of the outcomes chosen, when the checkpoint lets several be chosen (multiple_choices).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("choice") is not None and attrs.get("choices") is not None:
+            raise serializers.ValidationError({"choices": [gettext("Send choice or choices, not both.")]})
+        return attrs
 
 
 class RejectSerializer(serializers.Serializer[Any]):

@@ -171,13 +171,24 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
             request, s.EditSerializer, lambda pk, d, v: review.edit(pk, request.user, d["override_data"], v)
         )
 
-    @decision(s.ApproveSerializer, "Approve (with optional edits); the last required approval resumes the run")
+    @decision(
+        s.ApproveSerializer,
+        "Approve (with optional edits, and the choice when the checkpoint offers choices); "
+        "the last required approval resumes the run",
+    )
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(
             request,
             s.ApproveSerializer,
-            lambda pk, d, v: review.approve(pk, request.user, d["override_data"] or None, d["comment"], v),
+            lambda pk, d, v: review.approve(
+                pk,
+                request.user,
+                d["override_data"] or None,
+                d["comment"],
+                v,
+                choice=d["choices"] if d["choices"] is not None else d["choice"],
+            ),
         )
 
     @decision(s.RejectSerializer, "Reject; the run ends and runs nothing more")
