@@ -28,6 +28,8 @@ class CheckpointStatus(models.TextChoices):
     REJECTED = "rejected", pgettext_lazy("review item status", "Rejected")
     EXPIRED = "expired", pgettext_lazy("review item status", "Expired")
     CANCELLED = "cancelled", pgettext_lazy("review item status", "Cancelled")
+    #: The reviewer sent the work back with notes: the run ran the step again, and a new revision waits.
+    CHANGES_REQUESTED = "changes_requested", pgettext_lazy("review item status", "Changes requested")
 
 
 class AuditAction(models.TextChoices):
@@ -49,6 +51,7 @@ class AuditAction(models.TextChoices):
     RUN_RETRIED = "run_retried", pgettext_lazy("audit action", "Run retried")
     RUN_RECOVERED = "run_recovered", pgettext_lazy("audit action", "Run recovered after its worker stopped")
     APPROVALS_VOIDED = "approvals_voided", pgettext_lazy("audit action", "Approvals voided by a change of the data")
+    CHANGES_REQUESTED = "changes_requested", pgettext_lazy("audit action", "Changes requested")
 
 
 # status -> statuses it may move to. Every change of a run's status is one conditional

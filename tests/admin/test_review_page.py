@@ -223,7 +223,9 @@ def test_saving_a_page_submitted_as_shown_changes_nothing(people, bob, registere
     assert messages_of(response)[0].startswith("Approved “")
     assert Checkpoint.objects.get(pk=cp.pk).override_data == {}
     assert not AuditEvent.objects.filter(action="edited").exists()
-    assert SideEffect.objects.get().payload == EVERY_KIND
+    payload = SideEffect.objects.get().payload
+    assert payload.pop("review")["outcome"] == "approved"  # the decision, which the next step reads
+    assert payload == EVERY_KIND
 
 
 def test_the_form_sends_only_the_keys_whose_value_changed(people, bob, registered_pipelines, monkeypatch):
