@@ -35,7 +35,7 @@ from django.utils.translation import gettext
 
 from .engine import Pipeline
 from .engine.executor import display_path, iter_positions, resume_before
-from .exceptions import DecisionKeyCollision, InvalidDecision, ReviewConflict
+from .exceptions import DecisionKeyCollision, InvalidDecision, PipelineNotFound, ReviewConflict
 from .models import Checkpoint, PipelineRun
 from .registry import get_registration
 from .review_spec import Review
@@ -53,6 +53,8 @@ __all__ = [
     "history",
     "previous_revision",
     "rerun_fields",
+    "revisions_left",
+    "steps_to_go_back_to",
 ]
 
 #: Where the steps after a decision read it, unless ``Review(decision_key=...)`` says otherwise.
@@ -91,8 +93,7 @@ def check_request(checkpoint: Checkpoint, comment: str | None) -> str:
     comment = (comment or "").strip()
     if not comment:
         raise InvalidDecision({"comment": [gettext("Say what should change: the comment is required.")]})
-    cap = int(checkpoint.review.get("max_revisions", DEFAULT_MAX_REVISIONS))
-    if checkpoint.revision > cap:
+    if not revisions_left(checkpoint):
         raise ReviewConflict(
             gettext(
                 "Changes were requested %(count)s times on this step already, the most its review allows; "
@@ -139,6 +140,23 @@ def rerun_fields(checkpoint: Checkpoint, fields: Mapping[str, Any], to_step: str
         current = step if position[-1] < 0 else display_path(pipeline, position)
         return step, {**fields, "position": list(position), "current_step": current}
     raise InvalidDecision({"to_step": [message % values]})
+
+
+def steps_to_go_back_to(checkpoint: Checkpoint) -> list[str]:
+    """The steps a request for changes on ``checkpoint`` may send its run back to, in pipeline order."""
+    try:
+        pipeline = get_registration(checkpoint.pipeline_name).pipeline
+    except PipelineNotFound:
+        return [checkpoint.step]
+    known = dict(iter_positions(pipeline))
+    reviewed = known.get(checkpoint.step)
+    return _allowed(pipeline, reviewed) if reviewed is not None else [checkpoint.step]
+
+
+def revisions_left(checkpoint: Checkpoint) -> int:
+    """How many more times changes may be requested on ``checkpoint``'s step (0: only approve or reject)."""
+    cap = int(checkpoint.review.get("max_revisions", DEFAULT_MAX_REVISIONS))
+    return max(cap - checkpoint.revision + 1, 0)
 
 
 def previous_revision(run: PipelineRun, step: str) -> Checkpoint | None:

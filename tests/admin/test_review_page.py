@@ -355,7 +355,7 @@ def test_every_field_has_its_label_and_enter_saves_edits_rather_than_deciding(pe
     assert len(parser.controls) == len(EVERY_KIND) + 1  # and the comment
     assert set(parser.controls) <= parser.labels
     # Enter in a one-line field presses the form's first submit button.
-    assert parser.buttons == ["edit", "approve", "reject"]
+    assert parser.buttons == ["edit", "approve", "request_changes", "reject"]
 
 
 def test_rejecting_without_the_required_reason_shows_the_error_at_the_comment_and_keeps_the_page(
