@@ -125,37 +125,44 @@ ADMIN = "/admin/stepkit_django"
 ADMIN_MATRIX = {
     "anonymous": {
         "list": (302, "hidden"), "retrieve": (302, "hidden"), "claim": (302, "refused"), "edit": (302, "refused"),
-        "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"), "reassign": (302, "refused"),
+        "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"),
+        "reassign": (302, "refused"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"),
     },
     "no permission": {
         "list": (403, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
-        "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"), "reassign": (404, "refused"),
+        "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"),
+        "reassign": (404, "refused"),
         "cancel": (403, "refused"), "retry": (403, "refused"), "events": (403, "hidden"),
     },
     "reviewer outside the group": {
         "list": (200, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
-        "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"), "reassign": (404, "refused"),
+        "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"),
+        "reassign": (404, "refused"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"),
     },
     "the run's starter": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "refused"), "edit": (302, "refused"),
-        "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"), "reassign": (302, "refused"),
+        "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"),
+        "reassign": (302, "refused"),
         "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
     },
     "assigned reviewer": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
-        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"), "reassign": (302, "refused"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "refused"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),
     },
     "assigned reviewer who may reassign": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
-        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"), "reassign": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "done"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),
     },
     "superuser": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
-        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"), "reassign": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "done"),
         "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
     },
 }  # fmt: skip
