@@ -330,6 +330,8 @@ CHECKPOINT_MOVES = {
     ("pending", "expired"): 'The deadline passed with `on_timeout="reject"` or `"fail"` (an escalation '
     "keeps it pending, reassigned, with a new deadline).",
     ("pending", "cancelled"): "Its run was cancelled.",
+    ("pending", "changes_requested"): "`review.request_changes()`: the run runs the step again with the "
+    "reviewer's notes and pauses with a new checkpoint, its next revision (`revision_of` links them).",
 }
 
 
@@ -376,11 +378,12 @@ RUN_LAYOUT = {
     "completed": (170, 340),
 }
 CHECKPOINT_LAYOUT = {
-    "pending": (130, 150),
+    "pending": (130, 186),
     "approved": (520, 40),
     "rejected": (520, 113),
     "expired": (520, 186),
     "cancelled": (520, 259),
+    "changes_requested": (520, 332),
 }
 BOX_W, BOX_H = 124, 40
 

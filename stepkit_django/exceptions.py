@@ -14,6 +14,7 @@ from django.utils.translation import gettext
 __all__ = [
     "CheckpointError",
     "ContextKeyCollision",
+    "DecisionKeyCollision",
     "IllegalTransition",
     "InvalidAssignment",
     "InvalidCheckpoint",
@@ -132,3 +133,11 @@ class ReviewMisconfigured(StepkitError, ImproperlyConfigured):
 
     def __init__(self, message: str, *args: Any) -> None:
         super().__init__(message, *args)
+
+
+class DecisionKeyCollision(InvalidInput):
+    """A run's input or a step's output holds the key under which a review's decision is given to the steps
+    (``Review(decision_key=...)``, ``"review"`` by default); rename the key, or choose another decision key.
+
+    ``errors`` maps the key to messages.
+    """

@@ -213,7 +213,7 @@ class Checkpoint(models.Model):
     #: The Review settings in force when the checkpoint was created.
     review = _json_field(verbose_name=_("review settings"), default=dict)
     status = models.CharField(
-        _("status"), max_length=16, choices=CheckpointStatus.choices, default=CheckpointStatus.PENDING
+        _("status"), max_length=20, choices=CheckpointStatus.choices, default=CheckpointStatus.PENDING
     )
     assigned_users = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="stepkit_assigned_checkpoints", verbose_name=_("users")
@@ -251,6 +251,18 @@ class Checkpoint(models.Model):
     #: False only for a checkpoint created assigned to nobody, so that the queue skips the assignment
     #: lookups for it; any assignment added through the ORM sets it (see signal_handlers._assignment_added).
     assigned = models.BooleanField(_("may be assigned"), default=True, editable=False)
+    #: The checkpoint of the same step whose reviewer requested the changes this one answers (None: the first).
+    revision_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="revisions",
+        verbose_name=_("revision of"),
+        editable=False,
+    )
+    #: 1 for the first review of a step in a run, 2 after one request for changes, and so on.
+    revision = models.PositiveIntegerField(_("revision"), default=1, editable=False)
 
     objects = CheckpointQuerySet.as_manager()
 

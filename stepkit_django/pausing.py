@@ -22,6 +22,7 @@ from .engine.context import to_json_ready
 from .exceptions import ReviewMisconfigured
 from .models import Checkpoint, PipelineRun
 from .review_spec import Review
+from .revisions import previous_revision
 from .signals import checkpoint_created
 from .status import AuditAction, RunStatus
 from .transitions import move_run
@@ -49,6 +50,7 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
         resolve_groups(spec.escalate_to_group, context, event.step_name)
     with transaction.atomic():
         move_run(run, RunStatus.RUNNING, RunStatus.PAUSED, lease_owner="", lease_expires_at=None)
+        previous = previous_revision(run, event.step_name)
         return open_checkpoint(
             run,
             step=event.step_name,
@@ -60,6 +62,7 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
             summary=summary,
             users=users,
             groups=groups,
+            revision_of=previous,
         )
 
 
@@ -77,9 +80,16 @@ def open_checkpoint(
     groups: list[Group],
     assigned: bool | None = None,
     data: Mapping[str, Any] | None = None,
+    revision_of: Checkpoint | None = None,
 ) -> Checkpoint:
-    """Create a pending checkpoint of the paused ``run`` with its assignments, its ``paused`` event and the signal."""
+    """Create a pending checkpoint of the paused ``run`` with its assignments, its ``paused`` event and the signal.
+
+    ``revision_of``: the checkpoint of the same step whose reviewer requested the changes this one answers.
+    """
     timeout = review.get("timeout_seconds")
+    revision = revision_of.revision + 1 if revision_of is not None else 1
+    if revision_of is not None:
+        data = {**(data or {}), "revision": revision, "revision_of": str(revision_of.pk)}
     checkpoint = Checkpoint.objects.create(
         run=run,
         pipeline_name=run.pipeline_name,
@@ -92,6 +102,8 @@ def open_checkpoint(
         summary=summary,
         assigned=bool(groups or users) if assigned is None else assigned,  # save() derives the permission column
         expires_at=timezone.now() + timedelta(seconds=timeout) if timeout else None,
+        revision_of=revision_of,
+        revision=revision,
     )
     if groups:
         checkpoint.assigned_groups.set(groups)

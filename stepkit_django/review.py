@@ -33,7 +33,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from . import audit, choices, permissions
+from . import audit, choices, permissions, revisions
 from .assignments import resolve_groups, resolve_targets
 from .conf import settings
 from .exceptions import (
@@ -66,6 +66,7 @@ __all__ = [
     "reassign",
     "reject",
     "release",
+    "request_changes",
     "rerun_from",
     "retry_run",
 ]
@@ -370,8 +371,11 @@ def approve(
     count = len(approvers) - len(void) + 1
     quorum = count >= required
     override = {**cp.override_data, **data}
-    run_fields = _resume_state(cp, {**override, **picked})[0] if quorum else None
     now = timezone.now()
+    approved_with = revisions.with_decision(
+        cp, {**override, **picked}, CheckpointStatus.APPROVED, reviewer, comment, now
+    )
+    run_fields = _resume_state(cp, approved_with)[0] if quorum else None
     changes: dict[str, Any] = {"override_data": override} if data else {}
     if quorum:
         changes.update(status=CheckpointStatus.APPROVED, decided_by=reviewer, decided_at=now, comment=comment)
@@ -419,6 +423,52 @@ def reject(checkpoint: CheckpointRef, by: User, comment: str = "", expected_vers
         sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.REJECTED, user=reviewer
     )
     run_finished.send(sender=PipelineRun, run=cp.run, status=cp.run.status)
+    return cp
+
+
+def request_changes(
+    checkpoint: CheckpointRef,
+    by: User,
+    comment: str,
+    *,
+    to_step: str | None = None,
+    override_data: Mapping[str, Any] | None = None,
+    expected_version: int | None = None,
+) -> Checkpoint:
+    """Send the work back with ``comment``: the checkpoint ends as ``changes_requested`` and the run runs
+    ``to_step`` (default: the reviewed step; or an earlier one of its level) and the steps after it again,
+    reading the comment under the review's decision key; the reviewed step then pauses for a new revision.
+
+    Who may request changes is who may approve. Raises :class:`InvalidDecision` without a comment or for a
+    ``to_step`` the run cannot go back to, and :class:`ReviewConflict` once ``Review(max_revisions=...)``
+    requests were made on this step (see :mod:`stepkit_django.revisions`).
+    """
+    cp, reviewer, took_over = _open(checkpoint, by, expected_version)
+    if cp.assigned:  # the rules of an approval: who reassigned it chose its reviewers
+        reassigners = AuditEvent.objects.filter(checkpoint=cp, action=AuditAction.REASSIGNED, actor__isnull=False)
+        permissions.check_approver(cp, reviewer, reassigners.values_list("actor_id", flat=True))
+    comment = revisions.check_request(cp, comment)
+    data = _validated(cp, override_data) if override_data else {}
+    now = timezone.now()
+    override = revisions.with_decision(
+        cp, {**cp.override_data, **data}, CheckpointStatus.CHANGES_REQUESTED, reviewer, comment, now
+    )
+    step, run_fields = revisions.rerun_fields(cp, _resume_state(cp, override)[0], to_step)
+    changes: dict[str, Any] = {"override_data": {**cp.override_data, **data}} if data else {}
+    changes.update(status=CheckpointStatus.CHANGES_REQUESTED, decided_by=reviewer, decided_at=now, comment=comment)
+    events = list(took_over)
+    if data:
+        edited = {"changes": diff(cp.effective_context, data)}
+        events.append(audit.event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=edited))
+    requested = {"to_step": step, "revision": cp.revision}
+    events.append(
+        audit.event(cp.run, AuditAction.CHANGES_REQUESTED, checkpoint=cp, actor=reviewer, data=requested, note=comment)
+    )
+    write_checkpoint(cp, changes, events, run=(RunStatus.PAUSED, RunStatus.QUEUED, run_fields))
+    checkpoint_decided.send(
+        sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.CHANGES_REQUESTED, user=reviewer
+    )
+    dispatch(cp.run)  # inline: the steps run again here now; otherwise queued for a worker
     return cp
 
 
@@ -578,7 +628,9 @@ def _apply_timeout(cp: Checkpoint, now: datetime) -> str:
         # given before it, so the edits stand if someone approved after the last of them.
         attested = cp.approvals.exists()
         override = cp.override_data if attested else {}
-        run_fields = _resume_state(cp, override)[0]
+        run_fields = _resume_state(cp, revisions.with_decision(cp, override, CheckpointStatus.APPROVED, None, "", now))[
+            0
+        ]
         approved = {"automatic": True, "edits_applied": sorted(override)}
         if cp.override_data and not attested:
             approved["edits_not_applied"] = sorted(cp.override_data)

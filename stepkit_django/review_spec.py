@@ -79,6 +79,11 @@ class Review:
     choice_key: str = "choice"
     #: Several choices may be picked: the context then holds a list of keys, in the order of ``choices``.
     multiple: bool = False
+    #: The context key under which the steps after a decision read it: ``{"outcome", "comment", "by", "at",
+    #: "revision"}``. Reserved: a run's input or a step's output that sets it fails loudly (DecisionKeyCollision).
+    decision_key: str = "review"
+    #: How many times a reviewer may request changes on this step in one run; then only approve or reject.
+    max_revisions: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +107,10 @@ class Review:
             raise ValueError('Review(permission=...) must look like "app_label.codename"')
         if not isinstance(self.require_reject_reason, bool):
             raise TypeError("Review(require_reject_reason=...) must be True or False")
+        if not isinstance(self.decision_key, str) or not self.decision_key.strip():
+            raise TypeError("Review(decision_key=...) must be a non-empty context key name")
+        if isinstance(self.max_revisions, bool) or not isinstance(self.max_revisions, int) or self.max_revisions < 0:
+            raise ValueError("Review(max_revisions=...) must be a whole number, 0 or more")
         if self.schema is not None:
             from jsonschema.validators import validator_for
 
@@ -265,6 +274,8 @@ class Review:
             else None,
             "choice_key": self.choice_key if self.choices else None,
             "multiple": self.multiple,
+            "decision_key": self.decision_key,
+            "max_revisions": self.max_revisions,
         }
 
 

@@ -22,6 +22,7 @@ from .inputs import validate_input
 from .jsonchecks import UnsafeJSON, check_json_value
 from .models import PipelineRun
 from .registry import get_pipeline, get_registration
+from .revisions import check_input
 from .signals import run_started
 from .status import AuditAction, RunStatus
 
@@ -102,6 +103,7 @@ def start_or_replay(
     schema = get_registration(pipeline.name or "").input_schema
     if schema is not None:
         validate_input(schema, data)  # InvalidInput, per field; before anything is written
+    check_input(pipeline, data)  # a review's decision key is reserved (DecisionKeyCollision)
     if idempotency_key is not None:
         existing = PipelineRun.objects.filter(idempotency_key=idempotency_key).first()
         if existing is not None:

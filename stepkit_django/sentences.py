@@ -218,6 +218,13 @@ def _rejected(actor: str, data: _Data) -> str:
     return gettext("Rejected by %(actor)s") % {"actor": actor}
 
 
+def _changes_requested(actor: str, data: _Data) -> str:
+    step = data.get("to_step")
+    revision = data.get("revision")
+    text = gettext("%(actor)s requested changes to revision %(revision)s; the run goes back to step %(step)s")
+    return text % {"actor": actor, "revision": revision or 1, "step": step or "—"}
+
+
 _OUTCOMES = {
     "approve": _("approved automatically"),
     "reject": _("rejected automatically"),
@@ -340,6 +347,7 @@ TELLERS: dict[str, Teller] = {
     AuditAction.RUN_RECOVERED: _run_recovered,
     AuditAction.APPROVALS_VOIDED: _approvals_voided,
     AuditAction.RUN_FORKED: _run_forked,
+    AuditAction.CHANGES_REQUESTED: _changes_requested,
 }
 
 

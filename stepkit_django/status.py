@@ -28,6 +28,8 @@ class CheckpointStatus(models.TextChoices):
     REJECTED = "rejected", pgettext_lazy("review item status", "Rejected")
     EXPIRED = "expired", pgettext_lazy("review item status", "Expired")
     CANCELLED = "cancelled", pgettext_lazy("review item status", "Cancelled")
+    #: The reviewer sent the work back with notes: the run ran the step again, and a new revision waits.
+    CHANGES_REQUESTED = "changes_requested", pgettext_lazy("review item status", "Changes requested")
 
 
 class AuditAction(models.TextChoices):
@@ -50,6 +52,7 @@ class AuditAction(models.TextChoices):
     RUN_RECOVERED = "run_recovered", pgettext_lazy("audit action", "Run recovered after its worker stopped")
     APPROVALS_VOIDED = "approvals_voided", pgettext_lazy("audit action", "Approvals voided by a change of the data")
     RUN_FORKED = "run_forked", pgettext_lazy("audit action", "Re-run from a checkpoint")
+    CHANGES_REQUESTED = "changes_requested", pgettext_lazy("audit action", "Changes requested")
 
 
 # status -> statuses it may move to. Every change of a run's status is one conditional

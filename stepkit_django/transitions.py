@@ -49,15 +49,23 @@ __all__ = [
     "write_checkpoint",
 ]
 
-#: status -> statuses a checkpoint may move to: a decision is final.
+#: status -> statuses a checkpoint may move to: a decision is final (a request for changes too: the
+#: revision that follows is a new checkpoint, linked to this one by ``revision_of``).
 CHECKPOINT_TRANSITIONS: dict[str, frozenset[str]] = {
     CheckpointStatus.PENDING: frozenset(
-        {CheckpointStatus.APPROVED, CheckpointStatus.REJECTED, CheckpointStatus.EXPIRED, CheckpointStatus.CANCELLED}
+        {
+            CheckpointStatus.APPROVED,
+            CheckpointStatus.REJECTED,
+            CheckpointStatus.EXPIRED,
+            CheckpointStatus.CANCELLED,
+            CheckpointStatus.CHANGES_REQUESTED,
+        }
     ),
     CheckpointStatus.APPROVED: frozenset(),
     CheckpointStatus.REJECTED: frozenset(),
     CheckpointStatus.EXPIRED: frozenset(),
     CheckpointStatus.CANCELLED: frozenset(),
+    CheckpointStatus.CHANGES_REQUESTED: frozenset(),
 }
 
 
@@ -127,6 +135,7 @@ _DECIDED = {
     CheckpointStatus.REJECTED: gettext_noop("This checkpoint was already rejected."),
     CheckpointStatus.EXPIRED: gettext_noop("This checkpoint was already expired."),
     CheckpointStatus.CANCELLED: gettext_noop("This checkpoint was already cancelled."),
+    CheckpointStatus.CHANGES_REQUESTED: gettext_noop("Changes were already requested on this checkpoint."),
 }
 _DECIDED_OTHER = gettext_noop("This checkpoint was already %(status)s.")
 _DECIDED_BY = {
@@ -134,6 +143,7 @@ _DECIDED_BY = {
     CheckpointStatus.REJECTED: gettext_noop("This checkpoint was already rejected by %(user)s."),
     CheckpointStatus.EXPIRED: gettext_noop("This checkpoint was already expired by %(user)s."),
     CheckpointStatus.CANCELLED: gettext_noop("This checkpoint was already cancelled by %(user)s."),
+    CheckpointStatus.CHANGES_REQUESTED: gettext_noop("%(user)s already requested changes on this checkpoint."),
 }
 _DECIDED_BY_OTHER = gettext_noop("This checkpoint was already %(status)s by %(user)s.")
 

@@ -12,12 +12,19 @@ OUTBOX: list[dict[str, Any]] = []
 
 
 def generate_draft(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Draft a reply to the customer's message (stands in for an LLM call)."""
+    """Draft a reply to the customer's message (stands in for an LLM call).
+
+    When the reviewer requested changes, their notes are under ``ctx["review"]`` and the draft is
+    rewritten with them (an LLM would get them in its prompt).
+    """
     name = (ctx["customer"].split() or ["there"])[0]
+    decision = ctx.get("review") or {}
+    notes = decision.get("comment", "").strip() if decision.get("outcome") == "changes_requested" else ""
+    revised = f"{notes.rstrip('.')}.\n\n" if notes else ""
     return {
         "subject": f"Re: {ctx['message'][:40]}",
         "body": f'Hi {name},\n\nThanks for your message: "{ctx["message"]}" We are looking into it '
-        "and will get back to you within one business day.\n\nBest regards,\nThe support team",
+        f"and will get back to you within one business day.\n\n{revised}Best regards,\nThe support team",
     }
 
 

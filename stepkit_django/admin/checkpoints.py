@@ -24,7 +24,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_deny
 
-from .. import choices, permissions, review
+from .. import choices, permissions, review, revisions
 from ..conf import settings
 from ..describe import remaining_steps
 from ..exceptions import InvalidAssignment, InvalidDecision, InvalidOverride, ReviewConflict, StepkitError
@@ -318,6 +318,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             editable=checkpoint.editable_keys,
             schema=checkpoint.review.get("schema"),
             current=checkpoint.effective_context,
+            to_steps=revisions.steps_to_go_back_to(checkpoint) if checkpoint.is_pending else None,
             initial={"expected_version": checkpoint.version, "comment": ""},
         )
         if checkpoint.review.get("require_reject_reason"):
@@ -358,7 +359,7 @@ class CheckpointAdmin(admin.ModelAdmin):
                 )
                 if not self.get_queryset(request).filter(pk=checkpoint.pk).exists():
                     return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_changelist"))
-            elif action in ("edit", "approve", "reject"):
+            elif action in ("edit", "approve", "reject", "request_changes"):
                 review.check_pending(checkpoint, version)
                 if not form.is_valid():
                     self.message_user(request, gettext("Please correct the errors below."), messages.ERROR)
@@ -380,6 +381,22 @@ class CheckpointAdmin(admin.ModelAdmin):
                     )
                     decided = decided or checkpoint
                     self.message_user(request, approved_message(decided, item_label(decided)), messages.SUCCESS)
+                    return self._after_decision(request, decided)
+                elif action == "request_changes":
+                    to_step = form.cleaned_data.get("to_step") or None
+                    decided = review.request_changes(
+                        checkpoint,
+                        user,
+                        comment,
+                        to_step=to_step,
+                        override_data=changes or None,
+                        expected_version=version,
+                    )
+                    sent_back = gettext("Changes requested on “%(title)s”: the run goes back to step %(step)s.")
+                    step = to_step or decided.step
+                    self.message_user(
+                        request, sent_back % {"title": item_label(decided), "step": step}, messages.SUCCESS
+                    )
                     return self._after_decision(request, decided)
                 else:
                     decided = review.reject(checkpoint, user, comment, expected_version=version)
@@ -491,6 +508,17 @@ class CheckpointAdmin(admin.ModelAdmin):
                 (actor_name(a.user), local_time(a.created_at)) for a in checkpoint.approvals.select_related("user")
             ],
             "trail": trail_rows(checkpoint.events.select_related("actor"), request.user),
+            "revisions": [
+                {
+                    "revision": earlier.revision,
+                    "comment": earlier.comment,
+                    "by": actor_name(earlier.decided_by) if earlier.decided_by_id else "",
+                    "at": local_time(earlier.decided_at) if earlier.decided_at else "",
+                    "url": reverse("admin:stepkit_django_checkpoint_change", args=[earlier.pk]),
+                }
+                for earlier in revisions.history(checkpoint)
+            ],
+            "revisions_left": revisions.revisions_left(checkpoint),
             "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
             "next_url": self._next_url(request, checkpoint),
             "has_view_permission": True,

@@ -203,8 +203,22 @@ def _kind_of(value: Any) -> str | None:
 class ReviewForm(forms.Form):
     """Edits and a comment. ``changes()`` returns only the keys whose value differs from the current data."""
 
-    comment = forms.CharField(label=_("Comment"), required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80}))
+    comment = forms.CharField(
+        label=_("Comment"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        help_text=_("Required to request changes: the step that runs again reads it."),
+    )
+    to_step = forms.ChoiceField(
+        label=_("Run again from"),
+        required=False,
+        choices=[],
+        help_text=_("With Request changes: the step to run again, and every step after it."),
+    )
     expected_version = forms.IntegerField(widget=forms.HiddenInput)
+
+    #: Fields that are not edits of the data.
+    DECISION_FIELDS = ("comment", "to_step", "expected_version")
 
     def __init__(
         self,
@@ -212,9 +226,16 @@ class ReviewForm(forms.Form):
         editable: list[str] | None,
         schema: dict[str, Any] | None,
         current: dict[str, Any],
+        to_steps: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        steps = to_steps or []
+        self.fields["to_step"].choices = [(step, step) for step in steps]  # type: ignore[attr-defined]
+        if len(steps) < 2:
+            del self.fields["to_step"]  # only the reviewed step: nothing to choose
+        elif steps:
+            self.initial.setdefault("to_step", steps[-1])
         self.current = current
         self.editable = editable
         if editable is None:
@@ -228,10 +249,10 @@ class ReviewForm(forms.Form):
             for key in editable:
                 self.fields[FIELD_PREFIX + key] = field_for(key, schema, current.get(key))
                 self.initial.setdefault(FIELD_PREFIX + key, current.get(key))
-        self.order_fields([name for name in self.fields if name not in ("comment", "expected_version")])
+        self.order_fields([name for name in self.fields if name not in self.DECISION_FIELDS])
 
     def edit_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in self.fields if name not in ("comment", "expected_version")]
+        return [self[name] for name in self.fields if name not in self.DECISION_FIELDS]
 
     def changes(self) -> dict[str, Any]:
         """The edited keys whose value differs from the current data: what a submitted page changes.

@@ -22,6 +22,7 @@ from rest_framework.serializers import DateTimeField
 from .. import choices
 from ..describe import remaining_steps
 from ..models import Checkpoint
+from ..revisions import history
 from ..status import CheckpointStatus
 
 #: The columns of a queue row (``values()``), besides the assignments.
@@ -171,4 +172,18 @@ def detail(checkpoint: Checkpoint) -> dict[str, Any]:
         "approvals": approvals,
         "comment": checkpoint.comment,
         **choices_of(checkpoint),
+        "revision": checkpoint.revision,
+        "revision_of": str(checkpoint.revision_of_id) if checkpoint.revision_of_id is not None else None,
+        "revisions": [_revision(earlier) for earlier in history(checkpoint)],
+    }
+
+
+def _revision(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "id": str(checkpoint.pk),
+        "revision": checkpoint.revision,
+        "comment": checkpoint.comment,
+        "decided_by": user_ref(checkpoint.decided_by) if checkpoint.decided_by_id is not None else None,
+        "decided_at": when(checkpoint.decided_at),
+        "effective_context": checkpoint.effective_context,
     }

@@ -138,8 +138,30 @@ class ChoiceSerializer(serializers.Serializer[Any]):
     label = serializers.CharField(read_only=True, help_text="What reviewers see, in the request's language.")  # type: ignore[assignment]
 
 
+class RevisionSerializer(serializers.Serializer[Any]):
+    """An earlier revision of a checkpoint's step, and the changes its reviewer asked for."""
+
+    id = serializers.UUIDField(read_only=True)
+    revision = serializers.IntegerField(read_only=True)
+    comment = serializers.CharField(read_only=True, help_text="What the reviewer asked to change.")
+    decided_by = UserRefSerializer(read_only=True, allow_null=True)
+    decided_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    effective_context = JSONObjectField(read_only=True, help_text="The data that revision was sent back with.")
+
+
 class CheckpointDetailSerializer(CheckpointSerializer):
     """One checkpoint with everything a reviewer needs to decide."""
+
+    revision = serializers.IntegerField(read_only=True, help_text="1 for the first review of this step in the run.")
+    revision_of = serializers.UUIDField(
+        source="revision_of_id",
+        read_only=True,
+        allow_null=True,
+        help_text="The checkpoint whose reviewer requested the changes this one answers.",
+    )
+    revisions = RevisionSerializer(
+        many=True, read_only=True, help_text="The earlier revisions of this step in the run, oldest first."
+    )
 
     context = JSONObjectField(read_only=True, help_text="The context when the run paused.")  # type: ignore[assignment]
     override_data = JSONObjectField(read_only=True, help_text="Edits saved so far.")
@@ -174,6 +196,9 @@ class CheckpointDetailSerializer(CheckpointSerializer):
             "choices",
             "choice_key",
             "multiple_choices",
+            "revision",
+            "revision_of",
+            "revisions",
         ]
         read_only_fields = fields
 
@@ -240,6 +265,22 @@ class ApproveSerializer(serializers.Serializer[Any]):
 
 class RejectSerializer(serializers.Serializer[Any]):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+    expected_version = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
+
+
+class RequestChangesSerializer(serializers.Serializer[Any]):
+    comment = serializers.CharField(
+        allow_blank=True, max_length=10_000, help_text="What should change; the steps that run again read it."
+    )
+    to_step = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        default=None,
+        max_length=500,
+        help_text="The step to run again from: the reviewed one (default) or an earlier one at its level.",
+    )
+    override_data = OverrideField(required=False, default=dict, help_text="Edits to merge before running again.")
     expected_version = serializers.IntegerField(required=False, min_value=1, allow_null=True, default=None)
 
 

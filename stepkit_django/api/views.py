@@ -75,7 +75,7 @@ class StepkitViewMixin:
 
 
 #: Actions that change a checkpoint through the review services.
-DECISIONS = frozenset({"claim", "release", "edit", "approve", "reject", "reassign"})
+DECISIONS = frozenset({"claim", "release", "edit", "approve", "reject", "request_changes", "reassign"})
 
 
 @extend_schema_view(
@@ -196,6 +196,25 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     def reject(self, request: Request, pk: str | None = None) -> Response:
         return self._decide(
             request, s.RejectSerializer, lambda pk, d, v: review.reject(pk, request.user, d["comment"], v)
+        )
+
+    @decision(
+        s.RequestChangesSerializer,
+        "Request changes with a comment; the run runs the step (or an earlier one) again and pauses for a new revision",
+    )
+    @action(detail=True, methods=["post"], url_path="request-changes")
+    def request_changes(self, request: Request, pk: str | None = None) -> Response:
+        return self._decide(
+            request,
+            s.RequestChangesSerializer,
+            lambda pk, d, v: review.request_changes(
+                pk,
+                request.user,
+                d["comment"],
+                to_step=d["to_step"] or None,
+                override_data=d["override_data"] or None,
+                expected_version=v,
+            ),
         )
 
     @decision(s.ReassignSerializer, "Assign to other users and/or groups")

@@ -38,7 +38,16 @@ from .logs import RunLog
 if TYPE_CHECKING:  # the builder imports this module to run pipelines: types only, no cycle
     from .builder import Pipeline, StepDef, StepItem
 
-__all__ = ["Resume", "iter_positions", "resume_from_token", "resume_point", "run_async", "run_sync"]
+__all__ = [
+    "Resume",
+    "first_of",
+    "iter_positions",
+    "resume_before",
+    "resume_from_token",
+    "resume_point",
+    "run_async",
+    "run_sync",
+]
 
 Context = dict[str, Any]
 Core = Generator[Any, Any, Any]
@@ -129,10 +138,11 @@ def _pipeline(
     if resume is not None:
         index = resume.position[0]
         ctx = resume.contexts[0]
-        for skipped in steps[:index]:
+        for skipped in steps[: max(index, 0)]:
             rs.log.resume_skipped(prefix + skipped.name)
         if len(resume.position) == 1:
-            rs.log.resume_skipped(prefix + steps[index].name)
+            if index >= 0:  # -1: before the first step (a run sent back to it runs it again)
+                rs.log.resume_skipped(prefix + steps[index].name)
             start = index + 1
         else:
             start = index
@@ -350,7 +360,7 @@ def _start(
     ctx = clone(dict(input)) if input else {}
     resumed_at = None
     if resume is not None:
-        resumed_at = display_path(pipeline, resume.position)
+        resumed_at = display_path(pipeline, first_of(resume.position))
     rs.log.start(pipeline.name, ctx.keys(), resumed_at)
     return rs, _pipeline(rs, pipeline, ctx, "", (), (), resume)
 
@@ -389,6 +399,19 @@ def iter_positions(
         for child, segment, sub in step.children():
             sub_prefix = f"{prefix}{step.name}/{segment + '/' if segment else ''}"
             yield from iter_positions(sub, sub_prefix, (*pos, index, child))
+
+
+def resume_before(position: tuple[int, ...]) -> tuple[int, ...]:
+    """The resume position that runs the step at ``position`` (again): the one before it at its level.
+
+    Its last index is ``-1`` when the step is the first of its pipeline (resume "before the first step").
+    """
+    return (*position[:-1], position[-1] - 1)
+
+
+def first_of(position: tuple[int, ...]) -> tuple[int, ...]:
+    """The position that names a resume ``position``: itself, or the first step of its level for ``-1``."""
+    return position if not position or position[-1] >= 0 else (*position[:-1], 0)
 
 
 def display_path(pipeline: Pipeline, position: tuple[int, ...]) -> str:

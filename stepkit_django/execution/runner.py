@@ -27,12 +27,13 @@ from ..conf import settings
 from ..current import CURRENT_RUN
 from ..engine import Pipeline, StepCompleteEvent
 from ..engine.context import changed_keys, to_json_ready
-from ..engine.executor import Resume, display_path, run_sync
+from ..engine.executor import Resume, display_path, first_of, run_sync
 from ..exceptions import PipelineChanged, PipelineNotFound, StepkitError
 from ..models import AuditEvent, PipelineRun
 from ..pausing import create_checkpoint
 from ..registry import get_registration
 from ..review_spec import Review
+from ..revisions import check_step_output, decision_keys
 from ..signals import run_finished, step_completed
 from ..status import AuditAction, RunStatus
 from ..transitions import move_run
@@ -126,7 +127,13 @@ def execute_held(run: PipelineRun) -> PipelineRun:
 
 
 #: The events after which a run waits in the queue: how long it has been waiting is counted from the last.
-_QUEUED_BY = (AuditAction.RUN_STARTED, AuditAction.RESUMED, AuditAction.RUN_RETRIED, AuditAction.RUN_RECOVERED)
+_QUEUED_BY = (
+    AuditAction.RUN_STARTED,
+    AuditAction.RESUMED,
+    AuditAction.CHANGES_REQUESTED,
+    AuditAction.RUN_RETRIED,
+    AuditAction.RUN_RECOVERED,
+)
 
 
 def _wait_for_pipeline(run: PipelineRun, owner: str, exc: PipelineNotFound) -> bool:
@@ -174,7 +181,8 @@ def saved_resume_point(run: PipelineRun, pipeline: Pipeline) -> Resume | None:
         return None
     position = tuple(run.position)
     try:
-        still_there = display_path(pipeline, position) == run.current_step
+        # A run sent back to the first step of a level (a request for changes) names that step.
+        still_there = display_path(pipeline, first_of(position)) == run.current_step
     except KeyError:
         still_there = False
     if not still_there:
@@ -241,10 +249,13 @@ class Progress:
         # by the engine, so unchanged values are the very same objects.
         self.written: dict[str, Any] | None = None
         self.pending: list[tuple[str, float, Any]] = []  # step events not written yet
+        self.decision_keys = decision_keys(pipeline)  # reserved: a step may not set them
 
     def step_completed(self, event: StepCompleteEvent) -> None:
         """The engine's ``on_step_complete``: record the step, save it (or not), send ``step_completed``."""
         run, contexts = self.run, event.contexts
+        if self.decision_keys:
+            check_step_output(self.decision_keys, run.context, contexts[-1], event.step_name)
         run.context, run.outer_contexts = contexts[-1], list(contexts[:-1])
         run.position, run.current_step = list(event.position), event.step_name
         self.pending.append((event.step_name, round(event.duration * 1000, 3), timezone.now()))

@@ -223,7 +223,9 @@ def test_saving_a_page_submitted_as_shown_changes_nothing(people, bob, registere
     assert messages_of(response)[0].startswith("Approved “")
     assert Checkpoint.objects.get(pk=cp.pk).override_data == {}
     assert not AuditEvent.objects.filter(action="edited").exists()
-    assert SideEffect.objects.get().payload == EVERY_KIND
+    payload = SideEffect.objects.get().payload
+    assert payload.pop("review")["outcome"] == "approved"  # the decision, which the next step reads
+    assert payload == EVERY_KIND
 
 
 def test_the_form_sends_only_the_keys_whose_value_changed(people, bob, registered_pipelines, monkeypatch):
@@ -353,7 +355,7 @@ def test_every_field_has_its_label_and_enter_saves_edits_rather_than_deciding(pe
     assert len(parser.controls) == len(EVERY_KIND) + 1  # and the comment
     assert set(parser.controls) <= parser.labels
     # Enter in a one-line field presses the form's first submit button.
-    assert parser.buttons == ["edit", "approve", "reject"]
+    assert parser.buttons == ["edit", "approve", "request_changes", "reject"]
 
 
 def test_rejecting_without_the_required_reason_shows_the_error_at_the_comment_and_keeps_the_page(

@@ -15,30 +15,31 @@ EMAIL = {"message": "secret contents", "customer": "Ada", "to": "ada@example.com
 # role -> expected status per action (the checkpoint belongs to a run of the editors' email pipeline)
 MATRIX = {
     "anonymous": dict.fromkeys(
-        ["list", "retrieve", "claim", "edit", "approve", "reject", "reassign", "cancel", "retry", "events"], 401
+        ["list", "retrieve", "claim", "edit", "approve", "reject", "request_changes", "reassign", "cancel", "retry",
+         "events"], 401
     ),
     "no permission": {
-        "list": 200, "retrieve": 404, "claim": 404, "edit": 404, "approve": 404, "reject": 404,
+        "list": 200, "retrieve": 404, "claim": 404, "edit": 404, "approve": 404, "reject": 404, "request_changes": 404,
         "reassign": 404, "cancel": 404, "retry": 404, "events": 404,
     },
     "reviewer outside the group": {
-        "list": 200, "retrieve": 404, "claim": 404, "edit": 404, "approve": 404, "reject": 404,
+        "list": 200, "retrieve": 404, "claim": 404, "edit": 404, "approve": 404, "reject": 404, "request_changes": 404,
         "reassign": 404, "cancel": 404, "retry": 404, "events": 404,
     },
     "the run's starter": {
-        "list": 200, "retrieve": 200, "claim": 403, "edit": 403, "approve": 403, "reject": 403,
+        "list": 200, "retrieve": 200, "claim": 403, "edit": 403, "approve": 403, "reject": 403, "request_changes": 403,
         "reassign": 403, "cancel": 200, "retry": 409, "events": 200,
     },
     "assigned reviewer": {
-        "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200,
+        "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200, "request_changes": 200,
         "reassign": 403, "cancel": 403, "retry": 403, "events": 200,
     },
     "assigned reviewer who may reassign": {
-        "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200,
+        "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200, "request_changes": 200,
         "reassign": 200, "cancel": 403, "retry": 403, "events": 200,
     },
     "superuser": {
-        "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200,
+        "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200, "request_changes": 200,
         "reassign": 200, "cancel": 200, "retry": 409, "events": 200,
     },
 }  # fmt: skip
@@ -65,6 +66,7 @@ def call(client, action, run, checkpoint):
         "edit": lambda: client.post(cp + "edit/", {"override_data": {"body": "edited"}}, format="json"),
         "approve": lambda: client.post(cp + "approve/", {}, format="json"),
         "reject": lambda: client.post(cp + "reject/", {}, format="json"),
+        "request_changes": lambda: client.post(cp + "request-changes/", {"comment": "Shorter"}, format="json"),
         "reassign": lambda: client.post(cp + "reassign/", {"to_groups": ["managers"]}, format="json"),
         "cancel": lambda: client.post(r + "cancel/"),
         "retry": lambda: client.post(r + "retry/"),
@@ -123,37 +125,44 @@ ADMIN = "/admin/stepkit_django"
 ADMIN_MATRIX = {
     "anonymous": {
         "list": (302, "hidden"), "retrieve": (302, "hidden"), "claim": (302, "refused"), "edit": (302, "refused"),
-        "approve": (302, "refused"), "reject": (302, "refused"), "reassign": (302, "refused"),
+        "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"),
+        "reassign": (302, "refused"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"),
     },
     "no permission": {
         "list": (403, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
-        "approve": (404, "refused"), "reject": (404, "refused"), "reassign": (404, "refused"),
+        "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"),
+        "reassign": (404, "refused"),
         "cancel": (403, "refused"), "retry": (403, "refused"), "events": (403, "hidden"),
     },
     "reviewer outside the group": {
         "list": (200, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
-        "approve": (404, "refused"), "reject": (404, "refused"), "reassign": (404, "refused"),
+        "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"),
+        "reassign": (404, "refused"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"),
     },
     "the run's starter": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "refused"), "edit": (302, "refused"),
-        "approve": (302, "refused"), "reject": (302, "refused"), "reassign": (302, "refused"),
+        "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"),
+        "reassign": (302, "refused"),
         "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
     },
     "assigned reviewer": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
-        "approve": (302, "done"), "reject": (302, "done"), "reassign": (302, "refused"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "refused"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),
     },
     "assigned reviewer who may reassign": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
-        "approve": (302, "done"), "reject": (302, "done"), "reassign": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "done"),
         "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),
     },
     "superuser": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
-        "approve": (302, "done"), "reject": (302, "done"), "reassign": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "done"),
         "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
     },
 }  # fmt: skip
@@ -185,6 +194,7 @@ def admin_call(client, action, run, checkpoint):
         "edit": {"_action": "edit", "expected_version": version, **edits},
         "approve": {"_action": "approve", "expected_version": version, **edits},
         "reject": {"_action": "reject", "expected_version": version, **edits},
+        "request_changes": {"_action": "request_changes", "expected_version": version, **edits, "comment": "Shorter"},
         "reassign": {"_action": "reassign", "expected_version": version, "reassign-to_groups": ["managers"]},
         "cancel": {"action": "cancel_runs", "_selected_action": [str(run.pk)]},
         "retry": {"action": "retry_runs", "_selected_action": [str(run.pk)]},

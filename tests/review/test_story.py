@@ -121,6 +121,7 @@ def test_a_review_inside_a_branch_pauses_and_resumes_into_the_branch(people, reg
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED
     assert published == ["a calmer text"]
+    assert run.context.pop("review")["outcome"] == "approved"  # the decision, carried out of the branch
     assert run.context == {"text": "a calmer text", "risk": 0.5, "status": "published", "notified": "published"}
     steps = [e.data["step"] for e in run.events.filter(action="step_completed")]
     assert steps == ["score", "route/suspicious/hold", "route/suspicious/publish", "route", "notify"]

@@ -214,6 +214,7 @@ def test_inline_start_writes_the_run_held_here_and_recovery_takes_over_if_this_p
     assert recover(now=run.lease_expires_at + timedelta(seconds=1)) == 1
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED and calls == ["draft", "send"]
+    assert run.context.pop("review")["outcome"] == "approved"
     assert run.context == {"text": "hi", "sent": True}
 
 

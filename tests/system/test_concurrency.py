@@ -257,3 +257,39 @@ def test_concurrent_api_starts_by_two_users_with_one_key_never_leak_or_fail(peop
     for response in results:
         if response.status_code == 409:
             assert str(run.pk) not in response.content.decode() and "secret" not in response.content.decode()
+
+
+def test_request_changes_racing_approve_and_reject_decides_once_and_the_step_reruns_at_most_once(
+    people, registered_pipelines
+):
+    registered_pipelines(
+        stepkit("race-revisions")
+        .step("draft", lambda c: {"draft": (c.get("review") or {}).get("comment", "first")}, review=Review())
+        .step("send", lambda c: {"sent": True})
+    )
+    users = reviewers(people, 6)
+    for _ in range(3):  # a few rounds: each a fresh run and a fresh race
+        run = start("race-revisions", {}, user=people.alice)
+        checkpoint = run.checkpoints.get()
+
+        def decide(i, checkpoint=checkpoint):
+            user = users[i]
+            if i % 3 == 0:
+                return review.request_changes(checkpoint.pk, user, f"Again {i}")
+            if i % 3 == 1:
+                return review.approve(checkpoint.pk, user)
+            return review.reject(checkpoint.pk, user, "No")
+
+        results, errors = in_threads(6, decide)
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1, errors
+        assert all(e is None or isinstance(e, ReviewConflict) for e in errors), errors
+        decided = Checkpoint.objects.get(pk=checkpoint.pk)
+        run.refresh_from_db()
+        revisions = Checkpoint.objects.filter(run=run, revision_of=checkpoint)
+        if decided.status == CheckpointStatus.CHANGES_REQUESTED:
+            assert run.status == RunStatus.PAUSED and revisions.count() == 1  # the step ran again once
+            assert run.events.filter(action="step_completed", data__step="draft").count() == 2
+        else:
+            assert not revisions.exists()
+            assert run.events.filter(action="step_completed", data__step="draft").count() == 1
