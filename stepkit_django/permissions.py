@@ -215,6 +215,18 @@ def assignment_of(checkpoint: Any, user: Any) -> bool | None:
     return bool(group_ids) and Group.objects.filter(pk__in=group_ids, user=user).exists()
 
 
+def _starters(run: Any) -> set[Any]:
+    """Who started ``run``, and, for a rerun, who started each run it was re-run from (a run manager's rerun
+    of someone's run is still that person's work)."""
+    starters = {run.started_by_id}
+    seen = 0
+    while getattr(run, "forked_from_id", None) is not None and seen < 20:
+        run = type(run).objects.only("started_by", "forked_from").get(checkpoints__pk=run.forked_from_id)
+        starters.add(run.started_by_id)
+        seen += 1
+    return starters
+
+
 def check_reviewer(checkpoint: Any, user: Any) -> Any:
     """The user, if they may claim, edit, approve or reject ``checkpoint``; else ReviewPermissionDenied."""
     reviewer = require_active(user)
@@ -223,7 +235,7 @@ def check_reviewer(checkpoint: Any, user: Any) -> Any:
         raise ReviewPermissionDenied(
             gettext("You need the permission %(permission)r to review this checkpoint.") % {"permission": permission}
         )
-    if not checkpoint.review.get("allow_self_approval", False) and checkpoint.run.started_by_id == reviewer.pk:
+    if not checkpoint.review.get("allow_self_approval", False) and reviewer.pk in _starters(checkpoint.run):
         raise ReviewPermissionDenied(gettext("Four-eyes rule: the user who started the run may not review it."))
     if not is_superuser(reviewer) and assignment_of(checkpoint, reviewer) is False:
         raise ReviewPermissionDenied(gettext("This checkpoint is assigned to other reviewers."))

@@ -94,8 +94,17 @@ def _edits(cp: Checkpoint, override_data: object) -> dict[str, Any]:
 
 
 def _approved_as_is(cp: Checkpoint, edits: Mapping[str, Any]) -> bool:
-    """Whether ``cp`` was approved with exactly the data the rerun would resume with."""
-    return cp.status == CheckpointStatus.APPROVED and {**cp.context, **edits} == cp.effective_context
+    """Whether ``cp`` was approved with exactly the data the rerun would resume with.
+
+    Never for a review with choices (the rerun would resume without the reviewer's choice,
+    and the branch would follow whatever the context holds at the choice key). For an
+    automatic approval (``on_timeout="approve"``, no approver) the data approved is the
+    paused step's own context: edits it did not apply are not approved.
+    """
+    if cp.status != CheckpointStatus.APPROVED or cp.review.get("choices"):
+        return False
+    approved = cp.effective_context if cp.decided_by_id is not None else cp.context
+    return {**cp.context, **edits} == approved
 
 
 def rerun_from(

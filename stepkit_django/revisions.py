@@ -33,6 +33,7 @@ from typing import Any
 
 from django.utils.translation import gettext
 
+from .describe import _step_at
 from .engine import Pipeline
 from .engine.executor import display_path, iter_positions, resume_before
 from .exceptions import DecisionKeyCollision, InvalidDecision, PipelineNotFound, ReviewConflict
@@ -105,12 +106,23 @@ def check_request(checkpoint: Checkpoint, comment: str | None) -> str:
 
 
 def _allowed(pipeline: Pipeline, reviewed: tuple[int, ...]) -> list[str]:
-    """The steps a run may go back to from the step at ``reviewed``: it and the earlier ones of its level."""
-    return [
-        path
-        for path, pos in iter_positions(pipeline)
-        if len(pos) == len(reviewed) and pos[:-1] == reviewed[:-1] and pos[-1] <= reviewed[-1]
+    """The steps a run may go back to from the step at ``reviewed``: it, and the earlier ones of its level
+    except those after an earlier step that has a review of its own (they would run again with this
+    reviewer's data, unseen by that review; going back to that step or before it is fine: it pauses again)."""
+    level = sorted(
+        (
+            (pos[-1], path, pos)
+            for path, pos in iter_positions(pipeline)
+            if len(pos) == len(reviewed) and pos[:-1] == reviewed[:-1] and pos[-1] <= reviewed[-1]
+        ),
+    )
+    earlier_reviews = [
+        index
+        for index, _path, pos in level
+        if pos != reviewed and isinstance(_step_at(pipeline, pos).options.extra.get("review"), Review)
     ]
+    barrier = max(earlier_reviews, default=None)
+    return [path for index, path, pos in level if barrier is None or index <= barrier or pos == reviewed]
 
 
 def rerun_fields(checkpoint: Checkpoint, fields: Mapping[str, Any], to_step: str | None) -> tuple[str, dict[str, Any]]:
@@ -118,13 +130,15 @@ def rerun_fields(checkpoint: Checkpoint, fields: Mapping[str, Any], to_step: str
     again, and every step after it; ``to_step`` defaults to the reviewed step.
 
     Raises :class:`InvalidDecision` (``to_step``) for a step that is not in the pipeline, comes after the
-    reviewed one, or is at another level (in another branch or nested pipeline).
+    reviewed one, is at another level (in another branch or nested pipeline), or comes before an earlier
+    step that has a review of its own (the steps between would run again unseen by that review).
     """
     pipeline = get_registration(checkpoint.pipeline_name).pipeline
     reviewed, reviewed_path = tuple(fields["position"]), str(fields["current_step"])
     step = reviewed_path if to_step in (None, "") else str(to_step)
     target = dict(iter_positions(pipeline)).get(step)
-    allowed = ", ".join(_allowed(pipeline, reviewed))
+    allowed_steps = _allowed(pipeline, reviewed)
+    allowed = ", ".join(allowed_steps)
     values = {"step": step, "reviewed": reviewed_path, "allowed": allowed}
     if target is None:
         message = gettext("%(step)s is not a step of this pipeline; the run can go back to: %(allowed)s.")
@@ -134,6 +148,11 @@ def rerun_fields(checkpoint: Checkpoint, fields: Mapping[str, Any], to_step: str
         )
     elif target[-1] > reviewed[-1]:
         message = gettext("%(step)s comes after %(reviewed)s; the run can go back to: %(allowed)s.")
+    elif step not in allowed_steps:
+        message = gettext(
+            "%(step)s comes before a step with a review of its own, which would not see this run again; "
+            "the run can go back to: %(allowed)s."
+        )
     else:
         position = resume_before(target)
         # Sent back to the first step of its level, the run names that step; else the one it resumes after.

@@ -443,7 +443,12 @@ class CheckpointAdmin(admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             raise PermissionDenied
-        filters = {name: request.POST[name] for name in ("pipeline_name", "step") if request.POST.get(name)}
+        # Only text the database can take (a NUL character is refused by PostgreSQL): anything else matches nothing.
+        filters = {
+            name: request.POST[name]
+            for name in ("pipeline_name", "step")
+            if request.POST.get(name) and "\x00" not in request.POST[name] and len(request.POST[name]) <= 200
+        }
         try:
             claimed = review_next(request.user, **filters)
         except StepkitError as exc:

@@ -216,7 +216,7 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     def get_urls(self) -> list[Any]:
         rerun = path(
-            "<path:object_id>/rerun/<str:checkpoint_id>/",
+            "<path:object_id>/rerun/<uuid:checkpoint_id>/",
             self.admin_site.admin_view(require_POST(self.rerun_view)),
             name="stepkit_django_pipelinerun_rerun",
         )

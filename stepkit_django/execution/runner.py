@@ -367,9 +367,16 @@ def review_to_pause(event: StepCompleteEvent) -> Review | None:
     spec = event.step.options.extra.get("review")
     if not isinstance(spec, Review):
         return None
-    if spec.when is not None and not spec.when(event.context):
+    if spec.when is not None and not spec.when(event.context) and not _sent_back(event.context, spec):
         return None
     return spec
+
+
+def _sent_back(context: dict[str, Any], spec: Review) -> bool:
+    """Whether the run is redoing work a reviewer asked to change: then a review pauses whatever ``when`` says
+    (an edit sent back with the request could otherwise make ``when`` false and skip the review)."""
+    decision = context.get(spec.decision_key)
+    return isinstance(decision, dict) and decision.get("outcome") == "changes_requested"
 
 
 def pause(run: PipelineRun, event: StepCompleteEvent, review: Review | None = None) -> None:

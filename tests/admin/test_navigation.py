@@ -120,3 +120,10 @@ def test_review_next_is_a_post_only_and_for_reviewers(people, client, bob, pipel
 def test_the_queue_offers_review_next_with_its_filter(people, bob, pipelines):
     html = bob.get(QUEUE + "?pipeline_name=pay2").content.decode()
     assert f'action="{REVIEW_NEXT}"' in html and 'name="pipeline_name" value="pay2"' in html
+
+
+def test_review_next_with_a_filter_the_database_cannot_take_is_not_an_error(people, bob, pipelines):
+    pay(people, "ACME")
+    response = bob.post(REVIEW_NEXT, {"pipeline_name": "pay1\x00", "step": "x" * 500})
+    assert response.status_code == 302  # the filters are ignored: the oldest free item opens
+    assert Checkpoint.objects.filter(claimed_by=people.bob).count() == 1

@@ -92,3 +92,12 @@ def test_a_run_page_of_a_run_started_anew_says_nothing_of_reruns(people, approve
     run, _ = approved
     client.force_login(people.alice)
     assert "Rerun of" not in client.get(run_page(run)).content.decode()
+
+
+def test_a_rerun_url_with_an_id_that_is_not_one_is_not_an_error(people, approved, client):
+    run, cp = approved
+    client.force_login(people.alice)
+    url = rerun_url(run, cp).replace(str(cp.pk), "not-an-id")
+    response = client.post(url, follow=True)  # no such page: the admin says so (it was a 500)
+    assert response.status_code in (200, 404)
+    assert PipelineRun.objects.count() == 1

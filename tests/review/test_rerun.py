@@ -224,3 +224,55 @@ def test_the_email_of_the_rerun_goes_to_the_original_recipient(people):
     _, cp = approved_email(people)
     review.rerun_from(cp, people.alice)
     assert SideEffect.objects.filter(kind="email").last().key == EMAIL["to"]
+
+
+# -- a rerun never carries data past a review that no person approved as it is ----------------
+
+
+def test_a_rerun_of_a_review_with_choices_waits_for_a_choice_again(people, registered_pipelines):
+    registered_pipelines(
+        stepkit("moderate")
+        .step("score", lambda c: {"text": c["text"]}, review=Review(choices={"publish": "Publish", "hide": "Hide"}))
+        .step("act", lambda c: {"done": c["choice"]})
+    )
+    run = start("moderate", {"text": "WINNER", "choice": "publish"}, user=people.alice)  # the starter's own pick
+    cp = review.approve(run.checkpoints.get(), people.bob, choice="hide")
+    run.refresh_from_db()
+    assert run.context["done"] == "hide"
+    rerun = review.rerun_from(cp, people.alice)
+    assert rerun.status == RunStatus.PAUSED  # not "publish": the reviewer's choice is asked for again
+    assert "done" not in rerun.context
+
+
+def test_a_rerun_does_not_apply_edits_an_automatic_approval_left_out(people, registered_pipelines):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    registered_pipelines(
+        stepkit("pay-late")
+        .step(
+            "check",
+            lambda c: {"amount": 100},
+            review=Review(timeout=timedelta(hours=1), on_timeout="approve", editable=["amount"]),
+        )
+        .step("pay", lambda c: {"paid": c["amount"]})
+    )
+    run = start("pay-late", {}, user=people.alice)
+    cp = review.edit(run.checkpoints.get(), people.bob, {"amount": 100_000})  # edited, never approved
+    assert review.expire_due(now=timezone.now() + timedelta(hours=2)) == 1
+    run.refresh_from_db()
+    assert run.context["paid"] == 100  # the timeout approved the step's own data
+    rerun = review.rerun_from(Checkpoint.objects.get(pk=cp.pk), people.alice, {"amount": 100_000})
+    assert rerun.status == RunStatus.PAUSED and "paid" not in rerun.context
+
+
+def test_the_starter_of_the_original_run_may_not_review_a_run_managers_rerun_of_it(people):
+    _, cp = approved_email(people)
+    rerun = review.rerun_from(cp, manager(people), {"subject": "Second try"})
+    reopened = rerun.checkpoints.get(status=CheckpointStatus.PENDING)
+    people.alice.user_permissions.add(people.review_permission)
+    people.alice.groups.add(people.editors)  # an editor now, like the reviewers of this review
+    alice = User.objects.get(pk=people.alice.pk)
+    with pytest.raises(ReviewPermissionDenied, match="Four-eyes"):
+        review.approve(reopened, alice)

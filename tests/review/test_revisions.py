@@ -23,7 +23,7 @@ from stepkit_django.models import AuditEvent, Checkpoint, PipelineRun
 from stepkit_django.review_spec import Review
 from stepkit_django.sentences import tell
 from stepkit_django.signals import checkpoint_decided
-from stepkit_django.status import RunStatus
+from stepkit_django.status import CheckpointStatus, RunStatus
 
 pytestmark = pytest.mark.django_db
 NAMES = itertools.count()
@@ -372,3 +372,46 @@ def test_k_requests_for_changes_then_approval_end_as_the_uninterrupted_run_fed_t
         assert run.checkpoints.count() == len(comments) + 1
     finally:
         unregister(name)
+
+
+def test_a_step_sent_back_for_changes_is_reviewed_again_even_if_its_condition_no_longer_holds(
+    people, registered_pipelines
+):
+    registered_pipelines(
+        stepkit("big-payments")
+        .step(
+            "check",
+            lambda c: {"amount": c["amount"]},
+            review=Review(when=lambda c: c["amount"] > 10_000, editable=["amount"], approvals_required=2),
+        )
+        .step("pay", lambda c: {"paid": c["amount"]})
+    )
+    run = start("big-payments", {"amount": 12_500}, user=people.alice)
+    cp = run.checkpoints.get()
+    # one reviewer lowers the amount under the threshold while sending it back: no quorum has approved it
+    review.request_changes(cp, people.bob, "Split it", override_data={"amount": 9_999})
+    run.refresh_from_db()
+    assert run.status == RunStatus.PAUSED and "paid" not in run.context
+    assert run.checkpoints.filter(status=CheckpointStatus.PENDING).count() == 1
+
+
+def test_a_request_for_changes_may_not_send_the_run_back_past_an_earlier_review(people, registered_pipelines):
+    registered_pipelines(
+        stepkit("two-reviews")
+        .step("prepare", lambda c: {"amount": 100}, review=Review(editable=["amount"]))
+        .step("pay", lambda c: {"paid": c["amount"]})
+        .step("report", lambda c: {"report": "done"}, review=Review(editable=["amount"]))
+    )
+    run = start("two-reviews", {}, user=people.alice)
+    review.approve(run.checkpoints.get(), people.bob)
+    second = run.checkpoints.get(status=CheckpointStatus.PENDING)
+    before = (list(Checkpoint.objects.values()), AuditEvent.objects.count())
+    with pytest.raises(InvalidDecision) as refused:  # pay would run again with data the first review never saw
+        review.request_changes(second, people.carol, "Pay less", to_step="pay", override_data={"amount": 5})
+    assert refused.value.errors["to_step"][0].endswith("the run can go back to: prepare, report.")
+    assert (list(Checkpoint.objects.values()), AuditEvent.objects.count()) == before
+    # back to the earlier review itself is allowed: it pauses again and sees the data
+    review.request_changes(second, people.carol, "Pay less", to_step="prepare", override_data={"amount": 5})
+    run.refresh_from_db()
+    assert run.status == RunStatus.PAUSED and run.current_step == "prepare"
+    assert run.checkpoints.get(status=CheckpointStatus.PENDING).step == "prepare"
