@@ -335,10 +335,11 @@ class CheckpointAdmin(admin.ModelAdmin):
             self.message_user(request, gettext("You may not review checkpoints."), messages.ERROR)
             return here
         user = request.user
-        try:
-            version = int(request.POST.get("expected_version", checkpoint.version))
-        except ValueError:
-            version = checkpoint.version
+        raw = request.POST.get("expected_version", "")
+        if not (raw.isascii() and raw.isdigit() and len(raw) < 19):  # the page's own field: a decision is about it
+            self.message_user(request, gettext("This page is out of date: reload it and try again."), messages.ERROR)
+            return here
+        version = int(raw)
         try:
             if action == "claim":
                 review.claim(checkpoint, user, expected_version=version)

@@ -127,3 +127,11 @@ def test_review_next_with_a_filter_the_database_cannot_take_is_not_an_error(peop
     response = bob.post(REVIEW_NEXT, {"pipeline_name": "pay1\x00", "step": "x" * 500})
     assert response.status_code == 302  # the filters are ignored: the oldest free item opens
     assert Checkpoint.objects.filter(claimed_by=people.bob).count() == 1
+
+
+@pytest.mark.parametrize("version", ["5.0", "", "1e3", "99999999999999999999"])
+def test_a_decision_without_the_version_the_page_showed_is_refused(people, bob, pipelines, version):
+    cp = pay(people, "ACME")
+    response = bob.post(page(cp), {"_action": "approve", "expected_version": version, "comment": ""})
+    assert messages_after(bob, response) == ["This page is out of date: reload it and try again."]
+    assert Checkpoint.objects.get(pk=cp.pk).status == "pending"
