@@ -266,7 +266,7 @@ def evidence(queue: dict[str, tuple[float, float, float, int]], load: dict[str, 
         f"{max(0.0, 3 - floor_list[2]):.1f}× for building the filtered query and its rows, which take "
         f"{api_list[2] - floor_list[2]:.1f}× here. The admin changelist takes {admin_list[0] * 1e3:.1f} ms "
         f"({admin_list[2]:.1f}× the raw SQL, {admin_list[3]} queries): the admin renders its 50 rows through "
-        "Django's templates (a cell at a time), and the date hierarchy adds two queries.",
+        "Django's templates (a cell at a time).",
         "",
     ]
 
