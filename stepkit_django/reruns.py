@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from . import audit, permissions
+from . import audit, choices, permissions, revisions
 from .engine import decode_checkpoint
 from .engine.executor import resume_point
 from .exceptions import InvalidCheckpoint, PipelineChanged
@@ -87,6 +87,8 @@ def _edits(cp: Checkpoint, override_data: object) -> dict[str, Any]:
     reviewer's edit of it is (its editable keys, its schema, the size limit)."""
     if override_data is None:
         return {}
+    choices.refuse_edit(cp, override_data)  # what the reviewers decided is not the rerunner's to write
+    revisions.refuse_edit(cp, override_data)
     data = validate_override(
         override_data, context=cp.context, editable=cp.editable_keys, schema=cp.review.get("schema")
     )

@@ -287,6 +287,7 @@ def reassign(
 def _validated(cp: Checkpoint, override_data: object) -> dict[str, Any]:
     """The edits of ``override_data`` that change a value (validated); empty when nothing changes."""
     choices.refuse_edit(cp, override_data)
+    revisions.refuse_edit(cp, override_data)
     data = validate_override(
         override_data,
         context=cp.effective_context,

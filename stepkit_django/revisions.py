@@ -36,7 +36,7 @@ from django.utils.translation import gettext
 from .describe import _step_at
 from .engine import Pipeline
 from .engine.executor import display_path, iter_positions, resume_before
-from .exceptions import DecisionKeyCollision, InvalidDecision, PipelineNotFound, ReviewConflict
+from .exceptions import DecisionKeyCollision, InvalidDecision, InvalidOverride, PipelineNotFound, ReviewConflict
 from .models import Checkpoint, PipelineRun
 from .registry import get_registration
 from .review_spec import Review
@@ -53,6 +53,7 @@ __all__ = [
     "decision_keys",
     "history",
     "previous_revision",
+    "refuse_edit",
     "rerun_fields",
     "revisions_left",
     "steps_to_go_back_to",
@@ -69,6 +70,15 @@ _MISSING = object()
 def decision_key_of(checkpoint: Checkpoint) -> str:
     """The context key under which the steps after ``checkpoint``'s decision read it."""
     return str(checkpoint.review.get("decision_key") or DEFAULT_DECISION_KEY)
+
+
+def refuse_edit(checkpoint: Checkpoint, override_data: object) -> None:
+    """Raise :class:`InvalidOverride` when ``override_data`` sets the key the decisions are recorded under:
+    the steps after a decision must read who decided, not what an edit says."""
+    key = decision_key_of(checkpoint)
+    if isinstance(override_data, Mapping) and key in override_data:
+        message = gettext("This value records the reviewers' decisions; it cannot be edited.")
+        raise InvalidOverride({key: [message]})
 
 
 def decision(checkpoint: Checkpoint, outcome: str, by: Any, comment: str, at: datetime) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from stepkit_django import (
     InvalidDecision,
+    InvalidOverride,
     ReviewConflict,
     ReviewPermissionDenied,
     otherwise,
@@ -415,3 +416,18 @@ def test_a_request_for_changes_may_not_send_the_run_back_past_an_earlier_review(
     run.refresh_from_db()
     assert run.status == RunStatus.PAUSED and run.current_step == "prepare"
     assert run.checkpoints.get(status=CheckpointStatus.PENDING).step == "prepare"
+
+
+def test_the_decision_key_cannot_be_written_as_an_edit(people, registered_pipelines):
+    registered_pipelines(stepkit("free-edits").step("draft", lambda c: {"body": "x"}, review=Review()))
+    cp = start("free-edits", {}, user=people.alice).checkpoints.get()  # editable=None: any key
+    forged = {"review": {"outcome": "approved", "by": "the-boss"}}
+    before = (list(Checkpoint.objects.values()), AuditEvent.objects.count())
+    with pytest.raises(InvalidOverride) as refused:
+        review.edit(cp, people.bob, forged)
+    assert list(refused.value.errors) == ["review"]
+    with pytest.raises(InvalidOverride):
+        review.approve(cp, people.bob, forged)
+    with pytest.raises(InvalidOverride):
+        review.rerun_from(cp, people.alice, forged)
+    assert (list(Checkpoint.objects.values()), AuditEvent.objects.count()) == before
