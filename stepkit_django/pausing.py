@@ -27,7 +27,7 @@ from .signals import checkpoint_created
 from .status import AuditAction, RunStatus
 from .transitions import move_run
 
-__all__ = ["create_checkpoint", "open_checkpoint"]
+__all__ = ["create_checkpoint", "open_checkpoint", "reopen_checkpoint"]
 
 
 def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) -> Checkpoint:
@@ -129,3 +129,23 @@ def _require_permission_exists(permission: str, step: str) -> None:
     app_label, _, codename = permission.partition(".")
     if not Permission.objects.filter(content_type__app_label=app_label, codename=codename).exists():
         raise ReviewMisconfigured(f"Review of step {step!r} requires permission {permission!r}, which does not exist")
+
+
+def reopen_checkpoint(run: PipelineRun, previous: Checkpoint, data: dict[str, Any]) -> Checkpoint:
+    """A new pending checkpoint of ``run`` asking ``previous``'s question again: its step, data, review
+    settings, title and assignees (restricted stays restricted, even if its assignees are gone); ``data``
+    goes into its ``paused`` event (what it was reopened from)."""
+    return open_checkpoint(
+        run,
+        step=previous.step,
+        position=list(previous.position),
+        token=previous.token,
+        context=previous.context,
+        review=previous.review,
+        title=previous.title,
+        summary=previous.summary,
+        users=list(previous.assigned_users.all()),
+        groups=list(previous.assigned_groups.all()),
+        assigned=previous.assigned,
+        data=data,
+    )

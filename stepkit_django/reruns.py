@@ -36,7 +36,7 @@ from .execution.executors import dispatch, hold
 from .execution.progress import insert_run
 from .models import Checkpoint, PipelineRun
 from .overrides import diff, validate_override
-from .pausing import open_checkpoint
+from .pausing import reopen_checkpoint
 from .registry import get_registration
 from .signals import run_started
 from .status import AuditAction, CheckpointStatus, RunStatus
@@ -161,20 +161,7 @@ def rerun_from(
 
 def _review_again(run: PipelineRun, cp: Checkpoint, edits: Mapping[str, Any], actor: Any) -> Checkpoint:
     """Pause the new ``run`` at ``cp``'s step with a new pending checkpoint, the rerun's edits saved on it."""
-    pending = open_checkpoint(
-        run,
-        step=cp.step,
-        position=list(cp.position),
-        token=cp.token,
-        context=cp.context,
-        review=cp.review,
-        title=cp.title,
-        summary=cp.summary,
-        users=list(cp.assigned_users.all()),
-        groups=list(cp.assigned_groups.all()),
-        assigned=cp.assigned,  # restricted stays restricted, even if its assignees are gone
-        data={"rerun_of": str(cp.pk)},
-    )
+    pending = reopen_checkpoint(run, cp, {"rerun_of": str(cp.pk)})
     if edits:
         pending.override_data = dict(edits)
         pending.save(update_fields=["override_data", "updated_at"])

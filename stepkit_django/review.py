@@ -46,7 +46,7 @@ from .exceptions import (
 from .execution.executors import dispatch
 from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
-from .pausing import create_checkpoint, open_checkpoint
+from .pausing import create_checkpoint, reopen_checkpoint
 from .reruns import rerun_from
 from .reruns import resume_state as _resume_state
 from .signals import checkpoint_decided, run_finished
@@ -541,20 +541,7 @@ def _reopen_review(run: PipelineRun, expired: Checkpoint, actor: Any) -> Pipelin
             actor=actor,
             data={"previous_error": previous, "from": run.current_step, "review_reopened": expired.step},
         )
-        open_checkpoint(
-            run,
-            step=expired.step,
-            position=list(expired.position),
-            token=expired.token,
-            context=expired.context,
-            review=expired.review,
-            title=expired.title,
-            summary=expired.summary,
-            users=list(expired.assigned_users.all()),
-            groups=list(expired.assigned_groups.all()),
-            assigned=expired.assigned,  # restricted stays restricted, even if its assignees are gone
-            data={"reopened_from": str(expired.pk)},
-        )
+        reopen_checkpoint(run, expired, {"reopened_from": str(expired.pk)})
     return run
 
 
