@@ -307,7 +307,13 @@ class Checkpoint(models.Model):
 
     @property
     def approvals_required(self) -> int:
+        """How many distinct approvals decide it (with a per-group quorum, the sum of the groups' counts)."""
         return int(self.review.get("approvals_required", 1))
+
+    @property
+    def approvals_by_group(self) -> list[tuple[str, int]]:
+        """A per-group quorum's groups and counts, in the order declared; ``[]`` for a plain count."""
+        return [(str(item["group"]), int(item["required"])) for item in self.review.get("approvals_by_group") or ()]
 
     @property
     def editable_keys(self) -> list[str] | None:
@@ -325,6 +331,8 @@ class Approval(models.Model):
 
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="approvals")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stepkit_approvals")
+    #: With a per-group quorum, the name of the group this approval counted toward; blank otherwise.
+    group = models.CharField(_("counted for group"), max_length=150, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

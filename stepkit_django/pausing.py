@@ -46,6 +46,11 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
     snapshot["title"] = title  # the checkpoint's settings hold the title as shown, not its format string
     groups = resolve_groups(spec.assign_to_group, context, event.step_name)
     users = resolve_users(spec.assign_to_user, context, event.step_name)
+    if spec.quorum_groups:
+        # The groups whose approvals are needed must exist; with no assignees declared, the item goes to them.
+        quorum_groups = _quorum_groups(spec.quorum_groups, event.step_name)
+        if spec.assign_to_group is None and spec.assign_to_user is None:
+            groups = quorum_groups
     if spec.escalate_to_group:
         resolve_groups(spec.escalate_to_group, context, event.step_name)
     with transaction.atomic():
@@ -123,6 +128,17 @@ def open_checkpoint(
     )
     checkpoint_created.send(sender=Checkpoint, checkpoint=checkpoint, run=run)
     return checkpoint
+
+
+def _quorum_groups(names: list[str], step: str) -> list[Group]:
+    found = {group.name: group for group in Group.objects.filter(name__in=names)}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise ReviewMisconfigured(
+            f"Review of step {step!r} needs approvals from group(s) {', '.join(map(repr, missing))}, "
+            "which do not exist: create them or fix the Review"
+        )
+    return [found[name] for name in names]
 
 
 def _require_permission_exists(permission: str, step: str) -> None:

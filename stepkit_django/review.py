@@ -33,7 +33,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from . import audit, choices, permissions, revisions
+from . import audit, choices, permissions, quorum, revisions
 from .assignments import resolve_groups, resolve_targets
 from .conf import settings
 from .exceptions import (
@@ -266,6 +266,11 @@ def reassign(
         permission = permissions.review_permission_of(cp)
         message = gettext("%(name)s cannot review this checkpoint (needs %(permission)r).")
         raise InvalidAssignment({"to_users": [message % {"name": name, "permission": permission} for name in unfit]})
+    outside = quorum.outsiders(cp.review, users)
+    if outside:
+        message = gettext("%(name)s is in none of the groups whose approvals this item needs (%(groups)s).")
+        groups_needed = ", ".join(name for name, _count in cp.approvals_by_group)
+        raise InvalidAssignment({"to_users": [message % {"name": name, "groups": groups_needed} for name in outside]})
     before = {
         "users": sorted(u.get_username() for u in cp.assigned_users.all()),
         "groups": sorted(g.name for g in cp.assigned_groups.all()),
@@ -300,20 +305,21 @@ def _validated(cp: Checkpoint, override_data: object) -> dict[str, Any]:
 
 
 def _voids(
-    cp: Checkpoint, given: list[tuple[Any, Any, Any]], edits: Mapping[str, Any], actor: Any
+    cp: Checkpoint, given: list[tuple[Any, Any, Any, str]], edits: Mapping[str, Any], actor: Any
 ) -> tuple[list[Any], list[AuditEvent]]:
-    """The approvals ``given`` (``(pk, user id, username)``) that a change of ``edits`` voids, and the event
+    """The approvals ``given`` (see :func:`_approvals`) that a change of ``edits`` voids, and the event
     that says so: all of them, since each attested to the data before the change."""
     if not edits or not given:
         return [], []
-    data = {"voided": sorted(str(name) for *_ids, name in given), "changed": sorted(edits), "version": cp.version}
+    voided = sorted(str(name) for _pk, _uid, name, _group in given)
+    data = {"voided": voided, "changed": sorted(edits), "version": cp.version}
     event = audit.event(cp.run, AuditAction.APPROVALS_VOIDED, checkpoint=cp, actor=actor, data=data)
     return [pk for pk, *_rest in given], [event]
 
 
-def _approvals(cp: Checkpoint) -> list[tuple[Any, Any, Any]]:
-    """The approvals given so far, as ``(pk, user id, username)``."""
-    return list(cp.approvals.values_list("pk", "user_id", "user__" + _username_field()))
+def _approvals(cp: Checkpoint) -> list[tuple[Any, Any, Any, str]]:
+    """The approvals given so far, as ``(pk, user id, username, group counted for)``."""
+    return list(cp.approvals.values_list("pk", "user_id", "user__" + _username_field(), "group"))
 
 
 def _username_field() -> str:
@@ -354,31 +360,40 @@ def approve(
     Edits given with the approval that change a value void the approvals given
     before (they attested to other data): the quorum is then counted again. A review
     with choices needs ``choice`` (a key, or keys with ``multiple=True``), written into
-    the resumed context at its ``choice_key``; see :mod:`stepkit_django.choices`.
+    the resumed context at its ``choice_key``; see :mod:`stepkit_django.choices`. With a per-group
+    quorum, the approval counts toward one of ``by``'s groups whose count is still open (see
+    :mod:`stepkit_django.quorum`), and the run resumes once every group's count is met.
     """
     cp, reviewer, took_over = _open(checkpoint, by, expected_version)
     required = cp.approvals_required
+    by_group = bool(cp.approvals_by_group)
     if cp.assigned:  # only a checkpoint that has assignees can have been reassigned
         reassigners = AuditEvent.objects.filter(checkpoint=cp, action=AuditAction.REASSIGNED, actor__isnull=False)
         permissions.check_approver(cp, reviewer, reassigners.values_list("actor_id", flat=True))
     # A pending checkpoint that needs one approval has none yet (the first one decides it).
     given = _approvals(cp) if required > 1 else []
-    approvers = [user_id for _pk, user_id, _name in given]
+    approvers = [user_id for _pk, user_id, _name, _group in given]
     if reviewer.pk in approvers:
         raise ReviewConflict(gettext("You have already approved this checkpoint."))
     data = _validated(cp, override_data) if override_data else {}
     void, voided = _voids(cp, given, data, reviewer)
-    picked = choices.chosen(cp, choice, [user_id for pk, user_id, _name in given if pk not in void])
-    count = len(approvers) - len(void) + 1
-    quorum = count >= required
+    kept = [(user_id, group) for pk, user_id, _name, group in given if pk not in void]
+    # An edit that voids the approvals opens the counts again, so the group is chosen after the voiding.
+    group = quorum.group_for(cp.review, reviewer, [g for _uid, g in kept]) if by_group else ""
+    picked = choices.chosen(cp, choice, [user_id for user_id, _group in kept])
+    count = len(kept) + 1
+    if by_group:
+        decided = quorum.is_met(quorum.progress(cp.review, [*(g for _uid, g in kept), group]))
+    else:
+        decided = count >= required
     override = {**cp.override_data, **data}
     now = timezone.now()
     approved_with = revisions.with_decision(
         cp, {**override, **picked}, CheckpointStatus.APPROVED, reviewer, comment, now
     )
-    run_fields = _resume_state(cp, approved_with)[0] if quorum else None
+    run_fields = _resume_state(cp, approved_with)[0] if decided else None
     changes: dict[str, Any] = {"override_data": override} if data else {}
-    if quorum:
+    if decided:
         changes.update(status=CheckpointStatus.APPROVED, decided_by=reviewer, decided_at=now, comment=comment)
     elif took_over:
         changes.update(_CLEAR_CLAIM)
@@ -386,19 +401,21 @@ def approve(
     if data:
         edited = {"changes": diff(cp.effective_context, data)}
         events += [audit.event(cp.run, AuditAction.EDITED, checkpoint=cp, actor=reviewer, data=edited), *voided]
-    approved = {"approvals": count, "required": required, "version": cp.version}  # the version it attests to
+    approved: dict[str, Any] = {"approvals": count, "required": required, "version": cp.version}  # attested to
+    if by_group:
+        approved["group"] = group
     approved.update(choices.recorded(cp, picked))
     events.append(audit.event(cp.run, AuditAction.APPROVED, checkpoint=cp, actor=reviewer, data=approved, note=comment))
     move = None
     if run_fields is not None:
         move = (RunStatus.PAUSED, RunStatus.QUEUED, run_fields)
         events.append(audit.event(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step}))
-    approval = Approval(checkpoint=cp, user=reviewer, created_at=now)
+    approval = Approval(checkpoint=cp, user=reviewer, group=group, created_at=now)
     try:
         write_checkpoint(cp, changes, events, run=move, approvals=[approval], void=void)
     except IntegrityError:
         raise ReviewConflict(gettext("You have already approved this checkpoint.")) from None
-    if quorum:
+    if decided:
         checkpoint_decided.send(
             sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.APPROVED, user=reviewer
         )

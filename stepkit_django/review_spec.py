@@ -54,8 +54,9 @@ class Review:
     assign_to_user: Assignee | Sequence[Assignee] | None = None
     #: Permission a reviewer needs (``"app_label.codename"``); default: ``STEPKIT["DEFAULT_REVIEW_PERMISSION"]``.
     permission: str | None = None
-    #: Quorum: this many distinct users must approve.
-    approvals_required: int = 1
+    #: Quorum: this many distinct users must approve; or a mapping of group names to counts
+    #: (``{"legal": 1, "finance": 1}``): that many distinct members of each group (see :mod:`stepkit_django.quorum`).
+    approvals_required: int | Mapping[str, int] = 1
     #: Four-eyes: unless true, the user who started the run may not review it.
     allow_self_approval: bool = False
     #: Response deadline, counted from the pause.
@@ -91,10 +92,7 @@ class Review:
             isinstance(self.editable, str) or not all(isinstance(k, str) for k in self.editable)
         ):
             raise TypeError("Review(editable=...) must be a list of key names")
-        if isinstance(self.approvals_required, bool) or not isinstance(self.approvals_required, int):
-            raise TypeError("Review(approvals_required=...) must be an integer")
-        if self.approvals_required < 1:
-            raise ValueError("Review(approvals_required=...) must be at least 1")
+        self._check_approvals_required()
         if self.on_timeout not in ON_TIMEOUT_CHOICES:
             raise ValueError(f"Review(on_timeout=...) must be one of {', '.join(ON_TIMEOUT_CHOICES)}")
         if self.on_timeout == "escalate" and not self.escalate_to_group:
@@ -205,6 +203,43 @@ class Review:
             value = self.title
         return _clip(" ".join(value.split()), MAX_TITLE_LENGTH) or default_title(pipeline, step)
 
+    def _check_approvals_required(self) -> None:
+        required = self.approvals_required
+        if isinstance(required, Mapping):
+            if not required:
+                raise ValueError("Review(approvals_required={...}) needs at least one group")
+            for name, count in required.items():
+                if not isinstance(name, str) or not name.strip():
+                    raise TypeError(f"Review(approvals_required=...): {name!r} is not a group name")
+                if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                    raise ValueError(
+                        f"Review(approvals_required=...): group {name!r} needs a whole number of approvals, "
+                        f"at least 1 (got {count!r})"
+                    )
+            if self.on_timeout == "escalate":
+                # The escalation group's members could not count toward any group: nobody could approve it.
+                raise ValueError(
+                    'Review(on_timeout="escalate") cannot be combined with approvals from named groups: '
+                    "only members of those groups can approve"
+                )
+            return
+        if isinstance(required, bool) or not isinstance(required, int):
+            raise TypeError("Review(approvals_required=...) must be an integer or a mapping of group names to integers")
+        if required < 1:
+            raise ValueError("Review(approvals_required=...) must be at least 1")
+
+    @property
+    def quorum_groups(self) -> list[str]:
+        """The groups of a per-group quorum, in the order declared; ``[]`` for a plain count."""
+        required = self.approvals_required
+        return list(required) if isinstance(required, Mapping) else []
+
+    @property
+    def total_approvals(self) -> int:
+        """How many distinct approvals decide a checkpoint (the sum of a per-group quorum's counts)."""
+        required = self.approvals_required
+        return sum(required.values()) if isinstance(required, Mapping) else required
+
     def render_summary(self, context: Mapping[str, Any], step: str) -> dict[str, str]:
         """The checkpoint's summary for ``context``: labels to values, both strings, at most
         :data:`MAX_SUMMARY_ITEMS` of them; ``{}`` without a summary.
@@ -259,7 +294,13 @@ class Review:
             "editable": list(self.editable) if self.editable is not None else None,
             "schema": self.schema,
             "permission": self.permission or settings.DEFAULT_REVIEW_PERMISSION,
-            "approvals_required": self.approvals_required,
+            "approvals_required": self.total_approvals,
+            # A list, not a mapping, for the order (jsonb keeps none); None for a plain count.
+            "approvals_by_group": [
+                {"group": name, "required": count} for name, count in self.approvals_required.items()
+            ]
+            if isinstance(self.approvals_required, Mapping)
+            else None,
             "allow_self_approval": self.allow_self_approval,
             "timeout_seconds": self.timeout.total_seconds() if self.timeout else None,
             "on_timeout": self.on_timeout,

@@ -199,7 +199,9 @@ def _approved(actor: str, data: _Data) -> str:
             parts.append(gettext("without the unapproved edits to %(keys)s") % {"keys": _names(not_applied)})
         return ", ".join(parts)
     count, required = data.get("approvals"), data.get("required")
-    if isinstance(required, int) and required > 1:
+    if data.get("group"):  # a per-group quorum: the group it counted for says more than a total
+        said = gettext("Approved by %(actor)s for %(group)s") % {"actor": actor, "group": data["group"]}
+    elif isinstance(required, int) and required > 1:
         said = gettext("Approved by %(actor)s (%(count)s of %(required)s)") % {
             "actor": actor,
             "count": count,

@@ -72,6 +72,24 @@ def people(db):
 
 
 @pytest.fixture
+def signers(people):
+    """Legal: lena, lars; finance: fiona; both: bea (in legal and finance); outsider: bob (an editor)."""
+    from django.contrib.auth.models import Group, User
+
+    legal, finance = Group.objects.create(name="legal"), Group.objects.create(name="finance")
+
+    def user(name, *groups):
+        u = User.objects.create_user(name, password="pw")
+        u.groups.set(groups)
+        u.user_permissions.add(people.review_permission)
+        return User.objects.get(pk=u.pk)
+
+    people.lena, people.lars = user("lena", legal), user("lars", legal)
+    people.fiona, people.bea = user("fiona", finance), user("bea", legal, finance)
+    return people
+
+
+@pytest.fixture
 def registered_pipelines():
     """Register pipelines for one test and remove them afterwards."""
     from stepkit_django import register, unregister

@@ -271,7 +271,7 @@ support_reply = register(
 )
 
 
-# -- a staged configuration change that two engineers must approve -----------------------------
+# -- a staged configuration change that an SRE and a security engineer must both approve ---------
 
 
 def stage(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -285,10 +285,10 @@ config_change = register(
         stage,
         review=Review(
             title=lambda ctx: "Change " + ", ".join(sorted(ctx["changes"])) + " in production",
-            summary=lambda ctx: {"Settings changed": len(ctx["changes"]), "Approvals needed": 2},
+            summary=lambda ctx: {"Settings changed": len(ctx["changes"]), "Approvals needed": "SRE and security"},
             editable=["changes"],
-            approvals_required=2,
-            assign_to_group="sre",
+            # One approval from each group; with no assignees declared, the item goes to both groups.
+            approvals_required={"sre": 1, "security": 1},
             timeout=timedelta(days=1),
             on_timeout="reject",
         ),

@@ -24,7 +24,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_deny
 
-from .. import choices, permissions, review, revisions
+from .. import choices, permissions, quorum, review, revisions
 from ..conf import settings
 from ..describe import remaining_steps
 from ..exceptions import InvalidAssignment, InvalidDecision, InvalidOverride, ReviewConflict, StepkitError
@@ -170,6 +170,9 @@ class CheckpointAdmin(admin.ModelAdmin):
         # page of checkpoints created assigned to nobody (the usual queue).
         assignable = [checkpoint for checkpoint in changelist.result_list if checkpoint.assigned]
         prefetch_related_objects(assignable, "assigned_users", "assigned_groups")
+        # The approvals of items with a per-group quorum, whose column shows each group's count: one query.
+        grouped = [checkpoint for checkpoint in changelist.result_list if checkpoint.approvals_by_group]
+        prefetch_related_objects(grouped, "approvals")
         return changelist
 
     @property
@@ -261,6 +264,8 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("approvals"))
     def approvals(self, obj: Checkpoint) -> str:
+        if obj.approvals_by_group:
+            return quorum.describe(quorum.progress_of(obj))  # "legal 1/1 · finance 0/1"
         return f"{getattr(obj, 'approvals_total', 0)}/{obj.approvals_required}"
 
     # -- bulk actions: a confirmation page, then each item through the services on its own ------
@@ -511,8 +516,10 @@ class CheckpointAdmin(admin.ModelAdmin):
             "started_by_name": actor_name(checkpoint.run.started_by) if checkpoint.run.started_by_id else "",
             "expires": local_time(checkpoint.expires_at) if checkpoint.expires_at else "",
             "approvals": [
-                (actor_name(a.user), local_time(a.created_at)) for a in checkpoint.approvals.select_related("user")
+                (actor_name(a.user), local_time(a.created_at), a.group)
+                for a in checkpoint.approvals.select_related("user")
             ],
+            **self._quorum(checkpoint, request.user),
             "trail": trail_rows(checkpoint.events.select_related("actor"), request.user),
             "revisions": [
                 {
@@ -532,6 +539,17 @@ class CheckpointAdmin(admin.ModelAdmin):
             "multiple_choices": bool(checkpoint.review.get("multiple")),
         }
         return TemplateResponse(request, self.review_template, context)
+
+    @staticmethod
+    def _quorum(checkpoint: Checkpoint, user: Any) -> dict[str, Any]:
+        """A per-group quorum's progress, and why ``user`` cannot add an approval now (their groups' counts
+        are met, or they are in none of the groups), for the page to say so instead of offering Approve."""
+        if not checkpoint.approvals_by_group:
+            return {"quorum_progress": [], "quorum_refusal": None}
+        groups = [approval.group for approval in checkpoint.approvals.all()]
+        already = any(approval.user_id == user.pk for approval in checkpoint.approvals.all())
+        refusal = quorum.refusal(checkpoint.review, user, groups) if checkpoint.is_pending and not already else None
+        return {"quorum_progress": quorum.progress(checkpoint.review, groups), "quorum_refusal": refusal}
 
     @staticmethod
     def _next_url(request: HttpRequest, checkpoint: Checkpoint) -> str:

@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
-from .. import permissions, review
+from .. import permissions, quorum, review
 from ..conf import settings
 from ..models import Checkpoint
 from ..status import CheckpointStatus
@@ -38,9 +38,16 @@ def next_item(user: Any, after: Checkpoint | None = None, **filters: Any) -> Che
     if after is not None:
         candidates = candidates.exclude(pk=after.pk)
     for candidate in candidates[:LOOK_AHEAD]:
-        if permissions.can_review(candidate, user):
+        if permissions.can_review(candidate, user) and not _quorum_refuses(candidate, user):
             return candidate
     return None
+
+
+def _quorum_refuses(checkpoint: Checkpoint, user: Any) -> bool:
+    """With a per-group quorum, whether ``user``'s groups have all given their approvals (or they are in none)."""
+    if not checkpoint.approvals_by_group:
+        return False
+    return quorum.refusal(checkpoint.review, user, checkpoint.approvals.values_list("group", flat=True)) is not None
 
 
 def review_next(user: Any, **filters: Any) -> Checkpoint | None:
@@ -52,6 +59,13 @@ def approved_message(checkpoint: Checkpoint, title: str) -> str:
     """What an approval did: decided, or where the quorum stands ("1 of 2, waiting for one more")."""
     if checkpoint.status == CheckpointStatus.APPROVED:
         return gettext("Approved “%(title)s”: the run continues.") % {"title": title}
+    if checkpoint.approvals_by_group:
+        groups = quorum.progress_of(checkpoint)
+        return gettext("Approved “%(title)s” — %(progress)s, waiting for %(waiting)s.") % {
+            "title": title,
+            "progress": quorum.describe(groups),
+            "waiting": ", ".join(group.group for group in groups if not group.met),
+        }
     given, required = checkpoint.approvals.count(), checkpoint.approvals_required
     missing = required - given
     if missing == 1:

@@ -248,13 +248,15 @@ def review_rules(spec: Review) -> list[tuple[str, str]]:
     chosen = any(callable(a) for a in [*_listed(spec.assign_to_group), *_listed(spec.assign_to_user)])
     if chosen:
         users.append(gettext("people chosen from the run's data when it pauses"))
+    if not groups and not users and spec.quorum_groups:  # the item goes to the groups whose approvals it needs
+        groups = [gettext("group %(name)s") % {"name": g} for g in spec.quorum_groups]
     assignees = ", ".join([*groups, *users]) or gettext("anyone with the permission")
     editable = gettext("any value") if spec.editable is None else (", ".join(spec.editable) or gettext("nothing"))
     rows = [
         (gettext("Pauses"), gettext("only sometimes (a condition decides)") if spec.when else gettext("always")),
         (gettext("Assigned to"), assignees),
         (gettext("Permission"), spec.permission or settings.DEFAULT_REVIEW_PERMISSION),
-        (gettext("Approvals required"), str(spec.approvals_required)),
+        (gettext("Approvals required"), _approvals_in_words(spec)),
         (
             gettext("Four-eyes rule"),
             gettext("the person who started the run may review it too")
@@ -272,6 +274,16 @@ def review_rules(spec: Review) -> list[tuple[str, str]]:
         values = {"how": how, "labels": labels, "key": spec.choice_key}
         rows.append((gettext("Choices"), gettext("%(how)s %(labels)s (written to %(key)s)") % values))
     return rows
+
+
+def _approvals_in_words(spec: Review) -> str:
+    """``"2"``, or for a per-group quorum ``"1 from legal, 1 from finance"``."""
+    required = spec.approvals_required
+    if not isinstance(required, Mapping):
+        return str(required)
+    return ", ".join(
+        gettext("%(count)d from %(group)s") % {"count": count, "group": group} for group, count in required.items()
+    )
 
 
 def _deadline(spec: Review) -> str:

@@ -19,9 +19,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from rest_framework.serializers import DateTimeField
 
-from .. import choices
+from .. import choices, quorum
 from ..describe import remaining_steps
-from ..models import Checkpoint
+from ..models import Approval, Checkpoint
 from ..revisions import history
 from ..status import CheckpointStatus
 
@@ -82,6 +82,8 @@ def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     def user(pk: Any, name: Any) -> dict[str, Any] | None:
         return None if pk is None else {"id": pk, "username": name}
 
+    progress = _group_progress([row for row in rows if (row["review"] or {}).get("approvals_by_group")])
+
     return [
         {
             "id": str(row["id"]),
@@ -97,6 +99,7 @@ def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "claimed_at": when(row["claimed_at"]),
             "approvals_count": row["approvals_total"],
             "approvals_required": int((row["review"] or {}).get("approvals_required", 1)),
+            "approvals_by_group": progress.get(row["id"], []),
             "decided_by": user(row["decided_by_id"], row["decided_by__username"]),
             "decided_at": when(row["decided_at"]),
             "expires_at": when(row["expires_at"]),
@@ -106,6 +109,23 @@ def queue_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def _group_progress(rows: list[dict[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
+    """Each per-group quorum's progress, by checkpoint id: one query, none without such rows."""
+    if not rows:
+        return {}
+    given: dict[Any, list[str]] = {row["id"]: [] for row in rows}
+    for checkpoint_id, group in Approval.objects.filter(checkpoint_id__in=list(given)).values_list(
+        "checkpoint_id", "group"
+    ):
+        given[checkpoint_id].append(group)
+    return {row["id"]: progress_rows(quorum.progress(row["review"], given[row["id"]])) for row in rows}
+
+
+def progress_rows(groups: list[quorum.GroupProgress]) -> list[dict[str, Any]]:
+    """``GroupProgressSerializer``'s shape."""
+    return [{"group": g.group, "given": g.given, "required": g.required, "met": g.met} for g in groups]
 
 
 def _assignments(checkpoint: Checkpoint) -> tuple[list[dict[str, Any] | None], list[str]]:
@@ -119,8 +139,13 @@ def _approvals(checkpoint: Checkpoint) -> list[dict[str, Any]]:
     if checkpoint.status == CheckpointStatus.PENDING and checkpoint.approvals_required == 1:
         return []  # the first approval of such a checkpoint decides it
     username = f"user__{get_user_model().USERNAME_FIELD}"
-    approvals = checkpoint.approvals.order_by("created_at", "pk").values_list("user_id", username, "created_at")
-    return [{"user": {"id": pk, "username": str(name)}, "created_at": when(at)} for pk, name, at in approvals]
+    approvals = checkpoint.approvals.order_by("created_at", "pk").values_list(
+        "user_id", username, "group", "created_at"
+    )
+    return [
+        {"user": {"id": pk, "username": str(name)}, "group": group, "created_at": when(at)}
+        for pk, name, group, at in approvals
+    ]
 
 
 def choices_of(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -157,6 +182,9 @@ def detail(checkpoint: Checkpoint) -> dict[str, Any]:
         "claimed_at": when(checkpoint.claimed_at),
         "approvals_count": len(approvals),
         "approvals_required": checkpoint.approvals_required,
+        "approvals_by_group": progress_rows(quorum.progress(review, [a["group"] for a in approvals]))
+        if review.get("approvals_by_group")
+        else [],
         "decided_by": user_ref(checkpoint.decided_by) if checkpoint.decided_by_id is not None else None,
         "decided_at": when(checkpoint.decided_at),
         "expires_at": when(checkpoint.expires_at),

@@ -10,13 +10,13 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import permissions
+from .. import permissions, quorum
 from ..audit import redacted
 from ..describe import remaining_steps
 from ..models import Approval, AuditEvent, Checkpoint, PipelineRun
 from ..registry import registered
 from ..status import RunStatus
-from .rows import choices_of
+from .rows import choices_of, progress_rows
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -71,11 +71,23 @@ class UserRefSerializer(serializers.Serializer[Any]):
 
 class ApprovalSerializer(serializers.ModelSerializer[Approval]):
     user = UserRefSerializer(read_only=True)
+    group = serializers.CharField(
+        read_only=True, help_text="With approvals from named groups, the group it counted for; otherwise empty."
+    )
     created_at = serializers.DateTimeField(read_only=True)
 
     class Meta:
         model = Approval
-        fields = ["user", "created_at"]
+        fields = ["user", "group", "created_at"]
+
+
+class GroupProgressSerializer(serializers.Serializer[Any]):
+    """Where one group's count of a per-group quorum stands (``Review(approvals_required={...})``)."""
+
+    group = serializers.CharField(read_only=True)
+    given = serializers.IntegerField(read_only=True, help_text="Approvals counted for this group so far.")
+    required = serializers.IntegerField(read_only=True, help_text="Distinct members of the group who must approve.")  # type: ignore[assignment]
+    met = serializers.BooleanField(read_only=True, help_text="The group has given all its approvals.")
 
 
 class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
@@ -91,6 +103,9 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
     decided_by = UserRefSerializer(read_only=True, allow_null=True)
     approvals_count = serializers.SerializerMethodField()
     approvals_required = serializers.IntegerField(read_only=True)
+    approvals_by_group = serializers.SerializerMethodField(
+        help_text="With approvals from named groups, each group's progress in the order declared; otherwise empty."
+    )
     title = serializers.CharField(
         read_only=True, help_text="What the item is about, filled in from the context when the run paused."
     )
@@ -116,6 +131,7 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
             "claimed_at",
             "approvals_count",
             "approvals_required",
+            "approvals_by_group",
             "decided_by",
             "decided_at",
             "expires_at",
@@ -124,6 +140,10 @@ class CheckpointSerializer(serializers.ModelSerializer[Checkpoint]):
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(GroupProgressSerializer(many=True))
+    def get_approvals_by_group(self, obj: Checkpoint) -> list[dict[str, Any]]:
+        return progress_rows(quorum.progress_of(obj))
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_approvals_count(self, obj: Checkpoint) -> int:

@@ -97,3 +97,24 @@ def test_detail_reads_assignments_only_for_a_checkpoint_that_may_have_some(peopl
     unassigned.assigned_users.add(people.dave)
     assert len(assignment_queries(unassigned)) == 2
     assert by_rows(unassigned)["assigned_users"] == [{"id": people.dave.pk, "username": "dave"}]
+
+
+def test_rows_match_the_serializer_with_a_per_group_quorum(signers, registered_pipelines):
+    registered_pipelines(
+        stepkit("signed").step(
+            "contract", lambda c: {"n": 1}, review=Review(approvals_required={"legal": 1, "finance": 1})
+        )
+    )
+    cp = start("signed", {}, user=signers.alice).checkpoints.get()
+    start("email-approval", EMAIL, user=signers.alice)  # a plain count on the same page
+    review.approve(cp, signers.lena)
+    assert by_rows(cp)["approvals_by_group"] == [
+        {"group": "legal", "given": 1, "required": 1, "met": True},
+        {"group": "finance", "given": 0, "required": 1, "met": False},
+    ]
+    assert by_rows(cp)["approvals"][0]["group"] == "legal"
+    assert by_rows(cp) == by_serializer(cp)
+    queryset = Checkpoint.objects.annotate(approvals_total=approvals_count()).order_by("created_at")
+    listed = rendered(rows.queue_rows(list(queryset.values(*rows.QUEUE_FIELDS))))
+    assert listed == rendered(CheckpointSerializer(queryset, many=True).data)
+    assert [row["approvals_by_group"] for row in listed][1] == []

@@ -33,6 +33,7 @@ PASSWORDS = {
     "requester": "requester-demo-pw",
     "sre1": "sre1-demo-pw",
     "sre2": "sre2-demo-pw",
+    "security": "security-demo-pw",
 }
 
 needs_chromium = pytest.mark.skipif(

@@ -110,15 +110,22 @@ def test_a_manager_approves_two_payments_at_once_through_the_confirmation_page(d
     assert "Approved 2 items" in page.locator(".messagelist").inner_text()
 
 
-def test_two_engineers_approve_a_configuration_change(demo, browser):
+def test_an_sre_and_a_security_engineer_approve_a_configuration_change(demo, browser):
     first = log_in(browser, demo, "sre1")
     checkpoint = open_item(first, demo, "Change")
+    assert first.locator("#approvals-progress").inner_text().startswith("sre 0/1 · security 0/1")
     first.click("button[value=approve]")
     first.wait_for_selector(".messagelist")
-    assert "1 of 2, waiting for one more" in first.locator(".messagelist").inner_text()
+    assert "sre 1/1 · security 0/1, waiting for security" in first.locator(".messagelist").inner_text()
     assert stored(demo, checkpoint)["status"] == "pending"
 
-    second = log_in(browser, demo, "sre2")
+    # Another SRE is told that their group has approved, and is offered no Approve button.
+    other = log_in(browser, demo, "sre2")
+    open_item(other, demo, "Change")
+    assert "sre already gave the approvals it needs" in other.locator("#quorum-refusal").inner_text()
+    assert other.locator("button[value=approve]").count() == 0
+
+    second = log_in(browser, demo, "security")
     open_item(second, demo, "Change")
     second.click("button[value=approve]")
     second.wait_for_selector(".messagelist")

@@ -16,6 +16,7 @@ REVIEWERS = {
     "moderator": ("moderator-demo-pw", ["moderators"]),
     "sre1": ("sre1-demo-pw", ["sre"]),
     "sre2": ("sre2-demo-pw", ["sre"]),
+    "security": ("security-demo-pw", ["security"]),
 }
 #: Reviewers who may also hand checkpoints to other reviewers (stepkit_django.reassign_checkpoint).
 REASSIGNERS = {"manager"}
