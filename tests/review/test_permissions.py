@@ -16,31 +16,31 @@ EMAIL = {"message": "secret contents", "customer": "Ada", "to": "ada@example.com
 MATRIX = {
     "anonymous": dict.fromkeys(
         ["list", "retrieve", "claim", "edit", "approve", "reject", "request_changes", "reassign", "cancel", "retry",
-         "events"], 401
+         "events", "rerun"], 401
     ),
     "no permission": {
         "list": 200, "retrieve": 404, "claim": 404, "edit": 404, "approve": 404, "reject": 404, "request_changes": 404,
-        "reassign": 404, "cancel": 404, "retry": 404, "events": 404,
+        "reassign": 404, "cancel": 404, "retry": 404, "events": 404, "rerun": 404,
     },
     "reviewer outside the group": {
         "list": 200, "retrieve": 404, "claim": 404, "edit": 404, "approve": 404, "reject": 404, "request_changes": 404,
-        "reassign": 404, "cancel": 404, "retry": 404, "events": 404,
+        "reassign": 404, "cancel": 404, "retry": 404, "events": 404, "rerun": 404,
     },
     "the run's starter": {
         "list": 200, "retrieve": 200, "claim": 403, "edit": 403, "approve": 403, "reject": 403, "request_changes": 403,
-        "reassign": 403, "cancel": 200, "retry": 409, "events": 200,
+        "reassign": 403, "cancel": 200, "retry": 409, "events": 200, "rerun": 201,
     },
     "assigned reviewer": {
         "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200, "request_changes": 200,
-        "reassign": 403, "cancel": 403, "retry": 403, "events": 200,
+        "reassign": 403, "cancel": 403, "retry": 403, "events": 200, "rerun": 403,
     },
     "assigned reviewer who may reassign": {
         "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200, "request_changes": 200,
-        "reassign": 200, "cancel": 403, "retry": 403, "events": 200,
+        "reassign": 200, "cancel": 403, "retry": 403, "events": 200, "rerun": 403,
     },
     "superuser": {
         "list": 200, "retrieve": 200, "claim": 200, "edit": 200, "approve": 200, "reject": 200, "request_changes": 200,
-        "reassign": 200, "cancel": 200, "retry": 409, "events": 200,
+        "reassign": 200, "cancel": 200, "retry": 409, "events": 200, "rerun": 201,
     },
 }  # fmt: skip
 
@@ -71,6 +71,7 @@ def call(client, action, run, checkpoint):
         "cancel": lambda: client.post(r + "cancel/"),
         "retry": lambda: client.post(r + "retry/"),
         "events": lambda: client.get(r + "events/"),
+        "rerun": lambda: client.post(cp + "rerun/", {}, format="json"),
     }
     return requests[action]()
 
@@ -127,43 +128,43 @@ ADMIN_MATRIX = {
         "list": (302, "hidden"), "retrieve": (302, "hidden"), "claim": (302, "refused"), "edit": (302, "refused"),
         "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"),
         "reassign": (302, "refused"),
-        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"),
+        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"), "rerun": (302, "refused"),
     },
     "no permission": {
         "list": (403, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
         "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"),
         "reassign": (404, "refused"),
-        "cancel": (403, "refused"), "retry": (403, "refused"), "events": (403, "hidden"),
+        "cancel": (403, "refused"), "retry": (403, "refused"), "events": (403, "hidden"), "rerun": (404, "refused"),
     },
     "reviewer outside the group": {
         "list": (200, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
         "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"),
         "reassign": (404, "refused"),
-        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"),
+        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (302, "hidden"), "rerun": (404, "refused"),
     },
     "the run's starter": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "refused"), "edit": (302, "refused"),
         "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"),
         "reassign": (302, "refused"),
-        "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
+        "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"), "rerun": (302, "done"),
     },
     "assigned reviewer": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
         "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
         "reassign": (302, "refused"),
-        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),
+        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"), "rerun": (302, "refused"),
     },
     "assigned reviewer who may reassign": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
         "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
         "reassign": (302, "done"),
-        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"),
+        "cancel": (302, "refused"), "retry": (302, "refused"), "events": (200, "listed"), "rerun": (302, "refused"),
     },
     "superuser": {
         "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
         "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
         "reassign": (302, "done"),
-        "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"),
+        "cancel": (302, "done"), "retry": (302, "refused"), "events": (200, "listed"), "rerun": (302, "done"),
     },
 }  # fmt: skip
 
@@ -198,8 +199,11 @@ def admin_call(client, action, run, checkpoint):
         "reassign": {"_action": "reassign", "expected_version": version, "reassign-to_groups": ["managers"]},
         "cancel": {"action": "cancel_runs", "_selected_action": [str(run.pk)]},
         "retry": {"action": "retry_runs", "_selected_action": [str(run.pk)]},
+        "rerun": {},
     }[action]
     url = f"{ADMIN}/pipelinerun/" if action in ("cancel", "retry") else page
+    if action == "rerun":
+        url, data = f"{ADMIN}/pipelinerun/{run.pk}/rerun/{checkpoint.pk}/", {}
     response = client.post(url, data)
     return response.status_code, "refused" if state() == before else "done"
 
