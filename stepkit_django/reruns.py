@@ -109,6 +109,14 @@ def _approved_as_is(cp: Checkpoint, edits: Mapping[str, Any]) -> bool:
     return {**cp.context, **edits} == approved
 
 
+def _with_approval(cp: Checkpoint, edits: Mapping[str, Any]) -> dict[str, Any]:
+    """``edits`` with the approval the rerun resumes on under the decision key: the steps after it read that
+    decision, as the original run's did (not an earlier request for changes left in the step's context)."""
+    by = cp.decided_by if cp.decided_by_id is not None else None
+    at = cp.decided_at or timezone.now()
+    return revisions.with_decision(cp, edits, CheckpointStatus.APPROVED, by, cp.comment if by else "", at)
+
+
 def rerun_from(
     checkpoint: Checkpoint | UUID | str, by: User, override_data: Mapping[str, Any] | None = None
 ) -> PipelineRun:
@@ -131,7 +139,8 @@ def rerun_from(
     actor = permissions.check_rerun(cp.run, by)
     edits = _edits(cp, override_data)
     resume_now = _approved_as_is(cp, edits)
-    fields, version = resume_state(cp, edits)  # PipelineChanged before anything is written
+    resumed_with = _with_approval(cp, edits) if resume_now else edits
+    fields, version = resume_state(cp, resumed_with)  # PipelineChanged before anything is written
     now = timezone.now()
     run = PipelineRun(
         pipeline_name=cp.run.pipeline_name,

@@ -106,6 +106,17 @@ def test_a_decision_in_french_says_so_in_french(people, french):
     assert [str(m) for m in response.context["messages"]] == ["Cet élément a déjà été rejeté par bob."]
 
 
+def test_the_earlier_revisions_are_listed_with_french_punctuation(people, french):
+    # French puts a (non-breaking) space before a colon, as everywhere else on the page ("Commentaire :").
+    [cp] = paused(people)
+    review.request_changes(cp, people.bob, "Plus court")
+    second = Checkpoint.objects.get(status="pending")
+    html = browser(people.carol).get(f"{QUEUE}{second.pk}/change/").content.decode()
+    history = html[html.index('id="revisions"') :]
+    assert "Révision 2 : les modifications demandées auparavant" in history
+    assert '\xa0: <q class="stepkit-text">Plus court</q>' in history
+
+
 def test_the_bulk_confirmation_page_is_in_french(people, french):
     cps = paused(people, 2)
     data = {"action": "approve_selected", "_selected_action": [str(cp.pk) for cp in cps]}

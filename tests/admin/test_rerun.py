@@ -101,3 +101,20 @@ def test_a_rerun_url_with_an_id_that_is_not_one_is_not_an_error(people, approved
     response = client.post(url, follow=True)  # no such page: the admin says so (it was a 500)
     assert response.status_code in (200, 404)
     assert PipelineRun.objects.count() == 1
+
+
+def test_the_rerun_buttons_of_two_revisions_of_a_step_are_told_apart_by_their_names(people, client):
+    # A screen reader reads a button's aria-label alone: two revisions of one step need two names.
+    import re
+
+    from stepkit_django import start
+
+    staff(people.alice)
+    people.alice.user_permissions.add(Permission.objects.get(codename="add_pipelinerun"))
+    run = start("email-approval", EMAIL, user=people.alice)
+    review.request_changes(run.checkpoints.get(), people.bob, "Shorter")
+    client.force_login(User.objects.get(pk=people.alice.pk))
+    page = client.get(run_page(run)).content.decode()
+    labels = re.findall(r'aria-label="(Rerun from step [^"]*)"', page)
+    step = run.checkpoints.first().step
+    assert labels == [f"Rerun from step {step}", f"Rerun from step {step}, revision 2"]

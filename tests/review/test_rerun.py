@@ -10,6 +10,7 @@ from stepkit_django.status import AuditAction, CheckpointStatus, RunStatus
 from tests.testapp.models import SideEffect
 
 from .test_review import EMAIL, paused_email, snapshot
+from .test_revisions import letters
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,7 @@ def test_a_rerun_of_an_approved_checkpoint_resumes_right_after_its_step_with_its
     assert rerun.status == RunStatus.COMPLETED
     assert steps_run(rerun) == ["send"]  # the step of the checkpoint did not run again
     assert rerun.input == original.input
-    assert rerun.context == {**cp.context, "sent": True}
+    assert rerun.context == original.context  # the next step read what it read in the original, the approval too
     assert SideEffect.objects.filter(kind="email").count() == 2
 
 
@@ -217,6 +218,7 @@ def test_a_checkpoint_of_an_older_version_needs_a_migration_to_be_rerun(people, 
     )
     rerun = review.rerun_from(cp, people.alice)
     assert (rerun.status, rerun.pipeline_version) == (RunStatus.COMPLETED, 2)
+    assert rerun.context.pop("review")["outcome"] == "approved"  # the approval it resumes on
     assert rerun.context == {"title": "old", "draft": True, "migrated": True, "links": True, "publish": True}
 
 
@@ -276,3 +278,27 @@ def test_the_starter_of_the_original_run_may_not_review_a_run_managers_rerun_of_
     alice = User.objects.get(pk=people.alice.pk)
     with pytest.raises(ReviewPermissionDenied, match="Four-eyes"):
         review.approve(reopened, alice)
+
+
+def test_a_rerun_after_an_approved_revision_gives_the_next_step_that_approval_not_the_earlier_request(
+    people, registered_pipelines
+):
+    # The rerun resumes right after the step because the revision was approved: the steps after it read that
+    # approval under the decision key, as the original run's did, never the request for changes before it.
+    calls: list = []
+    registered_pipelines(letters(calls))
+    first = start("letters", {"to": "Ann"}, user=people.alice).checkpoints.get()
+    review.request_changes(first, people.bob, "Warmer")
+    second = Checkpoint.objects.get(status=CheckpointStatus.PENDING)
+    review.approve(second, people.carol, comment="Good now")
+    original = PipelineRun.objects.get(pk=second.run_id)
+    rerun = review.rerun_from(second, people.alice)
+    assert rerun.status == RunStatus.COMPLETED
+    assert calls[-1][0] == "send"
+    assert {k: calls[-1][1][k] for k in ("outcome", "comment", "by", "revision")} == {
+        "outcome": "approved",
+        "comment": "Good now",
+        "by": "carol",
+        "revision": 2,
+    }
+    assert rerun.context == original.context
