@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import permissions
 from .exceptions import StepkitError
+from .quorum import declared_or_none
 from .status import AuditAction, CheckpointStatus, RunStatus, run_status_word
 
 __all__ = [
@@ -313,7 +314,7 @@ class Checkpoint(models.Model):
     @property
     def approvals_by_group(self) -> list[tuple[str, int]]:
         """A per-group quorum's groups and counts, in the order declared; ``[]`` for a plain count."""
-        return [(str(item["group"]), int(item["required"])) for item in self.review.get("approvals_by_group") or ()]
+        return declared_or_none(self.review)
 
     @property
     def editable_keys(self) -> list[str] | None:

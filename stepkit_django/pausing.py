@@ -47,10 +47,8 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
     groups = resolve_groups(spec.assign_to_group, context, event.step_name)
     users = resolve_users(spec.assign_to_user, context, event.step_name)
     if spec.quorum_groups:
-        # The groups whose approvals are needed must exist; with no assignees declared, the item goes to them.
-        quorum_groups = _quorum_groups(spec.quorum_groups, event.step_name)
-        if spec.assign_to_group is None and spec.assign_to_user is None:
-            groups = quorum_groups
+        # The groups whose approvals are needed must exist; the item goes to them (and to assign_to_user).
+        groups = _quorum_groups(spec.quorum_groups, event.step_name)
     if spec.escalate_to_group:
         resolve_groups(spec.escalate_to_group, context, event.step_name)
     with transaction.atomic():

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db.models import Q
 from django.utils.translation import gettext
 
 from .exceptions import ReviewConflict, ReviewPermissionDenied
 
 __all__ = [
     "GroupProgress",
+    "applies",
     "declared",
+    "declared_or_none",
     "describe",
     "group_for",
     "is_met",
@@ -34,6 +37,7 @@ __all__ = [
     "progress",
     "progress_of",
     "refusal",
+    "uncovered",
 ]
 
 
@@ -50,10 +54,43 @@ class GroupProgress:
         return self.given >= self.required
 
 
+def applies(review: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint's review settings declare a per-group quorum (well formed or not)."""
+    return review.get("approvals_by_group") is not None
+
+
 def declared(review: Mapping[str, Any]) -> list[tuple[str, int]]:
     """The groups and counts of a checkpoint's review settings, in the order declared; ``[]`` for a
-    plain count (``approvals_required=2``)."""
-    return [(str(item["group"]), int(item["required"])) for item in review.get("approvals_by_group") or ()]
+    plain count (``approvals_required=2``).
+
+    Raises :class:`ReviewConflict` when the stored settings are not a list of ``{"group", "required"}``
+    objects (they were changed in the database by hand): such an item can be rejected, not approved.
+    """
+    raw = review.get("approvals_by_group")
+    if raw is None:
+        return []
+    groups: list[tuple[str, int]] = []
+    if isinstance(raw, list) and raw:
+        for item in raw:
+            if not isinstance(item, Mapping):
+                break
+            name, required = item.get("group"), item.get("required")
+            if not isinstance(name, str) or not name or isinstance(required, bool) or not isinstance(required, int):
+                break
+            groups.append((name, max(required, 1)))
+        else:
+            return groups
+    raise ReviewConflict(
+        gettext("The approval rules stored with this item are damaged: it can be rejected, not approved.")
+    )
+
+
+def declared_or_none(review: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """:func:`declared` for display: ``[]`` instead of an error when the stored settings are damaged."""
+    try:
+        return declared(review)
+    except ReviewConflict:
+        return []
 
 
 def progress(review: Mapping[str, Any], given: Iterable[str]) -> list[GroupProgress]:
@@ -61,12 +98,13 @@ def progress(review: Mapping[str, Any], given: Iterable[str]) -> list[GroupProgr
     counted: dict[str, int] = {}
     for name in given:
         counted[name] = counted.get(name, 0) + 1
-    return [GroupProgress(name, counted.get(name, 0), required) for name, required in declared(review)]
+    return [GroupProgress(name, counted.get(name, 0), required) for name, required in declared_or_none(review)]
 
 
 def progress_of(checkpoint: Any) -> list[GroupProgress]:
-    """:func:`progress` of ``checkpoint``'s approvals (prefetched ``approvals`` are used when present)."""
-    if not checkpoint.review.get("approvals_by_group"):
+    """:func:`progress` of ``checkpoint``'s approvals (prefetched ``approvals`` are used when present);
+    ``[]`` without a per-group quorum, or with damaged settings."""
+    if not declared_or_none(checkpoint.review):
         return []
     cache = getattr(checkpoint, "_prefetched_objects_cache", {})
     if "approvals" in cache:
@@ -95,6 +133,7 @@ def group_for(review: Mapping[str, Any], user: Any, given: Iterable[str]) -> str
     Raises :class:`ReviewPermissionDenied` when ``user`` is in none of the declared groups, and
     :class:`ReviewConflict` when every group of theirs has already given the approvals it needs.
     """
+    declared(review)  # damaged settings refuse the approval
     groups = progress(review, given)
     member_of = set(user.groups.filter(name__in=[group.group for group in groups]).values_list("name", flat=True))
     if not member_of:
@@ -117,7 +156,7 @@ def group_for(review: Mapping[str, Any], user: Any, given: Iterable[str]) -> str
 def outsiders(review: Mapping[str, Any], users: Iterable[Any]) -> list[str]:
     """The usernames among ``users`` who are in none of a per-group quorum's groups (``[]`` without one):
     a reassignment to them would hand the item to people who cannot approve it."""
-    names = [name for name, _required in declared(review)]
+    names = [name for name, _required in declared_or_none(review)]
     users = list(users)
     if not names or not users:
         return []
@@ -126,6 +165,42 @@ def outsiders(review: Mapping[str, Any], users: Iterable[Any]) -> list[str]:
         model._default_manager.filter(pk__in=[u.pk for u in users], groups__name__in=names).values_list("pk", flat=True)
     )
     return [str(u.get_username()) for u in users if u.pk not in inside]
+
+
+def uncovered(
+    review: Mapping[str, Any],
+    given: Iterable[str],
+    users: Iterable[Any],
+    groups: Iterable[Any],
+    permission: str,
+    excluded: Iterable[Any] = (),
+) -> list[GroupProgress]:
+    """The groups whose open count the assignees ``users`` and ``groups`` could not meet: fewer of their
+    active members holding ``permission`` (and not among the ``excluded`` user ids: those who already
+    approved, the reassigner) than approvals still missing. ``[]`` when every count can be met."""
+    model = get_user_model()
+    user_ids, group_ids = [u.pk for u in users], [g.pk for g in groups]
+    excluded = set(excluded)
+    short: list[GroupProgress] = []
+    for group in progress(review, given):
+        missing = group.required - group.given
+        if missing <= 0:
+            continue
+        reachable = (
+            model._default_manager.filter(is_active=True, groups__name=group.group)
+            .filter(Q(pk__in=user_ids) | Q(groups__pk__in=group_ids))
+            .exclude(pk__in=excluded)
+            .distinct()
+        )
+        able = 0
+        for member in reachable.iterator():
+            if member.is_superuser or member.has_perm(permission):
+                able += 1
+                if able >= missing:
+                    break
+        if able < missing:
+            short.append(group)
+    return short
 
 
 def refusal(review: Mapping[str, Any], user: Any, given: Iterable[str]) -> str | None:

@@ -226,7 +226,7 @@ def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters
                 return None
             cp = _load(candidate)
             passed_over.append(cp.pk)
-            if not permissions.can_review(cp, reviewer):
+            if not permissions.can_review(cp, reviewer) or _quorum_refuses(cp, reviewer):
                 continue
             try:
                 took_over = _take_over(cp, reviewer)
@@ -237,6 +237,14 @@ def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters
             except ReviewConflict:
                 continue
             return cp
+
+
+def _quorum_refuses(cp: Checkpoint, user: Any) -> bool:
+    """With a per-group quorum, whether ``user`` could not add an approval (their groups' counts are met, or
+    they are in none): "Review next" does not hand them the item, which would keep its approvers out."""
+    if not quorum.applies(cp.review):
+        return False
+    return quorum.refusal(cp.review, user, cp.approvals.values_list("group", flat=True)) is not None
 
 
 def reassign(
@@ -266,11 +274,8 @@ def reassign(
         permission = permissions.review_permission_of(cp)
         message = gettext("%(name)s cannot review this checkpoint (needs %(permission)r).")
         raise InvalidAssignment({"to_users": [message % {"name": name, "permission": permission} for name in unfit]})
-    outside = quorum.outsiders(cp.review, users)
-    if outside:
-        message = gettext("%(name)s is in none of the groups whose approvals this item needs (%(groups)s).")
-        groups_needed = ", ".join(name for name, _count in cp.approvals_by_group)
-        raise InvalidAssignment({"to_users": [message % {"name": name, "groups": groups_needed} for name in outside]})
+    if cp.approvals_by_group:
+        _check_quorum_reachable(cp, users, groups, actor)
     before = {
         "users": sorted(u.get_username() for u in cp.assigned_users.all()),
         "groups": sorted(g.name for g in cp.assigned_groups.all()),
@@ -287,6 +292,28 @@ def reassign(
 
 
 # -- editing and deciding -----------------------------------------------------------------
+
+
+def _check_quorum_reachable(cp: Checkpoint, users: list[Any], groups: list[Any], actor: Any) -> None:
+    """A per-group quorum's item may only be handed to people who can still complete every group's count:
+    each assigned user in one of the groups, and for each group enough of its members among the new
+    assignees who hold the permission and have not approved yet (nor reassigned it: they may not approve)."""
+    groups_needed = ", ".join(name for name, _count in cp.approvals_by_group)
+    outside = quorum.outsiders(cp.review, users)
+    if outside:
+        message = gettext("%(name)s is in none of the groups whose approvals this item needs (%(groups)s).")
+        raise InvalidAssignment({"to_users": [message % {"name": name, "groups": groups_needed} for name in outside]})
+    given = list(cp.approvals.values_list("user_id", "group"))
+    excluded = [user_id for user_id, _group in given] + [actor.pk]
+    short = quorum.uncovered(
+        cp.review, [group for _uid, group in given], users, groups, permissions.review_permission_of(cp), excluded
+    )
+    if short:
+        message = gettext(
+            "Among these reviewers, too few can give the approvals still needed from %(groups)s: "
+            "add members of those groups."
+        )
+        raise InvalidAssignment({"__all__": [message % {"groups": ", ".join(group.group for group in short)}]})
 
 
 def _validated(cp: Checkpoint, override_data: object) -> dict[str, Any]:
@@ -366,7 +393,7 @@ def approve(
     """
     cp, reviewer, took_over = _open(checkpoint, by, expected_version)
     required = cp.approvals_required
-    by_group = bool(cp.approvals_by_group)
+    by_group = quorum.applies(cp.review)
     if cp.assigned:  # only a checkpoint that has assignees can have been reassigned
         reassigners = AuditEvent.objects.filter(checkpoint=cp, action=AuditAction.REASSIGNED, actor__isnull=False)
         permissions.check_approver(cp, reviewer, reassigners.values_list("actor_id", flat=True))

@@ -216,6 +216,12 @@ class Review:
                         f"Review(approvals_required=...): group {name!r} needs a whole number of approvals, "
                         f"at least 1 (got {count!r})"
                     )
+            if self.assign_to_group is not None:
+                # The item goes to the groups whose approvals it needs; other groups could not complete it.
+                raise ValueError(
+                    "Review(assign_to_group=...) cannot be combined with approvals from named groups: the item "
+                    "is assigned to those groups (and to assign_to_user, whose users must be members)"
+                )
             if self.on_timeout == "escalate":
                 # The escalation group's members could not count toward any group: nobody could approve it.
                 raise ValueError(

@@ -27,9 +27,7 @@ def paused(registered_pipelines, people):
         stepkit("signed").step(
             "contract",
             lambda c: {"n": 1},
-            review=Review(
-                approvals_required={"legal": 1, "finance": 1}, assign_to_group=["legal", "finance", "editors"]
-            ),
+            review=Review(approvals_required={"legal": 1, "finance": 1}, assign_to_user="bob"),
         )
     )
     return start("signed", {}, user=people.alice).checkpoints.get()

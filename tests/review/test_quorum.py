@@ -1,5 +1,7 @@
 """``Review(approvals_required={"legal": 1, "finance": 1})``: a per-group quorum."""
 
+from datetime import timedelta
+
 import pytest
 
 from stepkit_django import Review, review, start, stepkit
@@ -61,7 +63,7 @@ def test_two_approvals_from_one_group_do_not_make_up_for_the_other(registered_pi
 
 
 def test_someone_in_none_of_the_groups_cannot_approve(registered_pipelines, signers):
-    cp = paused(registered_pipelines, signers, assign_to_group="editors")
+    cp = paused(registered_pipelines, signers, assign_to_user="bob")
     with pytest.raises(ReviewPermissionDenied, match="needs approvals from legal, finance"):
         review.approve(cp, signers.bob)
     assert not Approval.objects.exists()
@@ -114,16 +116,22 @@ def test_an_edit_voids_the_approvals_and_every_count_starts_again(registered_pip
     assert run.status == RunStatus.COMPLETED and run.context["amount"] == 4000
 
 
-def test_with_no_assignees_declared_the_item_goes_to_the_quorum_groups(registered_pipelines, signers):
+def test_the_item_goes_to_the_quorum_groups(registered_pipelines, signers):
     cp = paused(registered_pipelines, signers)
     assert sorted(cp.assigned_groups.values_list("name", flat=True)) == ["finance", "legal"]
     assert Checkpoint.objects.pending().for_user(signers.lena).filter(pk=cp.pk).exists()
     assert not Checkpoint.objects.pending().for_user(signers.bob).filter(pk=cp.pk).exists()
 
 
-def test_declared_assignees_are_kept(registered_pipelines, signers):
-    cp = paused(registered_pipelines, signers, assign_to_group="editors")
-    assert list(cp.assigned_groups.values_list("name", flat=True)) == ["editors"]
+def test_declared_users_are_assigned_besides_the_groups(registered_pipelines, signers):
+    cp = paused(registered_pipelines, signers, assign_to_user="bea")
+    assert sorted(cp.assigned_groups.values_list("name", flat=True)) == ["finance", "legal"]
+    assert list(cp.assigned_users.values_list("username", flat=True)) == ["bea"]
+
+
+def test_other_groups_cannot_be_assigned_with_a_group_quorum():
+    with pytest.raises(ValueError, match="cannot be combined with approvals from named"):
+        Review(approvals_required={"legal": 1}, assign_to_group="editors")
 
 
 def test_a_group_that_does_not_exist_fails_the_run_loudly(registered_pipelines, signers):
@@ -145,6 +153,53 @@ def test_reassigning_to_someone_outside_the_groups_is_refused(registered_pipelin
     )
     review.reassign(fresh(cp), manager, to_users=["lena", "fiona"])
     assert sorted(fresh(cp).assigned_users.values_list("username", flat=True)) == ["fiona", "lena"]
+
+
+@pytest.mark.parametrize(
+    ("to_users", "to_groups"),
+    [([], ["editors"]), (["lena"], []), (["lena", "lars"], [])],
+)
+def test_a_reassignment_that_leaves_a_group_unable_to_approve_is_refused(
+    registered_pipelines, signers, to_users, to_groups
+):
+    cp = paused(registered_pipelines, signers, timeout=timedelta(hours=1), on_timeout="approve")
+    before = (list(Checkpoint.objects.values()), AuditEvent.objects.count())
+    with pytest.raises(InvalidAssignment) as refused:
+        review.reassign(cp, signers.root, to_users=to_users, to_groups=to_groups)
+    (message,) = refused.value.errors["__all__"]
+    assert "too few can give the approvals still needed from" in message and "finance" in message
+    assert (list(Checkpoint.objects.values()), AuditEvent.objects.count()) == before
+
+
+def test_a_reassignment_counts_who_approved_and_who_reassigns(registered_pipelines, signers):
+    cp = paused(registered_pipelines, signers)
+    review.approve(cp, signers.fiona)  # finance is met; legal still needs one
+    lena = signers.grant_reassign("lena")  # she reassigns, so she may not approve: lars must remain
+    with pytest.raises(InvalidAssignment, match="legal"):
+        review.reassign(fresh(cp), lena, to_users=["lena"])
+    review.reassign(fresh(cp), lena, to_groups=["legal"])  # lars can still approve: accepted
+    review.approve(fresh(cp), signers.lars)
+    assert fresh(cp).status == CheckpointStatus.APPROVED
+
+
+def test_review_next_does_not_hand_the_item_to_someone_whose_group_has_approved(registered_pipelines, signers):
+    cp = paused(registered_pipelines, signers)
+    review.approve(cp, signers.lena)
+    assert review.claim_next(signers.lars) is None  # legal's count is met: he could only hold it up
+    assert review.claim_next(signers.fiona).pk == cp.pk
+
+
+def test_damaged_stored_rules_refuse_approvals_and_keep_the_queue_working(registered_pipelines, signers, client):
+    cp = paused(registered_pipelines, signers)
+    Checkpoint.objects.filter(pk=cp.pk).update(review={**cp.review, "approvals_by_group": {"legal": 1}})
+    with pytest.raises(ReviewConflict, match="damaged"):
+        review.approve(fresh(cp), signers.lena)
+    assert not Approval.objects.exists()
+    signers.lena.is_staff = True
+    signers.lena.save(update_fields=["is_staff"])
+    client.force_login(signers.lena)
+    assert client.get("/admin/stepkit_django/checkpoint/").status_code == 200
+    assert client.get(f"/admin/stepkit_django/checkpoint/{cp.pk}/change/").status_code == 200
 
 
 @pytest.mark.parametrize(
