@@ -22,7 +22,7 @@ from .engine.context import to_json_ready
 from .exceptions import ReviewMisconfigured
 from .models import Checkpoint, PipelineRun
 from .review_spec import Review
-from .revisions import previous_revision
+from .revisions import kept_assignment, previous_revision
 from .signals import checkpoint_created
 from .status import AuditAction, RunStatus
 from .transitions import move_run
@@ -54,6 +54,11 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
     with transaction.atomic():
         move_run(run, RunStatus.RUNNING, RunStatus.PAUSED, lease_owner="", lease_expires_at=None)
         previous = previous_revision(run, event.step_name)
+        kept = kept_assignment(previous) if previous is not None else None
+        declared: dict[str, list[str]] = {}
+        if kept is not None:  # a manager's choice of reviewers outlives the request for changes
+            declared = _names(users, groups)
+            users, groups = kept.users, kept.groups
         return open_checkpoint(
             run,
             step=event.step_name,
@@ -65,8 +70,14 @@ def create_checkpoint(run: PipelineRun, event: StepCompleteEvent, spec: Review) 
             summary=summary,
             users=users,
             groups=groups,
+            assigned=True if kept is not None else None,
             revision_of=previous,
+            kept=(kept.reassigners, declared) if kept is not None else None,
         )
+
+
+def _names(users: list[Any], groups: list[Group]) -> dict[str, list[str]]:
+    return {"users": sorted(u.get_username() for u in users), "groups": sorted(g.name for g in groups)}
 
 
 def open_checkpoint(
@@ -84,10 +95,14 @@ def open_checkpoint(
     assigned: bool | None = None,
     data: Mapping[str, Any] | None = None,
     revision_of: Checkpoint | None = None,
+    kept: tuple[list[Any], dict[str, list[str]]] | None = None,
 ) -> Checkpoint:
     """Create a pending checkpoint of the paused ``run`` with its assignments, its ``paused`` event and the signal.
 
     ``revision_of``: the checkpoint of the same step whose reviewer requested the changes this one answers.
+    ``kept``: when ``users`` and ``groups`` are the assignees a manager chose on ``revision_of``, the users
+    who reassigned it and the assignees the review declares; each of those users gets a
+    ``reassigned`` event on the new checkpoint (``kept_from``), so that they may not approve it either.
     """
     timeout = review.get("timeout_seconds")
     revision = revision_of.revision + 1 if revision_of is not None else 1
@@ -124,6 +139,21 @@ def open_checkpoint(
             **(data or {}),
         },
     )
+    if kept is not None and revision_of is not None:
+        reassigners, declared = kept
+        for actor in reassigners or [None]:  # a reassigner since deleted: the event still says why
+            audit.record(
+                run,
+                AuditAction.REASSIGNED,
+                checkpoint=checkpoint,
+                actor=actor,
+                data={
+                    "before": declared,
+                    "after": _names(users, groups),
+                    "kept_from": str(revision_of.pk),
+                    "kept_from_revision": revision_of.revision,
+                },
+            )
     checkpoint_created.send(sender=Checkpoint, checkpoint=checkpoint, run=run)
     return checkpoint
 

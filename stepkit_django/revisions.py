@@ -13,12 +13,20 @@ the decision under ``Review(decision_key=...)`` (``"review"`` by default)::
 An approval gives the steps after it the same details (``"outcome": "approved"``).
 When the reviewed step completes again, the run pauses with a new checkpoint that
 links to the one before (``revision_of``) and counts its ``revision`` (1 for the first
-review). ``Review(max_revisions=N)`` caps the requests on one step of a run.
+review). ``Review(max_revisions=N)`` caps the requests on one step of a run. When a
+manager had reassigned the checkpoint sent back, the new revision keeps those assignees
+(:func:`kept_assignment`) rather than the ones the ``Review`` declares.
+
+:func:`history` lists the earlier revisions a user may see, each with the changes from the
+data it was sent back with to the data of the revision that answered it (:func:`changes_between`);
+the admin's review page and the API show that one list.
 
 The decision key is reserved: a run's input holding it is refused when the run is
 started, and a step whose output sets it (to anything but the value it was given)
 fails the run; both raise :class:`~stepkit_django.exceptions.DecisionKeyCollision`
-naming the key, rather than one value silently overwriting the other.
+naming the key, rather than one value silently overwriting the other. No reviewer's
+edit may set it, nor the decision key or the choice key of any other review of the
+pipeline (:func:`refuse_edit`): the steps read there what the reviewers decided.
 
 This module holds the rules; it imports nothing of the review services, the runner or
 the pausing code, which all call it.
@@ -26,25 +34,31 @@ the pausing code, which all call it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.utils.translation import gettext
 
 from .describe import _step_at
 from .engine import Pipeline
 from .engine.executor import display_path, iter_positions, resume_before
 from .exceptions import DecisionKeyCollision, InvalidDecision, InvalidOverride, PipelineNotFound, ReviewConflict
-from .models import Checkpoint, PipelineRun
+from .models import AuditEvent, Checkpoint, PipelineRun
 from .registry import get_registration
 from .review_spec import Review
-from .status import CheckpointStatus
+from .status import AuditAction, CheckpointStatus
 
 __all__ = [
     "DEFAULT_DECISION_KEY",
     "DEFAULT_MAX_REVISIONS",
+    "KeptAssignment",
+    "Revision",
+    "changes_between",
     "check_input",
     "check_request",
     "check_step_output",
@@ -52,8 +66,10 @@ __all__ = [
     "decision_key_of",
     "decision_keys",
     "history",
+    "kept_assignment",
     "previous_revision",
     "refuse_edit",
+    "reserved_keys",
     "rerun_fields",
     "revisions_left",
     "steps_to_go_back_to",
@@ -73,12 +89,36 @@ def decision_key_of(checkpoint: Checkpoint) -> str:
 
 
 def refuse_edit(checkpoint: Checkpoint, override_data: object) -> None:
-    """Raise :class:`InvalidOverride` when ``override_data`` sets the key the decisions are recorded under:
-    the steps after a decision must read who decided, not what an edit says."""
-    key = decision_key_of(checkpoint)
-    if isinstance(override_data, Mapping) and key in override_data:
-        message = gettext("This value records the reviewers' decisions; it cannot be edited.")
-        raise InvalidOverride({key: [message]})
+    """Raise :class:`InvalidOverride` when ``override_data`` sets a key the reviewers' decisions are recorded
+    under: the decision key of any review of the pipeline, or the choice key of any review with choices
+    (:func:`reserved_keys`), this checkpoint's own included. Editable keys or not, the steps after a
+    decision must read who decided, not what an edit says."""
+    if not isinstance(override_data, Mapping):
+        return
+    reserved = _reserved_for(checkpoint)
+    errors: dict[str, list[str]] = {}
+    for key in sorted(str(key) for key in override_data if key in reserved):
+        if reserved[key] == "choice":
+            message = gettext("This value is a reviewer's choice: it is chosen when approving; it cannot be edited.")
+        else:
+            message = gettext("This value records the reviewers' decisions; it cannot be edited.")
+        errors[key] = [message]
+    if errors:
+        raise InvalidOverride(errors)
+
+
+def _reserved_for(checkpoint: Checkpoint) -> dict[str, str]:
+    """The reserved keys of ``checkpoint``'s pipeline, with those its own review settings name (kept even
+    when the pipeline is no longer registered, or was registered again with other reviews)."""
+    try:
+        reserved = dict(reserved_keys(get_registration(checkpoint.pipeline_name).pipeline))
+    except PipelineNotFound:
+        reserved = {}
+    reserved.setdefault(decision_key_of(checkpoint), "decision")
+    own_choice = checkpoint.review.get("choice_key") if checkpoint.review.get("choices") else None
+    if own_choice:
+        reserved[str(own_choice)] = "choice"
+    return reserved
 
 
 def decision(checkpoint: Checkpoint, outcome: str, by: Any, comment: str, at: datetime) -> dict[str, Any]:
@@ -194,31 +234,118 @@ def previous_revision(run: PipelineRun, step: str) -> Checkpoint | None:
     return last if last is not None and last.status == CheckpointStatus.CHANGES_REQUESTED else None
 
 
-def history(checkpoint: Checkpoint) -> list[Checkpoint]:
-    """The earlier revisions of ``checkpoint``'s step, oldest first (each with its reviewer's comment)."""
-    chain: list[Checkpoint] = []
+@dataclass(frozen=True)
+class Revision:
+    """An earlier revision in a checkpoint's history, and what changed after it."""
+
+    #: The earlier checkpoint (its ``comment``: the changes its reviewer asked for).
+    checkpoint: Checkpoint
+    #: The revision that answered it (the next one of the chain).
+    next_revision: int
+    #: ``{key: {"before": ..., "after": ...}}``: see :func:`changes_between`.
+    changes: dict[str, dict[str, Any]]
+
+
+def changes_between(earlier: Checkpoint, later: Checkpoint) -> dict[str, dict[str, Any]]:
+    """What changed from the data ``earlier`` was sent back with to the data ``later`` (its next revision)
+    paused with, key by key, keys sorted: ``{key: {"before": value, "after": value}}``.
+
+    ``before`` is from ``earlier``'s effective data (its context with its reviewer's edits: what the
+    steps ran again with), ``after`` from ``later``'s context (before any edit of its own). A key absent
+    on one side counts as ``None`` (so a key is listed when the two values differ, and a key that is
+    absent on one side and ``None`` on the other is not). The key the request itself wrote, ``earlier``'s
+    decision key, is left out: it always changes, and the history shows the reviewer's comment.
+    """
+    before, after = earlier.effective_context, later.context
+    skipped = decision_key_of(earlier)
+    keys = sorted((set(before) | set(after)) - {skipped}, key=str)
+    return {
+        key: {"before": before.get(key), "after": after.get(key)} for key in keys if before.get(key) != after.get(key)
+    }
+
+
+def history(checkpoint: Checkpoint, user: Any) -> list[Revision]:
+    """The earlier revisions of ``checkpoint``'s step that ``user`` may see, oldest first, each with the
+    changes from its data to the next revision's.
+
+    ``user`` sees a revision when they could open it on its own (``Checkpoint.objects.for_user``: the
+    queue's rule, assignments and review permission included, or the run's starter). Going back from
+    ``checkpoint``, the list stops at the first revision ``user`` may not see, so that no listed change
+    compares with data they may not read. One query, whatever the number of revisions.
+    """
+    if checkpoint.revision_of_id is None:
+        return []
+    earlier = {
+        cp.pk: cp
+        for cp in Checkpoint.objects.for_user(user)
+        .filter(run_id=checkpoint.run_id, step=checkpoint.step, revision__lt=checkpoint.revision)
+        .select_related("decided_by")
+    }
+    chain: list[Revision] = []
     current = checkpoint
-    while current.revision_of_id is not None:
-        previous = Checkpoint.objects.select_related("decided_by").filter(pk=current.revision_of_id).first()
-        if previous is None:
-            break
-        chain.append(previous)
+    while current.revision_of_id in earlier:
+        previous = earlier.pop(current.revision_of_id)  # popped: a corrupt loop of links cannot repeat
+        chain.append(Revision(previous, current.revision, changes_between(previous, current)))
         current = previous
     return chain[::-1]
 
 
-@lru_cache(maxsize=256)
-def decision_keys(pipeline: Pipeline) -> frozenset[str]:
-    """The decision keys of the reviews declared in ``pipeline`` (nested pipelines included)."""
-    found: set[str] = set()
+@dataclass(frozen=True)
+class KeptAssignment:
+    """The assignees a new revision keeps from the revision before it, which a manager had reassigned."""
+
+    users: list[Any]
+    groups: list[Group]
+    #: The users who reassigned the revision before, oldest first: they chose these reviewers, so they
+    #: may not approve the new revision either.
+    reassigners: list[Any]
+
+
+def kept_assignment(previous: Checkpoint) -> KeptAssignment | None:
+    """The assignees of ``previous`` when someone reassigned it (an ``reassigned`` event on it), for the
+    revision that answers it; None when its assignees are the ones its ``Review`` declared.
+
+    A request for changes sends the work back, not away: the people a manager chose keep it.
+    """
+    reassigners: list[Any] = []
+    reassigned = False
+    events = AuditEvent.objects.filter(checkpoint=previous, action=AuditAction.REASSIGNED).select_related("actor")
+    for event in events.order_by("timestamp", "pk"):
+        reassigned = True
+        if event.actor is not None and event.actor not in reassigners:
+            reassigners.append(event.actor)
+    if not reassigned:
+        return None
+    return KeptAssignment(list(previous.assigned_users.all()), list(previous.assigned_groups.all()), reassigners)
+
+
+def _reviews(pipeline: Pipeline) -> Iterator[Review]:
+    """The reviews declared in ``pipeline``, nested pipelines included."""
     stack = [pipeline]
     while stack:
         for step in stack.pop().steps:
             spec = step.options.extra.get("review")
             if isinstance(spec, Review):
-                found.add(spec.decision_key)
+                yield spec
             stack.extend(sub for _index, _segment, sub in step.children())
-    return frozenset(found)
+
+
+@lru_cache(maxsize=256)
+def decision_keys(pipeline: Pipeline) -> frozenset[str]:
+    """The decision keys of the reviews declared in ``pipeline`` (nested pipelines included)."""
+    return frozenset(spec.decision_key for spec in _reviews(pipeline))
+
+
+@lru_cache(maxsize=256)
+def reserved_keys(pipeline: Pipeline) -> Mapping[str, str]:
+    """The context keys no reviewer may edit in ``pipeline``: each review's decision key (``"decision"``)
+    and, for a review with choices, its choice key (``"choice"``)."""
+    reserved: dict[str, str] = {}
+    for spec in _reviews(pipeline):
+        reserved[spec.decision_key] = "decision"
+        if spec.choices:
+            reserved.setdefault(spec.choice_key, "choice")
+    return MappingProxyType(reserved)  # cached: shared by every caller
 
 
 def check_input(pipeline: Pipeline, data: Mapping[str, Any]) -> None:

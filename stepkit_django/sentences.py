@@ -175,6 +175,13 @@ def _released(actor: str, data: _Data) -> str:
 
 def _reassigned(actor: str, data: _Data) -> str:
     before, after = _assignees(data.get("before")), _assignees(data.get("after"))
+    if data.get("kept_from_revision") is not None:  # a new revision keeping a manager's choice of reviewers
+        data.get("kept_from")  # told by the revision number
+        return gettext("Kept the assignees %(actor)s chose on revision %(revision)s: %(after)s") % {
+            "actor": actor,
+            "revision": data.get("kept_from_revision"),
+            "after": after or gettext("nobody (they were deleted)"),
+        }
     if not before:
         return gettext("Reassigned by %(actor)s to %(after)s") % {"actor": actor, "after": after}
     return gettext("Reassigned by %(actor)s from %(before)s to %(after)s") % {

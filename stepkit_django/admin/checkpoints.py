@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import get_text_list
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_deny
@@ -34,7 +35,7 @@ from ..review_spec import default_title
 from ..sentences import actor_name, local_time
 from ..status import CheckpointStatus
 from .bulk import decide_selected, item_label
-from .display import data_rows
+from .display import data_rows, revision_changes
 from .filters import (
     AssignedToMeFilter,
     ClaimedByMeFilter,
@@ -521,16 +522,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             ],
             **self._quorum(checkpoint, request.user),
             "trail": trail_rows(checkpoint.events.select_related("actor"), request.user),
-            "revisions": [
-                {
-                    "revision": earlier.revision,
-                    "comment": earlier.comment,
-                    "by": actor_name(earlier.decided_by) if earlier.decided_by_id else "",
-                    "at": local_time(earlier.decided_at) if earlier.decided_at else "",
-                    "url": reverse("admin:stepkit_django_checkpoint_change", args=[earlier.pk]),
-                }
-                for earlier in revisions.history(checkpoint)
-            ],
+            "revisions": self._revisions(request, checkpoint),
             "revisions_left": revisions.revisions_left(checkpoint),
             "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
             "next_url": self._next_url(request, checkpoint),
@@ -550,6 +542,28 @@ class CheckpointAdmin(admin.ModelAdmin):
         already = any(approval.user_id == user.pk for approval in checkpoint.approvals.all())
         refusal = quorum.refusal(checkpoint.review, user, groups) if checkpoint.is_pending and not already else None
         return {"quorum_progress": quorum.progress(checkpoint.review, groups), "quorum_refusal": refusal}
+
+    @staticmethod
+    def _revisions(request: HttpRequest, checkpoint: Checkpoint) -> list[dict[str, Any]]:
+        """The earlier revisions ``request.user`` may see, each with what the next revision changed."""
+        schema = checkpoint.review.get("schema")
+        rows = []
+        for earlier in revisions.history(checkpoint, request.user):
+            cp = earlier.checkpoint
+            changes = revision_changes(earlier.changes, schema)
+            rows.append(
+                {
+                    "revision": cp.revision,
+                    "next_revision": earlier.next_revision,
+                    "comment": cp.comment,
+                    "by": actor_name(cp.decided_by) if cp.decided_by_id else "",
+                    "at": local_time(cp.decided_at) if cp.decided_at else "",
+                    "url": reverse("admin:stepkit_django_checkpoint_change", args=[cp.pk]),
+                    "changes": changes,
+                    "changed": get_text_list([row.label for row in changes], gettext("and")),
+                }
+            )
+        return rows
 
     @staticmethod
     def _next_url(request: HttpRequest, checkpoint: Checkpoint) -> str:

@@ -106,16 +106,40 @@ def data_rows(
     editable ones in the order the Review lists them (as in the form): the same order on every
     database (PostgreSQL's ``jsonb`` does not keep the keys' order).
     """
-    properties = (schema or {}).get("properties") or {}
     effective = {**context, **edits}
     listed = [key for key in (editable or []) if key in effective]
     order = sorted((key for key in effective if key not in listed), key=str) + listed
     rows = []
     for key in order:
         value = effective[key]
-        spec = properties.get(key) if isinstance(properties, Mapping) else None
-        title = spec.get("title") if isinstance(spec, Mapping) else None
         edited = key in edits and (key not in context or context[key] != value)
         edit = change(key, context.get(key), value) if edited else None
-        rows.append(DataRow(str(key), str(title or key), cell(value), edited, edit))
+        rows.append(DataRow(str(key), label_of(str(key), schema), cell(value), edited, edit))
     return rows
+
+
+@dataclass(frozen=True)
+class RevisionChange:
+    """One key that changed from an earlier revision to the next: its label and its word-level change."""
+
+    key: str
+    label: str
+    change: Change
+
+
+def label_of(key: str, schema: Mapping[str, Any] | None) -> str:
+    """What a reader calls ``key``: its title in the review's JSON Schema, else the key itself."""
+    properties = (schema or {}).get("properties") or {}
+    spec = properties.get(key) if isinstance(properties, Mapping) else None
+    title = spec.get("title") if isinstance(spec, Mapping) else None
+    return str(title or key)
+
+
+def revision_changes(
+    changes: Mapping[str, Mapping[str, Any]], schema: Mapping[str, Any] | None
+) -> list[RevisionChange]:
+    """``changes`` (from :func:`stepkit_django.revisions.changes_between`) as word-level differences, in order."""
+    return [
+        RevisionChange(str(key), label_of(str(key), schema), change(str(key), values["before"], values["after"]))
+        for key, values in changes.items()
+    ]

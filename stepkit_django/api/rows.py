@@ -22,7 +22,7 @@ from rest_framework.serializers import DateTimeField
 from .. import choices, quorum
 from ..describe import remaining_steps
 from ..models import Approval, Checkpoint
-from ..revisions import history
+from ..revisions import Revision, history
 from ..status import CheckpointStatus
 
 #: The columns of a queue row (``values()``), besides the assignments.
@@ -158,11 +158,12 @@ def choices_of(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
-def detail(checkpoint: Checkpoint) -> dict[str, Any]:
-    """``checkpoint`` in the shape of CheckpointDetailSerializer.
+def detail(checkpoint: Checkpoint, user: Any) -> dict[str, Any]:
+    """``checkpoint`` in the shape of CheckpointDetailSerializer, its earlier revisions as ``user`` may see them.
 
     Reads the approvals and the assignments (at most three queries, none for a pending
-    checkpoint that needs one approval and was created assigned to nobody).
+    checkpoint that needs one approval and was created assigned to nobody), and the
+    earlier revisions (one query, none for a first revision).
     """
     users, groups = _assignments(checkpoint)
     approvals = _approvals(checkpoint)
@@ -202,11 +203,17 @@ def detail(checkpoint: Checkpoint) -> dict[str, Any]:
         **choices_of(checkpoint),
         "revision": checkpoint.revision,
         "revision_of": str(checkpoint.revision_of_id) if checkpoint.revision_of_id is not None else None,
-        "revisions": [_revision(earlier) for earlier in history(checkpoint)],
+        "revisions": revision_rows(checkpoint, user),
     }
 
 
-def _revision(checkpoint: Checkpoint) -> dict[str, Any]:
+def revision_rows(checkpoint: Checkpoint, user: Any) -> list[dict[str, Any]]:
+    """The earlier revisions of ``checkpoint`` that ``user`` may see, in the shape of RevisionSerializer."""
+    return [_revision(earlier) for earlier in history(checkpoint, user)]
+
+
+def _revision(earlier: Revision) -> dict[str, Any]:
+    checkpoint = earlier.checkpoint
     return {
         "id": str(checkpoint.pk),
         "revision": checkpoint.revision,
@@ -214,4 +221,5 @@ def _revision(checkpoint: Checkpoint) -> dict[str, Any]:
         "decided_by": user_ref(checkpoint.decided_by) if checkpoint.decided_by_id is not None else None,
         "decided_at": when(checkpoint.decided_at),
         "effective_context": checkpoint.effective_context,
+        "changes": earlier.changes,
     }

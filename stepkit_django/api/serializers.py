@@ -16,7 +16,7 @@ from ..describe import remaining_steps
 from ..models import Approval, AuditEvent, Checkpoint, PipelineRun
 from ..registry import registered
 from ..status import RunStatus
-from .rows import choices_of, progress_rows
+from .rows import choices_of, progress_rows, revision_rows
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -158,8 +158,23 @@ class ChoiceSerializer(serializers.Serializer[Any]):
     label = serializers.CharField(read_only=True, help_text="What reviewers see, in the request's language.")  # type: ignore[assignment]
 
 
+class AnyValueField(serializers.JSONField):
+    """Any JSON value, null included (a value of the context)."""
+
+
+class ValueChangeSerializer(serializers.Serializer[Any]):
+    """How one context key changed from a revision to the next."""
+
+    before = AnyValueField(
+        read_only=True, help_text="Its value in the data the revision was sent back with; null when it had none."
+    )
+    after = AnyValueField(
+        read_only=True, help_text="Its value when the next revision paused (before any edit); null when it had none."
+    )
+
+
 class RevisionSerializer(serializers.Serializer[Any]):
-    """An earlier revision of a checkpoint's step, and the changes its reviewer asked for."""
+    """An earlier revision of a checkpoint's step, the changes its reviewer asked for, and what changed next."""
 
     id = serializers.UUIDField(read_only=True)
     revision = serializers.IntegerField(read_only=True)
@@ -167,6 +182,16 @@ class RevisionSerializer(serializers.Serializer[Any]):
     decided_by = UserRefSerializer(read_only=True, allow_null=True)
     decided_at = serializers.DateTimeField(read_only=True, allow_null=True)
     effective_context = JSONObjectField(read_only=True, help_text="The data that revision was sent back with.")
+    changes = serializers.DictField(
+        child=ValueChangeSerializer(),
+        read_only=True,
+        help_text=(
+            "What changed from this revision's effective_context to the context of the next revision (the "
+            "following entry, or this checkpoint for the last one), per key, keys sorted: only the keys whose "
+            "values differ, a key absent on one side counting as null; the review's decision key, which the "
+            "request for changes wrote, is left out."
+        ),
+    )
 
 
 class CheckpointDetailSerializer(CheckpointSerializer):
@@ -179,8 +204,11 @@ class CheckpointDetailSerializer(CheckpointSerializer):
         allow_null=True,
         help_text="The checkpoint whose reviewer requested the changes this one answers.",
     )
-    revisions = RevisionSerializer(
-        many=True, read_only=True, help_text="The earlier revisions of this step in the run, oldest first."
+    revisions = serializers.SerializerMethodField(
+        help_text=(
+            "The earlier revisions of this step in the run that you may see (those you could open yourself), "
+            "oldest first; going back from this checkpoint, the list stops at the first you may not see."
+        )
     )
 
     context = JSONObjectField(read_only=True, help_text="The context when the run paused.")  # type: ignore[assignment]
@@ -221,6 +249,11 @@ class CheckpointDetailSerializer(CheckpointSerializer):
             "revisions",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(RevisionSerializer(many=True))
+    def get_revisions(self, obj: Checkpoint) -> list[dict[str, Any]]:
+        request = self.context.get("request")
+        return revision_rows(obj, getattr(request, "user", None))
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField(), allow_null=True))
     def get_editable(self, obj: Checkpoint) -> list[str] | None:

@@ -135,7 +135,7 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         # The instance a service returned holds its own write (status, version, claim, decision): only
         # the assignment and the approvals are read back. Not through get_queryset(): after a
         # reassignment the checkpoint may have left the caller's queue.
-        response = Response(rows.detail(checkpoint))
+        response = Response(rows.detail(checkpoint, self.request.user))
         response["ETag"] = etag(checkpoint)
         return response
 

@@ -1,6 +1,7 @@
 """The API's serializer-free representations equal the serializers that document them."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
@@ -21,13 +22,13 @@ def rendered(data):
     return json.loads(JSONRenderer().render(data))
 
 
-def by_serializer(cp):
+def by_serializer(cp, user=None):
     fresh = Checkpoint.objects.select_related("claimed_by", "decided_by").get(pk=cp.pk)
-    return rendered(CheckpointDetailSerializer(fresh).data)
+    return rendered(CheckpointDetailSerializer(fresh, context={"request": SimpleNamespace(user=user)}).data)
 
 
-def by_rows(cp):
-    return rendered(rows.detail(Checkpoint.objects.get(pk=cp.pk)))
+def by_rows(cp, user=None):
+    return rendered(rows.detail(Checkpoint.objects.get(pk=cp.pk), user))
 
 
 @pytest.fixture
@@ -64,6 +65,25 @@ def test_detail_matches_the_serializer_through_a_review(people, quorum):
     assert by_rows(two) == by_serializer(two)
 
 
+def test_detail_matches_the_serializer_with_revisions(people, registered_pipelines):
+    registered_pipelines(
+        stepkit("redrafts").step(
+            "draft", lambda c: {"body": f"Take {(c.get('review') or {}).get('revision', 0)}"}, review=Review()
+        )
+    )
+    first = start("redrafts", {}, user=people.alice).checkpoints.get()
+    review.request_changes(first, people.bob, "Again")
+    review.request_changes(Checkpoint.objects.get(status="pending"), people.bob, "Once more")
+    third = Checkpoint.objects.get(status="pending")
+    revisions = by_rows(third, people.bob)["revisions"]
+    assert [(r["revision"], r["changes"]) for r in revisions] == [
+        (1, {"body": {"before": "Take 0", "after": "Take 1"}}),
+        (2, {"body": {"before": "Take 1", "after": "Take 2"}}),
+    ]
+    assert by_rows(third, people.bob) == by_serializer(third, people.bob)
+    assert by_rows(third)["revisions"] == by_serializer(third)["revisions"] == []  # nobody: nothing to see
+
+
 def test_queue_rows_match_the_serializer(people, quorum):
     start("email-approval", EMAIL, user=people.alice)
     claimed = start("email-approval", EMAIL, user=people.alice).checkpoints.get()
@@ -78,7 +98,7 @@ def test_queue_rows_match_the_serializer(people, quorum):
 def detail_queries(cp):
     cp = Checkpoint.objects.get(pk=cp.pk)
     with CaptureQueriesContext(connection) as queries:
-        rows.detail(cp)
+        rows.detail(cp, None)
     return [q["sql"] for q in queries.captured_queries]
 
 
