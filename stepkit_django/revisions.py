@@ -69,8 +69,8 @@ __all__ = [
     "kept_assignment",
     "previous_revision",
     "refuse_edit",
-    "reserved_keys",
     "rerun_fields",
+    "reserved_keys",
     "revisions_left",
     "steps_to_go_back_to",
 ]

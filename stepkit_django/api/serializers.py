@@ -252,7 +252,8 @@ class CheckpointDetailSerializer(CheckpointSerializer):
 
     @extend_schema_field(RevisionSerializer(many=True))
     def get_revisions(self, obj: Checkpoint) -> list[dict[str, Any]]:
-        request = self.context.get("request")
+        # Serializer.context, which the field named context shadows for type checkers (not at run time)
+        request = self.root._context.get("request")
         return revision_rows(obj, getattr(request, "user", None))
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField(), allow_null=True))
