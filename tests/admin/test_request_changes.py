@@ -70,3 +70,75 @@ def test_a_request_past_the_limit_says_why_in_a_message(bob, cp, people):
     response = post(bob, again, "request_changes", {**as_the_browser_sends(form), "comment": "Twice"})
     assert any("approve or reject" in m for m in messages_of(response))
     assert Checkpoint.objects.get(pk=again.pk).status == "pending"
+
+
+@pytest.fixture
+def redrafted(registered_pipelines, people):
+    """Revision 2 rewrites the body (which holds markup) after the notes; the title is a schema title."""
+
+    def draft(ctx):
+        notes = (ctx.get("review") or {}).get("comment")
+        body = "Hello <b>Ann</b>, your order ships today." if notes else "Hello <b>Ann</b>, your order ships soon."
+        return {"body": body, "sign": "Bob"}
+
+    schema = {"type": "object", "properties": {"body": {"title": "Letter text"}}}
+    registered_pipelines(stepkit("admin-redrafts").step("draft", draft, review=Review(schema=schema)))
+    start("admin-redrafts", {}, user=people.alice)
+    from stepkit_django import review
+
+    review.request_changes(Checkpoint.objects.get(status="pending"), people.bob, "Say when")
+    return Checkpoint.objects.get(status="pending")
+
+
+def test_the_history_shows_what_the_next_revision_changed_word_by_word(bob, redrafted):
+    response = bob.get(page(redrafted))
+    html = response.content.decode()
+    (earlier,) = response.context["revisions"]
+    assert [(row.key, row.label) for row in earlier["changes"]] == [("body", "Letter text")]
+    assert earlier["changed"] == "Letter text"
+    assert '<p class="stepkit-revision-changed" id="revision-1-changed">Revision 2 changed Letter text.</p>' in html
+    # the changed words only, removed and added, each announced; the markup in the data is text
+    assert (
+        '<del><span class="visually-hidden">[removed: </span>soon<span class="visually-hidden"> end of change]' in html
+    )
+    assert (
+        '<ins><span class="visually-hidden">[added: </span>today<span class="visually-hidden"> end of change]' in html
+    )
+    assert "Hello &lt;b&gt;Ann&lt;/b&gt;" in html and "<b>Ann</b>" not in html
+    assert "Letter text, as revision 2 changed it:" in html
+    assert "sign" not in [row.key for row in earlier["changes"]]  # unchanged keys are not listed
+
+
+def test_a_revision_that_changed_nothing_says_so(bob, registered_pipelines, people):
+    from stepkit_django import review
+
+    registered_pipelines(stepkit("admin-same").step("draft", lambda c: {"body": "Same"}, review=Review()))
+    start("admin-same", {}, user=people.alice)
+    review.request_changes(Checkpoint.objects.get(status="pending"), people.bob, "Again")
+    html = bob.get(page(Checkpoint.objects.get(status="pending"))).content.decode()
+    assert "Revision 2 changed none of the data." in html
+
+
+def test_the_history_leaves_out_a_revision_of_another_group(client, registered_pipelines, people):
+    from stepkit_django import review
+
+    def draft(ctx):
+        team = "editors" if (ctx.get("review") or {}).get("comment") else "managers"
+        return {"team": team, "plan": "Meet in Paris" if team == "editors" else "Meet in Zanzibar"}
+
+    registered_pipelines(
+        stepkit("admin-teams").step("draft", draft, review=Review(assign_to_group=lambda c: c["team"]))
+    )
+    start("admin-teams", {}, user=people.alice)
+    review.request_changes(Checkpoint.objects.get(status="pending"), people.dave, "Editors, take it")
+    again = Checkpoint.objects.get(status="pending")
+    people.bob.is_staff = True
+    people.bob.save(update_fields=["is_staff"])
+    client.force_login(people.bob)
+    response = client.get(page(again))
+    html = response.content.decode()
+    assert response.context["revisions"] == [] and 'id="revisions"' not in html
+    assert "Zanzibar" not in html  # (the notes are in revision 2's own data: its steps read them)
+    client.force_login(people.root)
+    root_html = client.get(page(again)).content.decode()
+    assert "[removed: </span>Zanzibar" in root_html  # in a removal, for those who may see it

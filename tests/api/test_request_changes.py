@@ -100,3 +100,39 @@ def test_the_starter_gets_403(people, cp):
     response = client(people.alice).post(url(cp), {"comment": "Mine"}, format="json")
     assert response.status_code in (403, 404)
     assert Checkpoint.objects.get(pk=cp.pk).status == "pending"
+
+
+def test_each_revision_says_what_the_next_one_changed(people, cp):
+    # an edit to null, and the outline runs again
+    edited = {"comment": "Warmer, please", "override_data": {"outline": None}, "to_step": "outline"}
+    assert client(people.bob).post(url(cp), edited, format="json").status_code == 200
+    again = Checkpoint.objects.get(status="pending")
+    (earlier,) = client(people.bob).get(f"/api/stepkit/checkpoints/{again.pk}/").json()["revisions"]
+    # from the data revision 1 was sent back with (its edit included) to the context revision 2 paused with;
+    # the decision key the request wrote is left out
+    assert earlier["changes"] == {
+        "draft": {"before": "Hello", "after": "Hello (Warmer, please)"},
+        "outline": {"before": None, "after": 1},
+    }
+
+
+@pytest.fixture
+def teams(registered_pipelines):
+    def draft(ctx):
+        team = "editors" if (ctx.get("review") or {}).get("comment") else "managers"
+        return {"team": team, "plan": f"The {team}' plan"}
+
+    registered_pipelines(stepkit("api-teams").step("draft", draft, review=Review(assign_to_group=lambda c: c["team"])))
+
+
+def test_a_revision_of_another_group_is_not_listed(people, teams):
+    start("api-teams", {}, user=people.alice)
+    review.request_changes(Checkpoint.objects.get(status="pending"), people.dave, "Editors, take it")
+    again = Checkpoint.objects.get(status="pending")
+    body = client(people.bob).get(f"/api/stepkit/checkpoints/{again.pk}/").json()
+    assert body["revision"] == 2 and body["revisions"] == []
+    assert "managers' plan" not in str(body)
+    # the run's starter sees the whole history
+    mine = client(people.alice).get(f"/api/stepkit/checkpoints/{again.pk}/").json()
+    assert [r["revision"] for r in mine["revisions"]] == [1]
+    assert mine["revisions"][0]["changes"]["team"] == {"before": "managers", "after": "editors"}
