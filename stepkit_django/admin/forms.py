@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..jsonchecks import UnsafeJSON, check_json_value, too_deep
@@ -285,6 +286,8 @@ class ReviewForm(forms.Form):
         for key, messages in errors.items():
             name = ANY_KEY_FIELD if self.editable is None else FIELD_PREFIX + key
             for message in messages:
+                if name == ANY_KEY_FIELD and key != "__all__":  # one field holds every key: say which one
+                    message = gettext("%(key)s: %(message)s") % {"key": key, "message": message}
                 self.add_error(name if name in self.fields else None, message)
 
     def add_decision_errors(self, errors: dict[str, list[str]]) -> None:

@@ -142,3 +142,25 @@ def test_the_history_leaves_out_a_revision_of_another_group(client, registered_p
     client.force_login(people.root)
     root_html = client.get(page(again)).content.decode()
     assert "[removed: </span>Zanzibar" in root_html  # in a removal, for those who may see it
+
+
+def test_the_review_page_refuses_an_edit_of_an_earlier_reviews_choice_naming_the_key(bob, registered_pipelines, people):
+    from stepkit_django import review
+
+    registered_pipelines(
+        stepkit("admin-choose-then-check")
+        .step("draft", lambda c: {"text": "Hello"}, review=Review(choices={"a": "A", "b": "B"}, choice_key="route"))
+        .step("check", lambda c: {"checked": True}, review=Review(decision_key="verdict"))  # any key editable
+    )
+    start("admin-choose-then-check", {}, user=people.alice)
+    review.approve(Checkpoint.objects.get(status="pending"), people.carol, choice="b")
+    check = Checkpoint.objects.get(status="pending")
+    form = bob.get(page(check)).context["form"]
+    sent = as_the_browser_sends(form)
+    sent["override_data"] = sent["override_data"].replace('"b"', '"a"')
+    assert '"route": "a"' in sent["override_data"]
+    response = post(bob, check, "edit", sent)
+    assert response.context["form"].errors["override_data"] == [
+        "route: This value is a reviewer's choice: it is chosen when approving; it cannot be edited."
+    ]
+    assert Checkpoint.objects.get(pk=check.pk).override_data == {}

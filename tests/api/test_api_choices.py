@@ -95,6 +95,26 @@ def test_the_choice_cannot_be_sent_as_an_edit(registered_pipelines, people):
     assert response.status_code == 400 and list(response.json()["override_data"]) == ["action"]
 
 
+def test_a_later_review_may_not_edit_an_earlier_reviews_choice_or_decision(registered_pipelines, people):
+    registered_pipelines(
+        stepkit("choose-then-check")
+        .step("draft", lambda c: {"text": "Hello"}, review=Review(choices=ACTIONS, choice_key="action"))
+        .step("check", lambda c: {"checked": True}, review=Review(decision_key="verdict"))  # any key editable
+    )
+    start("choose-then-check", {}, user=people.alice)
+    assert approve(people.bob, Checkpoint.objects.get(status="pending"), {"choice": "hide"}).status_code == 200
+    check = Checkpoint.objects.get(status="pending")
+    forged = {"action": "publish", "review": {"outcome": "approved", "by": "the-boss"}, "text": "Hi"}
+    response = client_for(people.carol).post(
+        f"{API}/checkpoints/{check.pk}/edit/", {"override_data": forged}, format="json"
+    )
+    assert response.status_code == 400
+    errors = response.json()["override_data"]
+    assert sorted(errors) == ["action", "review"]
+    assert "choice" in errors["action"][0] and "decisions" in errors["review"][0]
+    assert Checkpoint.objects.get(pk=check.pk).override_data == {}  # not even the allowed key was saved
+
+
 def test_disagreeing_approvals_of_a_quorum_are_a_400(registered_pipelines, people):
     cp = paused(registered_pipelines, people, approvals_required=2)
     assert approve(people.bob, cp, {"choice": "hide"}).status_code == 200
