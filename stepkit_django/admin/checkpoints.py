@@ -329,6 +329,8 @@ class CheckpointAdmin(admin.ModelAdmin):
         )
         if checkpoint.review.get("require_reject_reason"):
             form.fields["comment"].help_text = _("To reject, say why: the reason is required.")
+        elif checkpoint.is_pending and not revisions.revisions_left(checkpoint):
+            form.fields["comment"].help_text = _("Optional: the person who started the run and the trail show it.")
         return form
 
     def _post(
@@ -507,6 +509,8 @@ class CheckpointAdmin(admin.ModelAdmin):
             "can_reassign": permissions.can_reassign(
                 checkpoint, request.user, [a.user_id for a in checkpoint.approvals.all()]
             ),
+            "assignee_names": [g.name for g in checkpoint.assigned_groups.all()]
+            + [str(u) for u in checkpoint.assigned_users.all()],
             "assignees_gone": checkpoint.assigned
             and not checkpoint.assigned_users.all()
             and not checkpoint.assigned_groups.all(),
@@ -590,11 +594,16 @@ class CheckpointAdmin(admin.ModelAdmin):
         here = checkpoint.position[0]
         remaining = set(remaining_steps(checkpoint.pipeline_name, checkpoint.position))
         rows = []
+        pending = checkpoint.is_pending
         for index, name in enumerate(names):
             if index == here:
-                state, label = "paused", gettext("paused here (%(step)s)") % {"step": checkpoint.step}
+                state = "paused"
+                label = (gettext("paused here (%(step)s)") if pending else gettext("reviewed here (%(step)s)")) % {
+                    "step": checkpoint.step
+                }
             elif name in remaining:
-                state, label = "remaining", gettext("to run after approval")
+                state = "remaining"
+                label = gettext("to run after approval") if pending else gettext("after this review")
             else:
                 state, label = "done", gettext("done")
             rows.append({"name": name, "state": state, "label": label})

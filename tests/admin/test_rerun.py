@@ -118,3 +118,11 @@ def test_the_rerun_buttons_of_two_revisions_of_a_step_are_told_apart_by_their_na
     labels = re.findall(r'aria-label="(Rerun from step [^"]*)"', page)
     step = run.checkpoints.first().step
     assert labels == [f"Rerun from step {step}", f"Rerun from step {step}, revision 2"]
+
+
+def test_the_run_page_names_each_review_item_with_its_step(people, approved, client):
+    run, cp = approved
+    client.force_login(people.root)
+    html = client.get(f"/admin/stepkit_django/pipelinerun/{run.pk}/change/").content.decode()
+    assert '<th scope="col">Review item</th>' in html
+    assert f'<span class="help">step {cp.step}</span>' in html

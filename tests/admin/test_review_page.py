@@ -378,3 +378,32 @@ def test_the_table_lists_what_cannot_be_edited_first_then_the_editable_keys_in_o
     cp = paused_with(registered_pipelines, people, context, editable=["subject", "body"])
     rows = bob.get(page(cp)).context["data_rows"]
     assert [row.key for row in rows] == ["customer", "to", "subject", "body"]
+
+
+def test_a_decided_item_says_where_it_was_reviewed_and_shows_no_deadline(people, bob, registered_pipelines):
+    from datetime import timedelta
+
+    cp = paused_with(registered_pipelines, people, {"note": "hi"}, timeout=timedelta(days=1))
+    pending = bob.get(page(cp)).content.decode()
+    assert "paused here (draft)" in pending and "to run after approval" in pending
+    assert ">Due</th>" in pending
+    review.reject(cp, people.bob, "no")
+    decided = bob.get(page(cp)).content.decode()
+    assert "reviewed here (draft)" in decided and "after this review" in decided
+    assert "paused here" not in decided and "to run after approval" not in decided
+    assert ">Due</th>" not in decided
+
+
+def test_the_assignees_are_listed_with_commas(people, bob, registered_pipelines):
+    cp = paused_with(registered_pipelines, people, {"note": "hi"}, assign_to_group="editors", assign_to_user="carol")
+    html = bob.get(page(cp)).content.decode()
+    assert '<td id="assigned-to">editors, carol' in html
+
+
+def test_once_no_more_changes_may_be_requested_the_comment_is_not_said_to_be_needed_for_it(
+    people, bob, registered_pipelines
+):
+    cp = paused_with(registered_pipelines, people, {"note": "hi"}, max_revisions=0)
+    html = bob.get(page(cp)).content.decode()
+    assert "Required to request changes" not in html
+    assert "Optional: the person who started the run and the trail show it." in html
