@@ -175,10 +175,17 @@ def _require_permission_exists(permission: str, step: str) -> None:
         raise ReviewMisconfigured(f"Review of step {step!r} requires permission {permission!r}, which does not exist")
 
 
-def reopen_checkpoint(run: PipelineRun, previous: Checkpoint, data: dict[str, Any]) -> Checkpoint:
+def reopen_checkpoint(
+    run: PipelineRun, previous: Checkpoint, data: dict[str, Any], *, same_revision: bool = False
+) -> Checkpoint:
     """A new pending checkpoint of ``run`` asking ``previous``'s question again: its step, data, review
     settings, title and assignees (restricted stays restricted, even if its assignees are gone); ``data``
-    goes into its ``paused`` event (what it was reopened from)."""
+    goes into its ``paused`` event (what it was reopened from).
+
+    ``same_revision``: the question is asked again in the same run (a retry after an expiry), so the new
+    checkpoint is the same revision as ``previous``, answering the same request for changes, and keeps
+    its revision history.
+    """
     return open_checkpoint(
         run,
         step=previous.step,
@@ -192,4 +199,5 @@ def reopen_checkpoint(run: PipelineRun, previous: Checkpoint, data: dict[str, An
         groups=list(previous.assigned_groups.all()),
         assigned=previous.assigned,
         data=data,
+        revision_of=previous.revision_of if same_revision else None,
     )

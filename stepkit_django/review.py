@@ -585,7 +585,7 @@ def _reopen_review(run: PipelineRun, expired: Checkpoint, actor: Any) -> Pipelin
             actor=actor,
             data={"previous_error": previous, "from": run.current_step, "review_reopened": expired.step},
         )
-        reopen_checkpoint(run, expired, {"reopened_from": str(expired.pk)})
+        reopen_checkpoint(run, expired, {"reopened_from": str(expired.pk)}, same_revision=True)
     return run
 
 

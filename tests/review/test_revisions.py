@@ -14,6 +14,7 @@ from stepkit_django import (
     otherwise,
     register,
     review,
+    revisions,
     start,
     stepkit,
     unregister,
@@ -431,3 +432,22 @@ def test_the_decision_key_cannot_be_written_as_an_edit(people, registered_pipeli
     with pytest.raises(InvalidOverride):
         review.rerun_from(cp, people.alice, forged)
     assert (list(Checkpoint.objects.values()), AuditEvent.objects.count()) == before
+
+
+def test_a_revision_reopened_after_its_deadline_stays_that_revision_with_its_history(people, registered_pipelines):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    made = []
+    registered_pipelines(letters(made, timeout=timedelta(hours=1), on_timeout="fail"))
+    first = paused(people)
+    review.request_changes(first, people.bob, "Warmer, please")
+    second = Checkpoint.objects.get(run_id=first.run_id, status=CheckpointStatus.PENDING)
+    assert (second.revision, second.revision_of_id) == (2, first.pk)
+    review.expire_due(now=timezone.now() + timedelta(hours=2))
+    run = review.retry_run(PipelineRun.objects.get(pk=first.run_id), people.root)
+    reopened = run.checkpoints.get(status=CheckpointStatus.PENDING)
+    assert reopened.pk != second.pk
+    assert (reopened.revision, reopened.revision_of_id) == (2, first.pk)  # not a first draft again
+    assert [earlier.checkpoint.pk for earlier in revisions.history(reopened, people.bob)] == [first.pk]
