@@ -43,7 +43,7 @@ from .exceptions import (
     ReviewExpired,
     ReviewPermissionDenied,
 )
-from .execution.executors import dispatch
+from .execution.executors import dispatch, held_fields
 from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
 from .pausing import create_checkpoint, reopen_checkpoint
@@ -433,9 +433,10 @@ def approve(
         approved["group"] = group
     approved.update(choices.recorded(cp, picked))
     events.append(audit.event(cp.run, AuditAction.APPROVED, checkpoint=cp, actor=reviewer, data=approved, note=comment))
-    move = None
+    move, held = None, {}
     if run_fields is not None:
-        move = (RunStatus.PAUSED, RunStatus.QUEUED, run_fields)
+        held = held_fields(cp.run)  # inline: the run is written running, held by this process (no lease statement)
+        move = (RunStatus.PAUSED, held.get("status", RunStatus.QUEUED), {**run_fields, **held})
         events.append(audit.event(cp.run, AuditAction.RESUMED, checkpoint=cp, actor=reviewer, data={"after": cp.step}))
     approval = Approval(checkpoint=cp, user=reviewer, group=group, created_at=now)
     try:
@@ -446,7 +447,7 @@ def approve(
         checkpoint_decided.send(
             sender=Checkpoint, checkpoint=cp, run=cp.run, decision=CheckpointStatus.APPROVED, user=reviewer
         )
-        dispatch(cp.run)  # inline: runs here now; otherwise queued for a worker
+        dispatch(cp.run, held=bool(held))  # inline: runs here now; otherwise queued for a worker
     return cp
 
 

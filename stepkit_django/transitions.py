@@ -5,12 +5,18 @@ job (a decision, a claim, a reassignment, an expiry, a cancellation, a retry) is
 written here, through the ORM, inside ``transaction.atomic()``: the move is
 checked against :data:`~stepkit_django.status.RUN_TRANSITIONS` or
 :data:`CHECKPOINT_TRANSITIONS` (an illegal one raises :class:`IllegalTransition`
-before anything is sent), then claimed with compare-and-set, a conditional
-UPDATE on the status read (and, for a checkpoint, its version), so that of
-concurrent writers exactly one wins and the others get :class:`ReviewConflict`.
-The winner then writes its rows with ``Model.save()`` and creates the approvals
-and audit events with it, so ``pre_save``, ``post_save`` and ``post_delete`` are
-sent for them as for any model. The writes of a run's execution (its start, each
+before anything is sent), then written with compare-and-set: one conditional
+UPDATE of the row's changed fields, on the status read (and, for a checkpoint,
+its version), so that of concurrent writers exactly one wins and the others get
+:class:`ReviewConflict`. That UPDATE is ``Model.save(update_fields=...)`` with a
+condition (:func:`_update_if`): ``pre_save`` is sent before it, as ``save()``
+sends it before its own UPDATE (a receiver may still change the instance, or
+raise to refuse the change), and ``post_save`` once every row of the change is
+claimed, so a writer that loses the race sends ``pre_save`` at most, never
+``post_save``. The approvals and audit events are created with the change, and
+``pre_save``/``post_save`` (``created=True``) are sent for each of them even where
+several events go in one ``bulk_create()`` INSERT; the approvals a change voids are
+deleted with ``post_delete``. The writes of a run's execution (its start, each
 step, its end, taking a lease) are the hot path and live in
 :mod:`stepkit_django.execution`.
 
@@ -29,8 +35,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.db import models, transaction
-from django.db.models import F
+from django.db import connections, models, router, transaction
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
@@ -97,34 +103,85 @@ class _Restored:
                 instance.__dict__.update(fields)
 
 
-def _save(instance: models.Model, fields: Mapping[str, Any]) -> None:
-    """Set ``fields`` on ``instance`` and save them (``pre_save`` and ``post_save`` are sent)."""
+def _update_if(instance: models.Model, fields: Mapping[str, Any], where: Mapping[str, Any]) -> frozenset[str] | None:
+    """Set ``fields`` on ``instance`` and write them where its row still matches ``where``: the fields written,
+    or None when the row no longer matches (nothing written).
+
+    ``Model.save(update_fields=fields)`` in one conditional UPDATE: ``pre_save`` is sent first, then the
+    values are taken as ``save()`` takes them (``Field.pre_save()``: ``auto_now`` applies); send
+    ``post_save`` with :func:`_saved` once the whole change is claimed.
+    """
     for name, value in fields.items():
         setattr(instance, name, value)
-    instance.save(update_fields=list(fields))
+    model = type(instance)
+    using = router.db_for_write(model, instance=instance)
+    update_fields = frozenset(fields)
+    pre_save.send(sender=model, instance=instance, raw=False, using=using, update_fields=update_fields)
+    meta = model._meta
+    values = {}
+    for name in fields:
+        field = meta.get_field(name)
+        values[field.attname] = field.pre_save(instance, False)  # type: ignore[union-attr]
+    if not model._base_manager.using(using).filter(pk=instance.pk, **where).update(**values):
+        return None
+    instance._state.db, instance._state.adding = using, False
+    return update_fields
 
 
-def _claim_run(pk: Any, source: str, target: str, where: Mapping[str, Any] | None = None) -> bool:
-    """Compare-and-set the run's status (its row is this transaction's afterwards); whether it was ``source``."""
+def _saved(instance: models.Model, update_fields: frozenset[str]) -> None:
+    """Send ``post_save`` for ``instance``, written by :func:`_update_if`."""
+    using = instance._state.db or router.db_for_write(type(instance), instance=instance)
+    post_save.send(
+        sender=type(instance), instance=instance, created=False, update_fields=update_fields, raw=False, using=using
+    )
+
+
+def _insert(rows: Sequence[models.Model]) -> None:
+    """Create the new ``rows`` (approvals, audit events), sending ``pre_save`` and ``post_save`` for each.
+
+    Rows of one model go in one INSERT (``bulk_create()``) where the database returns their keys; the
+    signals ``save()`` would send are sent around it, so receivers see each row as if saved alone.
+    """
+    for model in dict.fromkeys(type(row) for row in rows):
+        same = [row for row in rows if type(row) is model]
+        using = router.db_for_write(model, instance=same[0])
+        if len(same) == 1 or not connections[using].features.can_return_rows_from_bulk_insert:
+            for row in same:
+                row.save(force_insert=True, using=using)
+            continue
+        for row in same:
+            pre_save.send(sender=model, instance=row, raw=False, using=using, update_fields=None)
+        model._base_manager.using(using).bulk_create(same)
+        for row in same:
+            post_save.send(sender=model, instance=row, created=True, update_fields=None, raw=False, using=using)
+
+
+def _claim_run(
+    run: PipelineRun, source: str, target: str, fields: Mapping[str, Any], where: Mapping[str, Any]
+) -> frozenset[str] | None:
+    """Move ``run`` from ``source`` to ``target`` with ``fields`` (compare-and-set: its row is this
+    transaction's afterwards); the fields written, or None if it was no longer ``source``."""
     check_run(source, target)
-    return bool(PipelineRun.objects.filter(pk=pk, status=source, **(where or {})).update(status=target))
+    return _update_if(run, {"status": target, **fields}, {"status": source, **where})
 
 
-def _claim_checkpoint(checkpoint: Checkpoint) -> bool:
-    """Compare-and-set the checkpoint's version; whether it was pending at the version read."""
-    claimed = Checkpoint.objects.filter(pk=checkpoint.pk, status=CheckpointStatus.PENDING, version=checkpoint.version)
-    return bool(claimed.update(version=F("version") + 1))
+def _claim_checkpoint(checkpoint: Checkpoint, fields: Mapping[str, Any]) -> frozenset[str] | None:
+    """Write ``fields`` and the next version on the checkpoint if it is pending at the version read; the
+    fields written, or None."""
+    where = {"status": CheckpointStatus.PENDING, "version": checkpoint.version}
+    return _update_if(checkpoint, {**fields, "version": checkpoint.version + 1}, where)
 
 
 def cancel_checkpoints(run: PipelineRun, actor: Any, now: Any) -> list[Any]:
     """Cancel the pending checkpoints of ``run`` (call after moving the run: the lock order); their keys."""
     check_checkpoint(CheckpointStatus.PENDING, CheckpointStatus.CANCELLED)
     keys = []
+    fields = {"status": CheckpointStatus.CANCELLED, "decided_by": actor, "decided_at": now, "updated_at": now}
     with transaction.atomic():
         for checkpoint in Checkpoint.objects.filter(run=run, status=CheckpointStatus.PENDING).order_by("pk"):
-            if _claim_checkpoint(checkpoint):
-                fields = {"status": CheckpointStatus.CANCELLED, "decided_by": actor, "decided_at": now}
-                _save(checkpoint, {**fields, "version": checkpoint.version + 1, "updated_at": now})
+            written = _claim_checkpoint(checkpoint, fields)
+            if written is not None:
+                _saved(checkpoint, written)
                 keys.append(checkpoint.pk)
     return keys
 
@@ -164,11 +221,12 @@ def move_run(
     The instance is updated in place.
     """
     with transaction.atomic(), _Restored(run):
-        if not _claim_run(run.pk, source, target, where):
+        written = _claim_run(run, source, target, {"updated_at": timezone.now(), **fields}, where or {})
+        if written is None:
             raise ReviewConflict(
                 gettext("Run %(run)s is no longer %(status)s.") % {"run": run.pk, "status": run_status_word(source)}
             )
-        _save(run, {"status": target, "updated_at": timezone.now(), **fields})
+        _saved(run, written)
 
 
 def lock_run(run_id: Any) -> None:
@@ -217,14 +275,17 @@ def write_checkpoint(
         check_run(run[0], run[1])
     now = timezone.now()
     with transaction.atomic(), _Restored(checkpoint, checkpoint.run if run is not None else None):
-        if run is not None and not _claim_run(checkpoint.run_id, run[0], run[1]):
-            raise _conflict(checkpoint, run[0])
-        if not _claim_checkpoint(checkpoint):
-            raise _conflict(checkpoint, None)
-        _save(checkpoint, {**changes, "version": checkpoint.version + 1, "updated_at": now})
+        run_written = None
         if run is not None:
-            _save(checkpoint.run, {"status": run[1], "updated_at": now, **run[2]})
+            run_written = _claim_run(checkpoint.run, run[0], run[1], {"updated_at": now, **run[2]}, {})
+            if run_written is None:
+                raise _conflict(checkpoint, run[0])
+        written = _claim_checkpoint(checkpoint, {**changes, "updated_at": now})
+        if written is None:
+            raise _conflict(checkpoint, None)
+        _saved(checkpoint, written)
+        if run_written is not None:
+            _saved(checkpoint.run, run_written)
         if void:
             Approval.objects.filter(pk__in=list(void), checkpoint_id=checkpoint.pk).delete()
-        for row in (*approvals, *events):
-            row.save(force_insert=True)
+        _insert([*approvals, *events])

@@ -19,7 +19,7 @@ looks for a run that is not there yet. Whatever the executor, a worker ends up i
 from __future__ import annotations
 
 from functools import cache
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -38,6 +38,7 @@ __all__ = [
     "TasksExecutor",
     "dispatch",
     "get_executor",
+    "held_fields",
     "hold",
     "load_executor",
 ]
@@ -135,14 +136,30 @@ def hold(run: PipelineRun) -> bool:
     that would take it; pass ``held=True`` to :func:`dispatch` after the write
     commits. False with a queued executor: the run stays queued for a worker.
     """
+    fields = held_fields(run)
+    for name, value in fields.items():
+        setattr(run, name, value)
+    return bool(fields)
+
+
+def held_fields(run: PipelineRun) -> dict[str, Any]:
+    """With an executor that runs here (``"inline"``), the fields that make ``run`` running, held by this process
+    under a fresh lease, for the caller's own write of the run (``status`` among them); empty otherwise.
+
+    A decision that resumes a paused run writes them with its move of the run, which saves
+    the statement that would take the lease; pass ``held=True`` to :func:`dispatch` after the
+    write commits.
+    """
     if not get_executor().runs_here:
-        return False
+        return {}
     from .leases import lease_duration, new_owner
 
-    run.status, run.lease_owner = RunStatus.RUNNING, new_owner()
-    run.lease_expires_at = timezone.now() + lease_duration()
-    run.started_at = run.started_at or run.created_at
-    return True
+    return {
+        "status": RunStatus.RUNNING,
+        "lease_owner": new_owner(),
+        "lease_expires_at": timezone.now() + lease_duration(),
+        "started_at": run.started_at or run.created_at,
+    }
 
 
 def dispatch(run: PipelineRun, *, held: bool = False) -> bool:
