@@ -124,3 +124,70 @@ def test_a_conflict_still_wins_once_and_the_loser_sends_nothing(registered_pipel
         review.reject(stale, people.carol)
     assert saved == []
     assert Checkpoint.objects.get(pk=cp.pk).status == "approved"
+
+
+def test_the_events_of_a_change_are_one_insert_and_each_still_sends_pre_save_and_post_save(
+    registered_pipelines, people, saved
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cp = paused(registered_pipelines, people)
+    before = []
+
+    def on_pre_save(sender, instance, update_fields=None, **kwargs):
+        before.append((instance.action, instance.pk))
+
+    pre_save.connect(on_pre_save, sender=AuditEvent, weak=False)
+    saved.clear()
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            review.approve(cp, people.bob, override_data={"body": "Dear Ann,"})  # edited, approved, resumed
+    finally:
+        pre_save.disconnect(on_pre_save, sender=AuditEvent)
+    assert before == [("edited", None), ("approved", None), ("resumed", None)]  # before the INSERT, as save()
+    assert [s for s in saved if s[0] == "AuditEvent"][:3] == [("AuditEvent", True, frozenset())] * 3
+    inserts = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith('INSERT INTO "stepkit_django_auditevent"')
+    ]
+    decision = [sql for sql in inserts if "resumed" in sql]
+    if connection.features.can_return_rows_from_bulk_insert:  # the keys come back: one INSERT for the three
+        assert len(decision) == 1 and "edited" in decision[0] and "approved" in decision[0]
+    stored = AuditEvent.objects.filter(checkpoint=cp).exclude(action="paused").order_by("pk")
+    assert list(stored.values_list("action", flat=True)) == ["edited", "approved", "resumed"]
+
+
+def test_the_run_and_the_checkpoint_are_each_written_by_one_update(registered_pipelines, people, saved):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    cp = paused(registered_pipelines, people)
+    saved.clear()
+    with CaptureQueriesContext(connection) as queries:
+        review.reject(cp, people.bob, comment="not yet")
+    updates = [q["sql"].split()[1] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert updates == ['"stepkit_django_pipelinerun"', '"stepkit_django_checkpoint"']  # the run first: lock order
+    assert [s[0] for s in saved] == ["Checkpoint", "PipelineRun", "AuditEvent"]
+
+
+def test_a_writer_that_loses_the_checkpoint_after_claiming_the_run_sends_no_post_save(
+    registered_pipelines, people, saved
+):
+    from django.db.models import F
+
+    cp = paused(registered_pipelines, people)
+
+    def claimed_meanwhile(sender, instance, **kwargs):  # another writer's claim lands between the two UPDATEs
+        Checkpoint.objects.filter(pk=cp.pk).update(version=F("version") + 1)
+
+    saved.clear()
+    pre_save.connect(claimed_meanwhile, sender=PipelineRun, weak=False)
+    try:
+        with pytest.raises(ReviewConflict):
+            review.approve(cp, people.bob)
+    finally:
+        pre_save.disconnect(claimed_meanwhile, sender=PipelineRun)
+    assert saved == []  # the run's UPDATE had matched, but the change as a whole lost: no post_save
+    stored = Checkpoint.objects.get(pk=cp.pk)
+    assert stored.status == "pending" and stored.run.status == "paused" and not Approval.objects.exists()
+    assert cp.status == "pending" and cp.run.status == "paused"  # the caller's instances as they were

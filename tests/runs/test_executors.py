@@ -388,3 +388,29 @@ def test_an_executor_path_that_is_no_backend_is_a_system_check_error():
     for path in ("no.such.module.Executor", "stepkit_django.models.PipelineRun"):
         with override_settings(STEPKIT={"EXECUTOR": path}):
             assert [e.id for e in check_settings()] == ["stepkit_django.E006"]
+
+
+@pytest.mark.django_db
+def test_an_inline_approval_writes_the_run_held_here_and_no_statement_takes_its_lease(registered_pipelines, people):
+    from stepkit_django import Review
+    from stepkit_django.signals import checkpoint_decided
+
+    registered_pipelines(
+        stepkit("held-approval").step("draft", lambda c: {"text": "hi"}, review=Review()).step("send", lambda c: {})
+    )
+    cp = start("held-approval", {}, user=people.alice).checkpoints.get()
+    seen = []
+
+    def on_decided(sender, run, **kwargs):
+        stored = PipelineRun.objects.get(pk=run.pk)
+        seen.append((stored.status, stored.lease_owner == run.lease_owner != ""))
+
+    checkpoint_decided.connect(on_decided, weak=False)
+    try:
+        with statements() as sent:
+            review.approve(cp, people.bob)
+    finally:
+        checkpoint_decided.disconnect(on_decided)
+    assert seen == [(RunStatus.RUNNING, True)]  # the decision's own UPDATE of the run took the lease
+    assert not [sql for sql, _ in sent if "COALESCE" in sql]  # leases.take()'s UPDATE was not sent
+    assert PipelineRun.objects.get().status == RunStatus.COMPLETED
