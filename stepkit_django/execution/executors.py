@@ -154,12 +154,14 @@ def held_fields(run: PipelineRun) -> dict[str, Any]:
         return {}
     from .leases import lease_duration, new_owner
 
-    return {
+    fields: dict[str, Any] = {
         "status": RunStatus.RUNNING,
         "lease_owner": new_owner(),
         "lease_expires_at": timezone.now() + lease_duration(),
-        "started_at": run.started_at or run.created_at,
     }
+    if run.started_at is None:
+        fields["started_at"] = run.created_at
+    return fields
 
 
 def dispatch(run: PipelineRun, *, held: bool = False) -> bool:
