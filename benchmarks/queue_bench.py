@@ -62,7 +62,7 @@ def seed(total: int = TOTAL) -> None:
             """
             INSERT INTO stepkit_django_checkpoint (id, run_id, pipeline_name, step, position, token, context, review,
                 status, override_data, comment, escalated, version, created_at, updated_at, permission, assigned,
-                title, summary)
+                title, summary, revision)
             SELECT md5('cp' || i)::uuid, md5('run' || i)::uuid, 'p' || (i %% %s), %s, '[0]', 'token',
                    jsonb_build_object(
                        'payee', 'Supplier ' || lpad((i %% %s)::text, 4, '0'), 'amount', 1000 + i %% 9000,
@@ -73,7 +73,7 @@ def seed(total: int = TOTAL) -> None:
                    CASE WHEN (i / %s) %% 5 = 0 THEN 'pending' ELSE 'approved' END, '{}', '', false, 1,
                    now() - (i || ' seconds')::interval, now(), 'stepkit_django.review_checkpoint', false,
                    'Pay Supplier ' || lpad((i %% %s)::text, 4, '0') || ' ' || (1000 + i %% 9000) || ' EUR',
-                   jsonb_build_object('Invoice', 'INV-' || i, 'Memo', 'order ' || (i %% 777))
+                   jsonb_build_object('Invoice', 'INV-' || i, 'Memo', 'order ' || (i %% 777)), 1
             FROM generate_series(1, %s) AS i
             """,
             [PIPELINES, SEED_STEP, PAYEES, PIPELINES, PAYEES, total],
