@@ -47,6 +47,20 @@ DEFAULTS: dict[str, Any] = {
     # Whether the queue's search (admin and API) also looks inside the checkpoints' contexts: no index
     # serves that, so on a large queue each search reads every context.
     "SEARCH_CONTEXT": False,
+    # The notifiers of every review that does not name its own (``Review(notify=...)``), and of failed runs:
+    # {name: {"BACKEND": dotted path of a BaseNotifier subclass, "OPTIONS": {keyword arguments}}}.
+    "NOTIFIERS": {},
+    # How many times a notification is tried before it is marked failed.
+    "NOTIFY_MAX_ATTEMPTS": 5,
+    # The wait before the first retry of a notification; doubled after each failed attempt.
+    "NOTIFY_RETRY_DELAY": timedelta(seconds=30),
+    # The longest wait between two attempts.
+    "NOTIFY_RETRY_MAX_DELAY": timedelta(hours=1),
+    # How long a sender holds a notification it is sending; a sender that died is replaced after it.
+    "NOTIFY_LEASE": timedelta(minutes=5),
+    # Scheme and host put before the links of emails and webhooks ("https://review.example.com");
+    # empty: links are paths.
+    "BASE_URL": "",
 }
 
 

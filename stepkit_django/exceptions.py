@@ -21,6 +21,8 @@ __all__ = [
     "InvalidDecision",
     "InvalidInput",
     "InvalidOverride",
+    "NotificationFailed",
+    "NotifierMisconfigured",
     "PipelineAborted",
     "PipelineAlreadyRegistered",
     "PipelineChanged",
@@ -141,3 +143,11 @@ class DecisionKeyCollision(InvalidInput):
 
     ``errors`` maps the key to messages.
     """
+
+
+class NotifierMisconfigured(StepkitError, ImproperlyConfigured):
+    """A notifier named by ``STEPKIT["NOTIFIERS"]`` or ``Review(notify=...)`` cannot be loaded or is invalid."""
+
+
+class NotificationFailed(StepkitError):
+    """A notifier could not deliver a notification (it is retried until ``STEPKIT["NOTIFY_MAX_ATTEMPTS"]``)."""

@@ -25,7 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from . import permissions
 from .exceptions import StepkitError
 from .quorum import declared_or_none
-from .status import AuditAction, CheckpointStatus, RunStatus, run_status_word
+from .status import AuditAction, CheckpointStatus, NotificationEvent, NotificationStatus, RunStatus, run_status_word
 
 __all__ = [
     "PENDING_FIRST",
@@ -33,6 +33,7 @@ __all__ = [
     "AuditEvent",
     "AuditTrailImmutable",
     "Checkpoint",
+    "Notification",
     "PipelineRun",
     "StepkitJSONEncoder",
     "TextJSONEncoder",
@@ -302,6 +303,12 @@ class Checkpoint(models.Model):
             self.permission = str((self.review or {}).get("permission") or "")
         super().save(*args, **kwargs)
 
+    def get_absolute_url(self) -> str:
+        """The checkpoint's review page in the admin (a path; ``STEPKIT["BASE_URL"]`` makes links absolute)."""
+        from django.urls import reverse
+
+        return reverse("admin:stepkit_django_checkpoint_change", args=[self.pk])
+
     @property
     def is_pending(self) -> bool:
         return self.status == CheckpointStatus.PENDING
@@ -467,6 +474,83 @@ class AuditEvent(models.Model):
     @property
     def data_json(self) -> str:
         return json.dumps(self.data, indent=2, sort_keys=True, cls=DjangoJSONEncoder)
+
+
+class Notification(models.Model):
+    """One message of one event to one recipient through one notifier (its channel).
+
+    Written in the transaction of the event it tells (a rolled-back event sends nothing),
+    sent after it commits, retried with backoff; ``key`` is unique per (event, recipient,
+    channel), so that a re-delivered task never sends again once one attempt succeeded.
+    See :mod:`stepkit_django.notifications`.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    #: A digest of (the event's occurrence, the recipient, the channel); a webhook's idempotency key.
+    key = models.CharField(_("key"), max_length=64, unique=True, editable=False)
+    event = models.CharField(_("event"), max_length=32, choices=NotificationEvent.choices)
+    #: The name of the notifier (``STEPKIT["NOTIFIERS"]`` key, or the ``name`` of one in ``Review(notify=...)``).
+    channel = models.CharField(_("channel"), max_length=100)
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="stepkit_notifications",
+        verbose_name=_("recipient"),
+    )
+    #: An email address, or where a webhook posts (without its secret parts), when there is no user.
+    address = models.CharField(_("address"), max_length=500, blank=True)
+    run = models.ForeignKey(
+        PipelineRun, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("run"), db_index=False
+    )
+    checkpoint = models.ForeignKey(
+        Checkpoint,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        verbose_name=_("checkpoint"),
+    )
+    #: Who caused the event (never told of it); None for the system.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("actor"),
+        db_index=False,
+    )
+    #: What the message says beyond the checkpoint and the run (a comment, the error of a failed run…).
+    data = _json_field(verbose_name=_("data"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    #: When a pending notification may be sent (again); while one is being sent, the end of the sender's lease.
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        ordering: ClassVar = ["created_at", "id"]
+        indexes: ClassVar = [
+            # The sweep's "due for a retry, or whose sender's lease ran out".
+            models.Index(fields=["status", "next_attempt_at"], name="stepkit_notify_due"),
+            models.Index(fields=["run", "created_at"], name="stepkit_notify_run"),
+        ]
+
+    def __str__(self) -> str:
+        return gettext("%(event)s to %(recipient)s by %(channel)s (%(status)s)") % {
+            "event": self.get_event_display(),
+            "recipient": self.recipient if self.recipient_id else self.address,
+            "channel": self.channel,
+            "status": self.get_status_display(),
+        }
 
 
 class QueueOverview(Checkpoint):

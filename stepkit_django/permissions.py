@@ -57,6 +57,7 @@ __all__ = [
     "check_run_manager",
     "check_start_runs",
     "events_for",
+    "fit_reviewers",
     "is_active_user",
     "queue_for",
     "require_active",
@@ -312,6 +313,15 @@ def unfit_reviewers(checkpoint: Any, users: Iterable[Any]) -> list[str]:
         for u in users
         if not getattr(u, "is_active", False) or not (u.is_superuser or u.has_perm(permission))
     ]
+
+
+def fit_reviewers(checkpoint: Any, users: Iterable[Any]) -> list[Any]:
+    """The users among ``users`` who may review ``checkpoint`` once it is assigned to them (as
+    :func:`check_reviewer` asks: active, its review permission, not the run's starter unless the review
+    allows it): whom a notification asks to review it."""
+    permission = review_permission_of(checkpoint)
+    starters = set() if checkpoint.review.get("allow_self_approval", False) else _starters(checkpoint.run)
+    return [u for u in users if is_active_user(u) and u.has_perm(permission) and u.pk not in starters]
 
 
 def check_run_manager(run: Any, user: Any) -> Any:

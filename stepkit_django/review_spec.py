@@ -85,6 +85,9 @@ class Review:
     decision_key: str = "review"
     #: How many times a reviewer may request changes on this step in one run; then only approve or reject.
     max_revisions: int = 3
+    #: Who is told of this review's events: notifiers (``EmailNotifier()``, ``WebhookNotifier(url, secret)``…)
+    #: and/or names of ``STEPKIT["NOTIFIERS"]``; None: every notifier of ``STEPKIT["NOTIFIERS"]``; ``[]``: none.
+    notify: Sequence[Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -116,6 +119,26 @@ class Review:
         self._check_title()
         self._check_summary()
         self._check_choices()
+        self._check_notify()
+
+    def _check_notify(self) -> None:
+        if self.notify is None:
+            return
+        from .notifications.notifiers import BaseNotifier, declare
+
+        if isinstance(self.notify, (str, BaseNotifier)) or not isinstance(self.notify, Sequence):
+            raise TypeError("Review(notify=...) must be a list of notifiers or notifier names")
+        names: list[str] = []
+        for item in self.notify:
+            if isinstance(item, BaseNotifier):
+                declare(item)  # found by its name when a worker sends the checkpoint's notifications
+                names.append(item.name)
+            elif isinstance(item, str) and item:
+                names.append(item)
+            else:
+                raise TypeError(f"Review(notify=...): {item!r} is neither a notifier nor a notifier's name")
+        if len(set(names)) != len(names):
+            raise ValueError("Review(notify=...) names the same notifier twice: give each its own name=...")
 
     def _check_title(self) -> None:
         if callable(self.title):
@@ -323,7 +346,14 @@ class Review:
             "multiple": self.multiple,
             "decision_key": self.decision_key,
             "max_revisions": self.max_revisions,
+            "notify": self.notify_names(),
         }
+
+    def notify_names(self) -> list[str] | None:
+        """The names of the notifiers of ``notify`` (stored with each checkpoint), or None for the defaults."""
+        if self.notify is None:
+            return None
+        return [item if isinstance(item, str) else str(item.name) for item in self.notify]
 
 
 def default_title(pipeline: str, step: str) -> str:

@@ -4,7 +4,9 @@
   checkpoint that gets an assignee through the ORM (the queue skips the assignment lookups
   of checkpoints created assigned to nobody);
 * ``connection_created`` lets Django's flush empty the audit table on SQLite, whose
-  triggers refuse every DELETE (migration 0008).
+  triggers refuse every DELETE (migration 0008);
+* ``checkpoint_created`` and the ``post_save`` of audit events write the notifications of the event in
+  its own transaction (see :mod:`stepkit_django.notifications.events`).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.backends.signals import connection_created
-from django.db.models.signals import m2m_changed
+from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from .models import AuditEvent, Checkpoint
+from .notifications import events as notification_events
+from .signals import checkpoint_created
 
 __all__ = ["SQLITE_AUDIT_TRIGGERS"]
 
@@ -80,3 +84,17 @@ def _assignment_added(sender: Any, instance: Any, action: str, reverse: bool, pk
     else:  # the instance may be stale (or a bare Checkpoint(pk=...)): ask the row
         Checkpoint.objects.filter(pk=instance.pk, assigned=False).update(assigned=True)
         instance.assigned = True
+
+
+@receiver(checkpoint_created, dispatch_uid="stepkit_django.notify_review_requested")
+def _notify_review_requested(sender: Any, checkpoint: Checkpoint, run: Any, **kwargs: Any) -> None:
+    """``review_requested``, written in the transaction that creates the checkpoint (assignments set)."""
+    notification_events.on_checkpoint_created(checkpoint, run)
+
+
+@receiver(post_save, sender=AuditEvent, dispatch_uid="stepkit_django.notify_audit_event")
+def _notify_audit_event(sender: Any, instance: AuditEvent, created: bool, **kwargs: Any) -> None:
+    """The notifications of a decision, reassignment, escalation, expiry or failed run, written in the
+    transaction of the change (its audit event is saved with it)."""
+    if created and not kwargs.get("raw", False):
+        notification_events.on_audit_event(instance)

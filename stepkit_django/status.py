@@ -3,7 +3,15 @@
 from django.db import models
 from django.utils.translation import pgettext_lazy
 
-__all__ = ["RUN_TRANSITIONS", "AuditAction", "CheckpointStatus", "RunStatus", "run_status_word"]
+__all__ = [
+    "RUN_TRANSITIONS",
+    "AuditAction",
+    "CheckpointStatus",
+    "NotificationEvent",
+    "NotificationStatus",
+    "RunStatus",
+    "run_status_word",
+]
 
 
 # Labels have a context: "Rejected" is said of a run, of a review item and of an audit event, which a
@@ -53,6 +61,29 @@ class AuditAction(models.TextChoices):
     APPROVALS_VOIDED = "approvals_voided", pgettext_lazy("audit action", "Approvals voided by a change of the data")
     RUN_FORKED = "run_forked", pgettext_lazy("audit action", "Re-run from a checkpoint")
     CHANGES_REQUESTED = "changes_requested", pgettext_lazy("audit action", "Changes requested")
+
+
+class NotificationStatus(models.TextChoices):
+    #: Waiting to be sent: for the first time, for a retry after ``next_attempt_at``, or being sent now (a
+    #: worker's claim then holds ``next_attempt_at`` until its lease ends).
+    PENDING = "pending", pgettext_lazy("notification status", "Pending")
+    SENT = "sent", pgettext_lazy("notification status", "Sent")
+    #: Every attempt failed (``STEPKIT["NOTIFY_MAX_ATTEMPTS"]``); ``last_error`` says why.
+    FAILED = "failed", pgettext_lazy("notification status", "Failed")
+
+
+class NotificationEvent(models.TextChoices):
+    """What a notification tells its recipient (also the name of its email templates)."""
+
+    REVIEW_REQUESTED = "review_requested", pgettext_lazy("notification event", "Review requested")
+    REASSIGNED = "reassigned", pgettext_lazy("notification event", "Reassigned to you")
+    ESCALATED = "escalated", pgettext_lazy("notification event", "Escalated to you")
+    DUE_SOON = "due_soon", pgettext_lazy("notification event", "Review due soon")
+    EXPIRED = "expired", pgettext_lazy("notification event", "Review expired")
+    APPROVED = "approved", pgettext_lazy("notification event", "Approved")
+    REJECTED = "rejected", pgettext_lazy("notification event", "Rejected")
+    CHANGES_REQUESTED = "changes_requested", pgettext_lazy("notification event", "Changes requested")
+    RUN_FAILED = "run_failed", pgettext_lazy("notification event", "Run failed")
 
 
 # status -> statuses it may move to. Every change of a run's status is one conditional

@@ -21,7 +21,7 @@ else:  # Django 5.2: the backport
             'The "tasks" executor needs Django 6, or the django-tasks backport on Django 5.2 (pip install django-tasks)'
         ) from exc
 
-__all__ = ["advance_run", "expire_due", "recover"]
+__all__ = ["advance_run", "deliver_notification", "expire_due", "recover", "sweep"]
 
 
 @task()
@@ -40,3 +40,15 @@ def expire_due() -> int:
 def recover() -> int:
     """Re-queue runs whose worker stopped (run it periodically)."""
     return jobs.recover()
+
+
+@task()
+def deliver_notification(notification_id: int) -> bool:
+    """Make one attempt at sending the notification (a re-delivered task sends nothing twice)."""
+    return jobs.deliver_notification(notification_id)
+
+
+@task()
+def sweep() -> dict[str, int]:
+    """The periodic job: deadlines, stopped workers' runs, notifications due (run it every minute)."""
+    return jobs.sweep()

@@ -2,7 +2,7 @@
 
 Import this module in your Celery app (``app.autodiscover_tasks()`` finds it when
 ``stepkit_django.contrib.celery`` is listed in ``include``, or add it with
-``app.conf.include``). Schedule ``expire_due`` and ``recover`` with Celery beat.
+``app.conf.include``). Schedule ``sweep`` (or ``expire_due`` and ``recover``) with Celery beat.
 Each task wraps the function of :mod:`stepkit_django.jobs`.
 """
 
@@ -12,7 +12,7 @@ from celery import shared_task
 
 from ..execution import jobs
 
-__all__ = ["advance_run", "expire_due", "recover"]
+__all__ = ["advance_run", "deliver_notification", "expire_due", "recover", "sweep"]
 
 
 @shared_task(name="stepkit_django.advance_run", ignore_result=True)
@@ -29,3 +29,15 @@ def expire_due() -> int:
 @shared_task(name="stepkit_django.recover")
 def recover() -> int:
     return jobs.recover()
+
+
+@shared_task(name="stepkit_django.deliver_notification", ignore_result=True)
+def deliver_notification(notification_id: int) -> bool:
+    """Make one attempt at sending the notification (a re-delivered task sends nothing twice)."""
+    return jobs.deliver_notification(notification_id)
+
+
+@shared_task(name="stepkit_django.sweep")
+def sweep() -> dict[str, int]:
+    """The periodic job: deadlines, stopped workers' runs, notifications due (run it every minute)."""
+    return jobs.sweep()

@@ -62,6 +62,15 @@ class BaseExecutor:
         """Hand run ``run_id`` (queued) to whatever advances it; called after the transaction commits."""
         raise NotImplementedError("subclasses of BaseExecutor must provide an enqueue() method")
 
+    def enqueue_notification(self, notification_id: int) -> None:
+        """Have notification ``notification_id`` sent; called after the transaction that wrote it committed.
+
+        The default sends it here and now (:func:`stepkit_django.notifications.delivery.deliver`).
+        """
+        from ..notifications.delivery import deliver
+
+        deliver(notification_id)
+
     def dispatch(self, run: PipelineRun, *, held: bool = False) -> bool:
         """Have ``run`` advanced; True when it was executed here and ``run`` holds its state afterwards."""
         run_id = str(run.pk)
@@ -92,10 +101,16 @@ class TasksExecutor(BaseExecutor):
 
     #: The task that advances a run, by dotted path (it calls :func:`stepkit_django.execution.jobs.advance_run`).
     task = "stepkit_django.tasks.advance_run"
+    #: The task that sends a notification (it calls :func:`stepkit_django.execution.jobs.deliver_notification`).
+    notification_task = "stepkit_django.tasks.deliver_notification"
 
     def enqueue(self, run_id: str) -> None:
         task = import_string(self.task)
         task.using(backend=settings.TASKS_BACKEND, queue_name=settings.TASKS_QUEUE).enqueue(run_id)
+
+    def enqueue_notification(self, notification_id: int) -> None:
+        task = import_string(self.notification_task)
+        task.using(backend=settings.TASKS_BACKEND, queue_name=settings.TASKS_QUEUE).enqueue(notification_id)
 
 
 class CeleryExecutor(BaseExecutor):
@@ -103,10 +118,16 @@ class CeleryExecutor(BaseExecutor):
 
     #: The Celery task that advances a run, by dotted path.
     task = "stepkit_django.contrib.celery.advance_run"
+    #: The Celery task that sends a notification, by dotted path.
+    notification_task = "stepkit_django.contrib.celery.deliver_notification"
 
     def enqueue(self, run_id: str) -> None:
         queue = settings.CELERY_QUEUE
         import_string(self.task).apply_async(args=[run_id], **({"queue": queue} if queue else {}))
+
+    def enqueue_notification(self, notification_id: int) -> None:
+        queue = settings.CELERY_QUEUE
+        import_string(self.notification_task).apply_async(args=[notification_id], **({"queue": queue} if queue else {}))
 
 
 @cache

@@ -12,11 +12,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import review
+from ..notifications import delivery
 from . import leases
 from .executors import dispatch
 from .runner import advance
 
-__all__ = ["advance_run", "expire_due", "recover"]
+__all__ = ["advance_run", "deliver_due", "deliver_notification", "expire_due", "recover", "sweep"]
 
 
 def advance_run(run_id: str) -> None:
@@ -42,3 +43,21 @@ def recover(now: datetime | None = None) -> int:
         with transaction.atomic():
             dispatch(run)
     return len(runs)
+
+
+def deliver_notification(notification_id: int) -> bool:
+    """Make one attempt at sending the notification (claimed first: a duplicated message sends nothing twice);
+    True when this call sent it."""
+    return delivery.deliver(notification_id)
+
+
+def deliver_due(now: datetime | None = None) -> int:
+    """Send the notifications due for a retry, and those whose sender stopped mid-send; how many were sent."""
+    return delivery.deliver_due(now)
+
+
+def sweep(now: datetime | None = None) -> dict[str, int]:
+    """The periodic job (run it every minute): apply deadlines, re-queue runs whose worker stopped, and
+    send the notifications due; how many of each."""
+    now = now or timezone.now()
+    return {"expired": expire_due(now), "recovered": recover(now), "notifications": deliver_due(now)}
