@@ -124,7 +124,7 @@ class EmailNotifier(BaseNotifier):
         to: Callable[[Occasion], Iterable[Recipient]] | str | None = None,
         from_email: str | None = None,
         language: str | None = None,
-        connection: str | None = None,
+        using: str | None = None,
         name: str | None = None,
         events: Iterable[str] | None = None,
     ) -> None:
@@ -135,8 +135,8 @@ class EmailNotifier(BaseNotifier):
         self.from_email = from_email
         #: The language of the emails; None: ``LANGUAGE_CODE``.
         self.language = language
-        #: The dotted path of an email backend; None: ``EMAIL_BACKEND``.
-        self.connection = connection
+        #: The ``MAILERS`` alias to send with (Django 6.1+); None: the default mailer (or ``EMAIL_BACKEND``).
+        self.using = using
 
     def recipients(self, occasion: Occasion) -> Iterable[Recipient]:
         from .recipients import users_for
@@ -159,7 +159,7 @@ class EmailNotifier(BaseNotifier):
         return subject, text, html
 
     def send(self, notification: Notification, message: Message) -> None:
-        from django.core.mail import EmailMultiAlternatives, get_connection
+        from django.core.mail import EmailMultiAlternatives
 
         if not notification.address:
             raise NotificationFailed("The recipient has no email address")
@@ -169,11 +169,13 @@ class EmailNotifier(BaseNotifier):
             text,
             self.from_email,
             [notification.address],
-            connection=get_connection(self.connection),
             headers={"X-Stepkit-Notification": notification.key},
         )
         email.attach_alternative(html, "text/html")
-        email.send(fail_silently=False)
+        if self.using is not None:
+            email.send(using=self.using)  # type: ignore[call-arg,unused-ignore]  (Django 6.1+)
+        else:
+            email.send()
 
 
 class WebhookNotifier(BaseNotifier):

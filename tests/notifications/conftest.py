@@ -1,0 +1,67 @@
+"""The notification tests' cast (with email addresses), their pipelines and settings."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import override_settings
+
+from stepkit_django import Review, stepkit
+
+EMAIL = {"email": {"BACKEND": "stepkit_django.notifications.EmailNotifier"}}
+
+
+def stepkit_settings(**extra):
+    """The test project's STEPKIT setting with ``extra``."""
+    from django.conf import settings
+
+    return {**settings.STEPKIT, **extra}
+
+
+@pytest.fixture
+def email_notifications():
+    """Every review tells its events by email (locmem: ``mailoutbox``), with absolute links."""
+    with override_settings(STEPKIT=stepkit_settings(NOTIFIERS=EMAIL, BASE_URL="https://review.example.com/")):
+        yield
+
+
+@pytest.fixture
+def cast(people):
+    """The review tests' people, each with an email address, and ``mgr``, who manages runs."""
+    manage = Permission.objects.get(content_type__app_label="stepkit_django", codename="manage_pipelinerun")
+    mgr = User.objects.create_user("mgr", password="pw")
+    mgr.user_permissions.add(manage)
+    for user in User.objects.all():
+        user.email = f"{user.username}@example.com"
+        user.save(update_fields=["email"])
+    for name in ("alice", "bob", "carol", "dave", "eve", "root"):
+        setattr(people, name, User.objects.get(username=name))
+    people.mgr = User.objects.get(username="mgr")
+    return people
+
+
+def to(outbox):
+    """The sorted recipients of the emails in ``outbox``."""
+    return sorted(address for message in outbox for address in message.to)
+
+
+@pytest.fixture
+def invoice_pipeline(registered_pipelines):
+    """``invoice``: a reviewed step (``draft``) assigned to the editors, then ``send``; other reviews by argument."""
+
+    def register(name="invoice", **review):
+        review.setdefault("assign_to_group", "editors")
+        registered_pipelines(
+            stepkit(name)
+            .step(
+                "draft",
+                lambda c: {"payee": "ACME & Co", "amount": 120},
+                review=Review(
+                    title="Pay {payee} {amount} EUR", summary=["payee", "amount"], timeout=timedelta(days=2), **review
+                ),
+            )
+            .step("send", lambda c: {"sent": True})
+        )
+        return name
+
+    return register
