@@ -1,0 +1,72 @@
+"""An email received by a real SMTP server (aiosmtpd on 127.0.0.1) through Django's SMTP backend."""
+
+import email
+import socket
+from email.policy import default as default_policy
+
+import pytest
+from django.test import override_settings
+
+from stepkit_django import start
+from stepkit_django.models import Notification
+from stepkit_django.notifications.delivery import deliver
+from stepkit_django.status import NotificationStatus
+
+from .conftest import EMAIL, stepkit_settings
+
+pytestmark = pytest.mark.django_db
+
+
+class Inbox:
+    """An aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    from aiosmtpd.controller import Controller
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+def test_a_review_request_reaches_a_real_smtp_server(smtp_server, cast, invoice_pipeline):
+    controller, inbox = smtp_server
+    invoice_pipeline(assign_to_group=None, assign_to_user="bob")
+    smtp = {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": controller.port,
+        "EMAIL_TIMEOUT": 5,
+        "DEFAULT_FROM_EMAIL": "stepkit@example.com",
+    }
+    with override_settings(STEPKIT=stepkit_settings(NOTIFIERS=EMAIL), **smtp):
+        run = start("invoice", {}, user=cast.alice)
+        notification = Notification.objects.get()
+        assert deliver(notification.pk) is True
+    notification.refresh_from_db()
+    assert notification.status == NotificationStatus.SENT
+    [(sender, recipients, content)] = inbox.messages
+    assert (sender, recipients) == ("stepkit@example.com", ["bob@example.com"])
+    message = email.message_from_bytes(content, policy=default_policy)
+    assert message["Subject"] == "Review requested: Pay ACME & Co 120 EUR"
+    assert message["X-Stepkit-Notification"].strip() == notification.key  # a long header is folded
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    cp = run.checkpoints.get()
+    assert f"/admin/stepkit_django/checkpoint/{cp.pk}/change/" in text and "ACME &amp; Co" in html
