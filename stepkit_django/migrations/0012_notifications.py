@@ -2,44 +2,120 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import stepkit_django.models
 from django.conf import settings
 from django.db import migrations, models
 
+import stepkit_django.models
+
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('stepkit_django', '0011_checkpoint_revisions'),
+        ("stepkit_django", "0011_checkpoint_revisions"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('key', models.CharField(editable=False, max_length=64, unique=True, verbose_name='key')),
-                ('event', models.CharField(choices=[('review_requested', 'Review requested'), ('reassigned', 'Reassigned to you'), ('escalated', 'Escalated to you'), ('due_soon', 'Review due soon'), ('expired', 'Review expired'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('changes_requested', 'Changes requested'), ('run_failed', 'Run failed')], max_length=32, verbose_name='event')),
-                ('channel', models.CharField(max_length=100, verbose_name='channel')),
-                ('address', models.CharField(blank=True, max_length=500, verbose_name='address')),
-                ('data', models.JSONField(blank=True, default=dict, encoder=stepkit_django.models.StepkitJSONEncoder, verbose_name='data')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('failed', 'Failed')], default='pending', max_length=16, verbose_name='status')),
-                ('attempts', models.PositiveIntegerField(default=0, verbose_name='attempts')),
-                ('last_error', models.TextField(blank=True, verbose_name='last error')),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='next attempt')),
-                ('sent_at', models.DateTimeField(blank=True, null=True, verbose_name='sent')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='created')),
-                ('actor', models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='actor')),
-                ('checkpoint', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='stepkit_django.checkpoint', verbose_name='checkpoint')),
-                ('recipient', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='stepkit_notifications', to=settings.AUTH_USER_MODEL, verbose_name='recipient')),
-                ('run', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='notifications', to='stepkit_django.pipelinerun', verbose_name='run')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("key", models.CharField(editable=False, max_length=64, unique=True, verbose_name="key")),
+                (
+                    "event",
+                    models.CharField(
+                        choices=[
+                            ("review_requested", "Review requested"),
+                            ("reassigned", "Reassigned to you"),
+                            ("escalated", "Escalated to you"),
+                            ("due_soon", "Review due soon"),
+                            ("expired", "Review expired"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("changes_requested", "Changes requested"),
+                            ("run_failed", "Run failed"),
+                        ],
+                        max_length=32,
+                        verbose_name="event",
+                    ),
+                ),
+                ("channel", models.CharField(max_length=100, verbose_name="channel")),
+                ("address", models.CharField(blank=True, max_length=500, verbose_name="address")),
+                (
+                    "data",
+                    models.JSONField(
+                        blank=True, default=dict, encoder=stepkit_django.models.StepkitJSONEncoder, verbose_name="data"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("sent", "Sent"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=16,
+                        verbose_name="status",
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0, verbose_name="attempts")),
+                ("last_error", models.TextField(blank=True, verbose_name="last error")),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="next attempt"),
+                ),
+                ("sent_at", models.DateTimeField(blank=True, null=True, verbose_name="sent")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, verbose_name="created")),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="actor",
+                    ),
+                ),
+                (
+                    "checkpoint",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notifications",
+                        to="stepkit_django.checkpoint",
+                        verbose_name="checkpoint",
+                    ),
+                ),
+                (
+                    "recipient",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="stepkit_notifications",
+                        to=settings.AUTH_USER_MODEL,
+                        verbose_name="recipient",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notifications",
+                        to="stepkit_django.pipelinerun",
+                        verbose_name="run",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'notification',
-                'verbose_name_plural': 'notifications',
-                'ordering': ['created_at', 'id'],
-                'indexes': [models.Index(fields=['status', 'next_attempt_at'], name='stepkit_notify_due'), models.Index(fields=['run', 'created_at'], name='stepkit_notify_run')],
+                "verbose_name": "notification",
+                "verbose_name_plural": "notifications",
+                "ordering": ["created_at", "id"],
+                "indexes": [
+                    models.Index(fields=["status", "next_attempt_at"], name="stepkit_notify_due"),
+                    models.Index(fields=["run", "created_at"], name="stepkit_notify_run"),
+                ],
             },
         ),
     ]

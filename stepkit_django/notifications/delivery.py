@@ -38,7 +38,8 @@ MAX_ERROR_LENGTH = 2000
 def backoff(attempts: int) -> timedelta:
     """The wait after ``attempts`` failed attempts: ``NOTIFY_RETRY_DELAY`` doubled each time, capped."""
     delay: timedelta = settings.NOTIFY_RETRY_DELAY * (2 ** max(attempts - 1, 0))
-    return min(delay, settings.NOTIFY_RETRY_MAX_DELAY)
+    cap: timedelta = settings.NOTIFY_RETRY_MAX_DELAY
+    return min(delay, cap)
 
 
 def claim(pk: Any, now: datetime) -> int | None:

@@ -100,7 +100,9 @@ def notify(
         return []
     Notification.objects.bulk_create(rows, ignore_conflicts=True)  # the same occurrence again: nothing new
     keys = [row.key for row in rows]
-    ids = list(Notification.objects.filter(key__in=keys, status=NotificationStatus.PENDING).values_list("pk", flat=True))
+    ids = list(
+        Notification.objects.filter(key__in=keys, status=NotificationStatus.PENDING).values_list("pk", flat=True)
+    )
     transaction.on_commit(lambda: send_after_commit(ids), robust=True)
     return keys
 
@@ -130,12 +132,13 @@ def _groups(value: Any) -> list[Any]:
 
 def on_audit_event(event: AuditEvent) -> None:
     """The notifications of the audit event just saved (a decision, a reassignment, an escalation…), if any."""
-    action = event.action
-    if action not in _TOLD:
+    action = AuditAction(event.action) if event.action in _TOLD else None
+    if action is None:
         return
     checkpoint = event.checkpoint if event.checkpoint_id else None
     actor = event.actor if event.actor_id else None
-    told, data = _TOLD[action], {}
+    told = _TOLD[action]
+    data: dict[str, Any] = {}
     if action == AuditAction.APPROVED and (checkpoint is None or checkpoint.status != CheckpointStatus.APPROVED):
         return  # an approval short of the quorum decides nothing yet
     if action in (AuditAction.APPROVED, AuditAction.REJECTED, AuditAction.CHANGES_REQUESTED):
@@ -158,7 +161,7 @@ def on_audit_event(event: AuditEvent) -> None:
 
 
 #: The audit actions that are told, and as which event.
-_TOLD = {
+_TOLD: dict[str, NotificationEvent] = {
     AuditAction.APPROVED: NotificationEvent.APPROVED,
     AuditAction.REJECTED: NotificationEvent.REJECTED,
     AuditAction.CHANGES_REQUESTED: NotificationEvent.CHANGES_REQUESTED,

@@ -98,7 +98,7 @@ class BaseNotifier:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self._settings() == other._settings()  # type: ignore[attr-defined]
+        return isinstance(other, BaseNotifier) and type(self) is type(other) and self._settings() == other._settings()
 
     def __hash__(self) -> int:
         return hash((type(self), self.name))
@@ -142,7 +142,7 @@ class EmailNotifier(BaseNotifier):
         from .recipients import users_for
 
         found = self.to(occasion) if self.to is not None else users_for(occasion)
-        return [r for r in found if isinstance(r, str) or getattr(r, "email", "")]
+        return [r for r in found if isinstance(r, str) or bool(getattr(r, "email", None))]
 
     def render(self, notification: Notification, message: Message) -> tuple[str, str, str]:
         """The subject, the plain text and the HTML of ``notification``'s email."""
@@ -173,7 +173,7 @@ class EmailNotifier(BaseNotifier):
         )
         email.attach_alternative(html, "text/html")
         if self.using is not None:
-            email.send(using=self.using)  # type: ignore[call-arg,unused-ignore]  (Django 6.1+)
+            email.send(using=self.using)  # type: ignore[call-arg,unused-ignore]  # Django 6.1+
         else:
             email.send()
 
@@ -227,8 +227,8 @@ class WebhookNotifier(BaseNotifier):
         }
         if self.secret:
             headers[SIGNATURE_HEADER] = sign(self.secret, body)
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310 (scheme checked)
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
             if not 200 <= response.status < 300:
                 raise NotificationFailed(f"The webhook answered {response.status}")
 
@@ -277,9 +277,10 @@ def get_notifier(name: str) -> BaseNotifier:
         if not (isinstance(backend, type) and issubclass(backend, BaseNotifier)):
             raise NotifierMisconfigured(f'STEPKIT["NOTIFIERS"][{name!r}]: its BACKEND is not a BaseNotifier subclass')
         try:
-            return backend(name=name, **dict(spec.get("OPTIONS") or {}))  # type: ignore[no-any-return]
+            notifier: BaseNotifier = backend(name=name, **dict(spec.get("OPTIONS") or {}))
         except TypeError as exc:
             raise NotifierMisconfigured(f'STEPKIT["NOTIFIERS"][{name!r}]: invalid OPTIONS: {exc}') from exc
+        return notifier
     with _lock:
         declared = _declared.get(name)
     if declared is None:

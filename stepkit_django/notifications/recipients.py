@@ -64,7 +64,7 @@ def _granted(permission: str) -> list[Any]:
     """The active users granted ``permission`` (directly or through a group), superusers aside."""
     manager = get_user_model()._default_manager
     try:
-        found = manager.with_perm(permission, is_active=True, include_superusers=False)  # type: ignore[attr-defined]
+        found = manager.with_perm(permission, is_active=True, include_superusers=False)
     except (TypeError, ValueError):  # several authentication backends, or one that cannot list holders
         return []
     return list(found.order_by("pk"))

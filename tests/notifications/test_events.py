@@ -37,7 +37,7 @@ def test_review_requested_tells_the_assigned_reviewers_who_may_review(cast, invo
     assert f"https://review.example.com/admin/stepkit_django/checkpoint/{cp.pk}/change/" in email.body
     assert "Payee: ACME & Co" in email.body and "Due:" in email.body
     html, mimetype = email.alternatives[0]
-    assert mimetype == "text/html" and "ACME &amp; Co" in html and f'href="https://review.example.com/admin' in html
+    assert mimetype == "text/html" and "ACME &amp; Co" in html and 'href="https://review.example.com/admin' in html
     assert set(Notification.objects.values_list("status", flat=True)) == {NotificationStatus.SENT}
 
 
