@@ -1,4 +1,5 @@
-"""Signals sent by stepkit_django (declarations only; stepkit_django connects no receivers of its own).
+"""Signals sent by stepkit_django (declarations only; its own receiver, of ``checkpoint_created``, is in
+:mod:`stepkit_django.signal_handlers`).
 
 Every signal is sent with keyword arguments only; connect with
 ``@receiver(signal)`` and accept ``**kwargs``.
