@@ -265,6 +265,8 @@ class Checkpoint(models.Model):
     )
     #: 1 for the first review of a step in a run, 2 after one request for changes, and so on.
     revision = models.PositiveIntegerField(_("revision"), default=1, editable=False)
+    #: When the reviewers are reminded next (``Review(remind_before=..., remind_every=...)``); None: never.
+    next_reminder_at = models.DateTimeField(_("next reminder"), null=True, blank=True, editable=False)
 
     objects = CheckpointQuerySet.as_manager()
 
@@ -288,6 +290,7 @@ class Checkpoint(models.Model):
             models.Index(fields=["status", "created_at"], name="stepkit_cp_status_age"),
             models.Index(fields=["status", "expires_at"], name="stepkit_cp_expiry"),
             models.Index(fields=["claimed_by", "status"], name="stepkit_cp_claimed"),
+            models.Index(fields=["status", "next_reminder_at"], name="stepkit_cp_reminder"),
             # The queue sorted by title (exact titles too); a search inside titles is served on PostgreSQL
             # by the trigram indexes of migration 0009, which no other database has.
             models.Index(fields=["status", "title"], name="stepkit_cp_title"),

@@ -21,6 +21,7 @@ from .engine import StepCompleteEvent
 from .engine.context import to_json_ready
 from .exceptions import ReviewMisconfigured
 from .models import Checkpoint, PipelineRun
+from .notifications.schedule import first_reminder
 from .review_spec import Review
 from .revisions import kept_assignment, previous_revision
 from .signals import checkpoint_created
@@ -105,6 +106,8 @@ def open_checkpoint(
     ``reassigned`` event on the new checkpoint (``kept_from``), so that they may not approve it either.
     """
     timeout = review.get("timeout_seconds")
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=timeout) if timeout else None
     revision = revision_of.revision + 1 if revision_of is not None else 1
     if revision_of is not None:
         data = {**(data or {}), "revision": revision, "revision_of": str(revision_of.pk)}
@@ -119,7 +122,9 @@ def open_checkpoint(
         title=title,
         summary=summary,
         assigned=bool(groups or users) if assigned is None else assigned,  # save() derives the permission column
-        expires_at=timezone.now() + timedelta(seconds=timeout) if timeout else None,
+        created_at=now,
+        expires_at=expires_at,
+        next_reminder_at=first_reminder(review, now, expires_at),
         revision_of=revision_of,
         revision=revision,
     )

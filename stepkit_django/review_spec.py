@@ -88,6 +88,11 @@ class Review:
     #: Who is told of this review's events: notifiers (``EmailNotifier()``, ``WebhookNotifier(url, secret)``…)
     #: and/or names of ``STEPKIT["NOTIFIERS"]``; None: every notifier of ``STEPKIT["NOTIFIERS"]``; ``[]``: none.
     notify: Sequence[Any] | None = None
+    #: Remind the reviewers (``due_soon``) this long before the deadline (needs ``timeout``).
+    remind_before: timedelta | None = None
+    #: Remind them again this often while the item waits (the first time after this long, without
+    #: ``remind_before``); never after the deadline.
+    remind_every: timedelta | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -120,6 +125,15 @@ class Review:
         self._check_summary()
         self._check_choices()
         self._check_notify()
+        self._check_reminders()
+
+    def _check_reminders(self) -> None:
+        for name in ("remind_before", "remind_every"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, timedelta) or value.total_seconds() <= 0):
+                raise ValueError(f"Review({name}=...) must be a positive timedelta")
+        if self.remind_before is not None and self.timeout is None:
+            raise ValueError("Review(remind_before=...) needs a timeout: it counts back from the deadline")
 
     def _check_notify(self) -> None:
         if self.notify is None:
@@ -347,6 +361,8 @@ class Review:
             "decision_key": self.decision_key,
             "max_revisions": self.max_revisions,
             "notify": self.notify_names(),
+            "remind_before_seconds": self.remind_before.total_seconds() if self.remind_before else None,
+            "remind_every_seconds": self.remind_every.total_seconds() if self.remind_every else None,
         }
 
     def notify_names(self) -> list[str] | None:

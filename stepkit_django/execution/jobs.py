@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import review
-from ..notifications import delivery
+from ..notifications import delivery, reminders
 from . import leases
 from .executors import dispatch
 from .runner import advance
@@ -57,7 +57,10 @@ def deliver_due(now: datetime | None = None) -> int:
 
 
 def sweep(now: datetime | None = None) -> dict[str, int]:
-    """The periodic job (run it every minute): apply deadlines, re-queue runs whose worker stopped, and
-    send the notifications due; how many of each."""
+    """The periodic job (run it every minute): apply deadlines, remind reviewers, re-queue runs whose worker
+    stopped, and send the notifications due; how many of each."""
     now = now or timezone.now()
-    return {"expired": expire_due(now), "recovered": recover(now), "notifications": deliver_due(now)}
+    expired = expire_due(now)
+    reminded = reminders.send_reminders(now)
+    recovered = recover(now)
+    return {"expired": expired, "reminded": reminded, "recovered": recovered, "notifications": deliver_due(now)}

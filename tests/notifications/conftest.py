@@ -51,14 +51,13 @@ def invoice_pipeline(registered_pipelines):
 
     def register(name="invoice", **review):
         review.setdefault("assign_to_group", "editors")
+        review.setdefault("timeout", timedelta(days=2))
         registered_pipelines(
             stepkit(name)
             .step(
                 "draft",
                 lambda c: {"payee": "ACME & Co", "amount": 120},
-                review=Review(
-                    title="Pay {payee} {amount} EUR", summary=["payee", "amount"], timeout=timedelta(days=2), **review
-                ),
+                review=Review(title="Pay {payee} {amount} EUR", summary=["payee", "amount"], **review),
             )
             .step("send", lambda c: {"sent": True})
         )
