@@ -41,4 +41,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         load_executor(str(executor))
     except ImproperlyConfigured as exc:
         errors.append(Error(str(exc), id="stepkit_django.E006"))
+    errors.extend(_check_notifications(user))
+    return errors
+
+
+def _check_notifications(user: dict[str, Any]) -> list[CheckMessage]:
+    """E007: a notifier of ``NOTIFIERS`` that cannot be built; E008: a notification setting out of range."""
+    from .exceptions import NotifierMisconfigured
+    from .notifications.notifiers import get_notifier
+
+    errors: list[CheckMessage] = []
+    notifiers = user.get("NOTIFIERS", DEFAULTS["NOTIFIERS"])
+    if not isinstance(notifiers, dict):
+        errors.append(Error("STEPKIT['NOTIFIERS'] must be a dict of notifiers by name", id="stepkit_django.E007"))
+    else:
+        for name in sorted(notifiers):
+            try:
+                get_notifier(name)
+            except NotifierMisconfigured as exc:
+                errors.append(Error(str(exc), id="stepkit_django.E007"))
+    attempts = user.get("NOTIFY_MAX_ATTEMPTS", DEFAULTS["NOTIFY_MAX_ATTEMPTS"])
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        errors.append(
+            Error("STEPKIT['NOTIFY_MAX_ATTEMPTS'] must be a whole number, 1 or more", id="stepkit_django.E008")
+        )
+    for key in ("NOTIFY_RETRY_DELAY", "NOTIFY_RETRY_MAX_DELAY", "NOTIFY_LEASE"):
+        value = user.get(key, DEFAULTS[key])
+        if not isinstance(value, timedelta) or value.total_seconds() < 0 or (key == "NOTIFY_LEASE" and not value):
+            errors.append(
+                Error(f"STEPKIT[{key!r}] must be a datetime.timedelta, not negative", id="stepkit_django.E008")
+            )
     return errors

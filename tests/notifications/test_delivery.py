@@ -175,3 +175,75 @@ def test_stepkit_sweep_sends_the_notifications_due(flaky, failed_run):
     assert "1 notification(s) sent" in out.getvalue()
     failed_run.refresh_from_db()
     assert (failed_run.status, flaky.sent) == (NotificationStatus.SENT, ["fails"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "check_id"),
+    [
+        ({"NOTIFIERS": {"bad": {"BACKEND": "no.such.Notifier"}}}, "stepkit_django.E007"),
+        ({"NOTIFIERS": ["email"]}, "stepkit_django.E007"),
+        ({"NOTIFY_MAX_ATTEMPTS": 0}, "stepkit_django.E008"),
+        ({"NOTIFY_LEASE": timedelta(0)}, "stepkit_django.E008"),
+        ({"NOTIFY_RETRY_DELAY": 30}, "stepkit_django.E008"),
+    ],
+)
+def test_the_system_checks_name_a_misconfigured_notification_setting(extra, check_id):
+    from stepkit_django.checks import check_settings
+
+    with override_settings(STEPKIT=stepkit_settings(**extra)):
+        assert [e.id for e in check_settings()] == [check_id]
+
+
+def test_the_system_checks_accept_the_built_in_notifiers():
+    from stepkit_django.checks import check_settings
+
+    notifiers = {
+        "email": {"BACKEND": "stepkit_django.notifications.EmailNotifier"},
+        "hook": {"BACKEND": "stepkit_django.notifications.WebhookNotifier", "OPTIONS": {"url": "https://x.example"}},
+    }
+    with override_settings(STEPKIT=stepkit_settings(NOTIFIERS=notifiers)):
+        assert check_settings() == []
+
+
+class Slow(BaseNotifier):
+    """Takes a while to send, so that two senders overlap."""
+
+    sent: ClassVar[list[str]] = []
+
+    def send(self, notification, message):
+        import time
+
+        time.sleep(0.3)
+        Slow.sent.append(notification.key)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_senders_of_one_notification_send_it_once():
+    import threading
+
+    from django.db import connection
+
+    from stepkit_django.models import PipelineRun
+
+    Slow.sent = []
+    run = PipelineRun.objects.create(pipeline_name="fails", status="failed")
+    pk = Notification.objects.create(key="k" * 64, event="run_failed", channel="slow", run=run).pk
+    results = []
+    barrier = threading.Barrier(2)
+
+    def sender():
+        barrier.wait()
+        try:
+            results.append(deliver(pk))  # a task and its re-delivery, at the same moment
+        finally:
+            connection.close()
+
+    with override_settings(STEPKIT=stepkit_settings(NOTIFIERS={"slow": {"BACKEND": f"{__name__}.Slow"}})):
+        threads = [threading.Thread(target=sender) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(results) == [False, True] and Slow.sent == ["k" * 64]
+    assert Notification.objects.get(pk=pk).attempts == 1

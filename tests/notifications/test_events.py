@@ -190,3 +190,18 @@ def test_emails_are_in_the_notifiers_language(cast, registered_pipelines, commit
     with committed():
         start("fr", {}, user=cast.alice)
     assert mailoutbox[0].subject.startswith("Relecture demandée")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_real_transactions_a_commit_sends_and_a_rollback_sends_nothing(cast, invoice_pipeline, mailoutbox):
+    invoice_pipeline()
+    run = start("invoice", {}, user=cast.alice)  # committed: the reviewers were emailed after the commit
+    assert to(mailoutbox) == ["bob@example.com", "carol@example.com"]
+    mailoutbox.clear()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        review.reject(run.checkpoints.get(), cast.bob, comment="no")
+        assert Notification.objects.filter(event=NotificationEvent.REJECTED).count() == 1  # written with it
+        raise RuntimeError("the caller's transaction fails after the decision")
+    assert not Notification.objects.filter(event=NotificationEvent.REJECTED).exists() and mailoutbox == []
+    review.reject(run.checkpoints.get(), cast.bob, comment="no")
+    assert to(mailoutbox) == ["alice@example.com"]
