@@ -89,6 +89,13 @@ STEPKIT = {
     "LEASE_SECONDS": float(os.environ.get("STEPKIT_LEASE_SECONDS", "60")),
 }
 
+# A worker process started by the notification tests emails through their SMTP server on 127.0.0.1.
+if os.environ.get("STEPKIT_SMTP_PORT"):
+    STEPKIT["NOTIFIERS"] = {"email": {"BACKEND": "stepkit_django.notifications.EmailNotifier"}}
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = int(os.environ["STEPKIT_SMTP_PORT"])
+
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")

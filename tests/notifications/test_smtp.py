@@ -1,7 +1,6 @@
 """An email received by a real SMTP server (aiosmtpd on 127.0.0.1) through Django's SMTP backend."""
 
 import email
-import socket
 from email.policy import default as default_policy
 
 import pytest
@@ -15,34 +14,6 @@ from stepkit_django.status import NotificationStatus
 from .conftest import EMAIL, stepkit_settings
 
 pytestmark = pytest.mark.django_db
-
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message it receives."""
-
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 Message accepted for delivery"
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server():
-    from aiosmtpd.controller import Controller
-
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
 
 
 def test_a_review_request_reaches_a_real_smtp_server(smtp_server, cast, invoice_pipeline):
