@@ -145,6 +145,8 @@ def on_audit_event(event: AuditEvent) -> None:
         data = {"comment": event.note}
         occurrence: Any = checkpoint.pk if checkpoint is not None else event.pk
     elif action == AuditAction.REASSIGNED:
+        if event.data.get("kept_from"):
+            return  # a revision keeping a manager's choice of reviewers: they are told review_requested
         after = event.data.get("after") or {}
         data = {"to_users": list(after.get("users", [])), "to_groups": list(after.get("groups", []))}
         occurrence = event.pk

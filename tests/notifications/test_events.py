@@ -78,6 +78,17 @@ def test_an_approval_short_of_the_quorum_tells_nobody(cast, invoice_pipeline, co
     assert to(mailoutbox) == ["alice@example.com"]
 
 
+def test_a_per_group_quorum_tells_the_starter_once_every_group_approved(cast, invoice_pipeline, committed, mailoutbox):
+    invoice_pipeline(assign_to_group=None, approvals_required={"editors": 1, "managers": 1})
+    run = start("invoice", {}, user=cast.alice)
+    with committed():
+        review.approve(run.checkpoints.get(), cast.bob)
+    assert not [m for m in mailoutbox if m.subject.startswith("Approved")]
+    with committed():
+        review.approve(run.checkpoints.get(), cast.dave)
+    assert [m.to for m in mailoutbox if m.subject.startswith("Approved")] == [["alice@example.com"]]
+
+
 def test_rejection_and_request_for_changes_tell_the_starter(cast, invoice_pipeline, committed, mailoutbox):
     invoice_pipeline()
     first = start("invoice", {}, user=cast.alice)
@@ -102,6 +113,17 @@ def test_reassignment_tells_the_new_reviewers_and_never_the_actor(cast, invoice_
         review.reassign(run.checkpoints.get(), cast.root, to_users=["dave", "root"])
     assert to(mailoutbox) == ["dave@example.com"]  # root did it: not told
     assert mailoutbox[0].subject == "Assigned to you: Pay ACME & Co 120 EUR"
+
+
+def test_a_revision_that_keeps_the_chosen_reviewers_asks_them_once(cast, invoice_pipeline, committed, mailoutbox):
+    invoice_pipeline()
+    run = start("invoice", {}, user=cast.alice)
+    review.reassign(run.checkpoints.get(), cast.root, to_users=["dave", "bob"])
+    with committed():
+        review.request_changes(run.checkpoints.get(), cast.dave, "Add the VAT")
+    asked = sorted(m.to[0] for m in mailoutbox if m.subject.startswith("Review requested"))
+    assert asked == ["bob@example.com", "dave@example.com"]  # the reviewers root chose keep the revision
+    assert not [m for m in mailoutbox if m.subject.startswith("Assigned to you")]  # asked once, not twice
 
 
 def test_escalation_tells_the_escalation_group(cast, invoice_pipeline, committed, mailoutbox):

@@ -11,7 +11,7 @@ import stepkit_django.models
 class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
-        ("stepkit_django", "0011_checkpoint_revisions"),
+        ("stepkit_django", "0012_approval_group"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
