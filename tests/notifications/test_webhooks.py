@@ -32,6 +32,7 @@ class Receiver:
         self.accepted = []  # the payloads of the requests it accepted
         self.failures = 0
         self.delay = 0.0
+        self.redirect = False
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,7 +40,10 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 receiver.requests.append((dict(self.headers), body))
                 time.sleep(receiver.delay)
-                if len(receiver.requests) <= receiver.failures:
+                if receiver.redirect:
+                    self.send_response(307)
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                elif len(receiver.requests) <= receiver.failures:
                     self.send_response(500)
                 elif not verify_signature(SECRET, body, self.headers.get(SIGNATURE_HEADER)):
                     self.send_response(401)
@@ -145,6 +149,15 @@ def test_an_error_answer_is_recorded(receiver, hooked):
     deliver(notification.pk)
     notification.refresh_from_db()
     assert "HTTP Error 500" in notification.last_error and notification.attempts == 1
+
+
+def test_a_redirect_is_not_followed(receiver, hooked):
+    receiver.redirect = True
+    hooked()
+    notification = Notification.objects.get()
+    assert deliver(notification.pk) is False
+    notification.refresh_from_db()
+    assert "HTTP Error 307" in notification.last_error and len(receiver.requests) == 1
 
 
 def test_the_signature_window_refuses_a_replay():
