@@ -1,6 +1,7 @@
 """Settings of the test project. ``DATABASE_URL`` selects the database (SQLite by default)."""
 
 import os
+from datetime import timedelta
 from importlib.util import find_spec
 
 import dj_database_url
@@ -84,17 +85,30 @@ SPECTACULAR_SETTINGS = {
 
 # Worker processes started by the tests read the same settings; these let a test
 # choose the executor and a short lease for them through the environment.
-STEPKIT = {
+STEPKIT: dict[str, object] = {
     "EXECUTOR": os.environ.get("STEPKIT_EXECUTOR", "inline"),
     "LEASE_SECONDS": float(os.environ.get("STEPKIT_LEASE_SECONDS", "60")),
 }
 
-# A worker process started by the notification tests emails through their SMTP server on 127.0.0.1.
+# A worker process started by the notification tests emails through their SMTP server on 127.0.0.1,
+# or posts to their webhook server; a short lease lets a test see a killed sender replaced.
 if os.environ.get("STEPKIT_SMTP_PORT"):
     STEPKIT["NOTIFIERS"] = {"email": {"BACKEND": "stepkit_django.notifications.EmailNotifier"}}
     EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = "127.0.0.1"
     EMAIL_PORT = int(os.environ["STEPKIT_SMTP_PORT"])
+    EMAIL_TIMEOUT = 30  # a receiver that holds the connection never blocks a worker for good
+if os.environ.get("STEPKIT_WEBHOOK_URL"):
+    STEPKIT["NOTIFIERS"] = {
+        "hook": {
+            "BACKEND": "stepkit_django.notifications.WebhookNotifier",
+            "OPTIONS": {"url": os.environ["STEPKIT_WEBHOOK_URL"], "secret": "test-webhook-secret"},
+        }
+    }
+if os.environ.get("STEPKIT_NOTIFY_LEASE_SECONDS"):
+    STEPKIT["NOTIFY_LEASE"] = timedelta(seconds=float(os.environ["STEPKIT_NOTIFY_LEASE_SECONDS"]))
+if os.environ.get("STEPKIT_NOTIFY_RETRY_SECONDS"):
+    STEPKIT["NOTIFY_RETRY_DELAY"] = timedelta(seconds=float(os.environ["STEPKIT_NOTIFY_RETRY_SECONDS"]))
 
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
 
