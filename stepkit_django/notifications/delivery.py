@@ -94,4 +94,6 @@ def deliver_due(now: datetime | None = None, limit: int = 500) -> int:
         .order_by("next_attempt_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )
-    return sum(deliver(pk, now) for pk in due)
+    # Each attempt's lease and backoff count from when it begins, not from the sweep's start: a long sweep
+    # (slow receivers) would otherwise claim rows with a lease that runs out mid-send.
+    return sum(deliver(pk, max(now, timezone.now())) for pk in due)

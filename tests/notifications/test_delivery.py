@@ -247,3 +247,46 @@ def test_two_senders_of_one_notification_send_it_once():
             thread.join()
     assert sorted(results) == [False, True] and Slow.sent == ["k" * 64]
     assert Notification.objects.get(pk=pk).attempts == 1
+
+
+class Slow3Minutes(BaseNotifier):
+    """Each send takes three minutes of a fake clock (less than the five-minute lease) and fails; meanwhile another
+    sweep tries to claim the notification being sent."""
+
+    clock: ClassVar[list] = []
+    taken: ClassVar[list] = []
+
+    def send(self, notification, message):
+        Slow3Minutes.clock[0] += timedelta(minutes=3)
+        Slow3Minutes.taken.append(claim(notification.pk, Slow3Minutes.clock[0]))
+        raise ConnectionError("slow, then down")
+
+
+def test_a_long_sweep_gives_each_notification_its_lease_and_backoff_from_its_own_attempt(monkeypatch):
+    from types import SimpleNamespace
+
+    from stepkit_django.models import PipelineRun
+    from stepkit_django.notifications import delivery
+
+    start_at = timezone.now()
+    run = PipelineRun.objects.create(pipeline_name="fails", status="failed")
+    pks = [
+        Notification.objects.create(
+            key=c * 64, event="run_failed", channel="slow", run=run, next_attempt_at=start_at - timedelta(seconds=1)
+        ).pk
+        for c in "ab"
+    ]
+    Slow3Minutes.clock, Slow3Minutes.taken = [start_at], []
+    monkeypatch.setattr(delivery, "timezone", SimpleNamespace(now=lambda: Slow3Minutes.clock[0]))
+    with override_settings(STEPKIT=stepkit_settings(NOTIFIERS={"slow": {"BACKEND": f"{__name__}.Slow3Minutes"}})):
+        assert deliver_due(start_at) == 0
+    # The second was claimed three minutes into the sweep: its lease ran from then, so no other sweep took it
+    # while it was being sent (from the sweep's start, it would have run out mid-send), and its retry waits
+    # NOTIFY_RETRY_DELAY from that attempt, not from the sweep's start.
+    assert Slow3Minutes.taken == [None, None]
+    rows = Notification.objects.filter(pk__in=pks).order_by("key")
+    assert [row.attempts for row in rows] == [1, 1]
+    assert [row.next_attempt_at for row in rows] == [
+        start_at + timedelta(seconds=30),
+        start_at + timedelta(minutes=3, seconds=30),
+    ]
