@@ -137,9 +137,7 @@ def test_a_worker_killed_mid_send_leaves_the_notification_to_the_sweep_which_sen
     assert PipelineRun.objects.get(pk=run.pk).status == RunStatus.PAUSED
 
 
-def test_events_in_rolled_back_transactions_reach_neither_the_worker_nor_the_smtp_server(
-    tmp_path, smtp_server, cast
-):
+def test_events_in_rolled_back_transactions_reach_neither_the_worker_nor_the_smtp_server(tmp_path, smtp_server, cast):
     controller, inbox = smtp_server
     log = tmp_path / "worker.log"
     stepkit = {**TASKS, "NOTIFIERS": EMAIL}

@@ -2,8 +2,11 @@
 
 Everything is real: a gunicorn server process and two db_worker processes on the
 PostgreSQL test database, HTTP clients on 127.0.0.1, SIGKILL for the worker and
-``pg_ctlcluster ... restart`` for the database. Afterwards the test reconciles what
-the clients were told with what the database holds, and prints the totals.
+``pg_ctlcluster ... restart`` for the database. Notifications are on: every event is
+posted to a webhook receiver on 127.0.0.1 (a thread of the test that checks the
+signatures and counts the deliveries of each notification key). Afterwards the test
+reconciles what the clients were told with what the database holds, and what the
+receiver got with the notifications written, and prints the totals.
 
 ``STEPKIT_LOAD_SECONDS`` shortens the load phase while developing (default 60).
 """
@@ -22,8 +25,11 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -35,8 +41,11 @@ from rest_framework.authtoken.models import Token
 
 from stepkit_django import start
 from stepkit_django.execution.jobs import recover
-from stepkit_django.models import AuditEvent, Checkpoint, PipelineRun
-from stepkit_django.status import AuditAction, CheckpointStatus, RunStatus
+from stepkit_django.models import AuditEvent, Checkpoint, Notification, PipelineRun
+from stepkit_django.notifications import SIGNATURE_HEADER, verify_signature
+from stepkit_django.notifications.delivery import deliver_due
+from stepkit_django.notifications.events import notification_key
+from stepkit_django.status import AuditAction, CheckpointStatus, NotificationEvent, NotificationStatus, RunStatus
 from tests.processes import TASKS, db_worker, spawn, stop, wait_for
 from tests.testapp.models import SideEffect
 
@@ -52,6 +61,8 @@ RESTART_DATABASE_AT = 0.5
 GRACE = 5.0  # seconds after the database is back during which a 503 may still be answered
 PIPELINE = "load-review"
 API = "/api/stepkit"
+NOTIFY_LEASE = 10.0  # seconds; longer than the webhook's timeout (5 s), so a live sender is never overtaken
+WEBHOOK_SECRET = "test-webhook-secret"  # as tests/settings.py gives the processes
 
 
 def postgres_cluster(port: int) -> tuple[str, str] | None:
@@ -63,6 +74,70 @@ def postgres_cluster(port: int) -> tuple[str, str] | None:
         if len(fields) >= 3 and fields[2] == str(port):
             return fields[0], fields[1]
     return None
+
+
+class Webhooks:
+    """A webhook receiver on 127.0.0.1, in a thread of the test: checks each request's signature and counts the
+    deliveries of each notification (by its ``Idempotency-Key``)."""
+
+    def __init__(self) -> None:
+        self.received: Counter[str] = Counter()
+        self.events: dict[str, str] = {}
+        self.unsigned = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                signed = verify_signature(WEBHOOK_SECRET, body, self.headers.get(SIGNATURE_HEADER))
+                with receiver.lock:
+                    if signed:
+                        key = str(self.headers["Idempotency-Key"])
+                        receiver.received[key] += 1
+                        receiver.events[key] = str(self.headers["X-Stepkit-Event"])
+                    else:
+                        receiver.unsigned += 1
+                self.send_response(204 if signed else 401)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/stepkit"
+        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"  # what the rows show
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stepkit(self, **extra: Any) -> dict[str, Any]:
+        """The test process's STEPKIT setting: the processes' notifier (``hook``), lease and retry delay."""
+        hook = {"BACKEND": "stepkit_django.notifications.WebhookNotifier"}
+        return {
+            "NOTIFIERS": {"hook": {**hook, "OPTIONS": {"url": self.url, "secret": WEBHOOK_SECRET}}},
+            "NOTIFY_LEASE": timedelta(seconds=NOTIFY_LEASE),
+            "NOTIFY_RETRY_DELAY": timedelta(seconds=1),
+            **extra,
+        }
+
+    def env(self) -> dict[str, str]:
+        """The same for the server and worker processes (read by tests/settings.py)."""
+        return {
+            "STEPKIT_WEBHOOK_URL": self.url,
+            "STEPKIT_NOTIFY_LEASE_SECONDS": str(NOTIFY_LEASE),
+            "STEPKIT_NOTIFY_RETRY_SECONDS": "1",
+        }
+
+
+@pytest.fixture
+def webhooks() -> Iterator[Webhooks]:
+    receiver = Webhooks()
+    try:
+        yield receiver
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
 
 
 def free_port() -> int:
@@ -178,9 +253,9 @@ def starter_loop(client: Client, stop_at: float, rnd: random.Random) -> None:
 class Supervisor(threading.Thread):
     """Keeps two db_worker processes up, as a process manager would: a dead one is started again."""
 
-    def __init__(self, tmp_path: Any) -> None:
+    def __init__(self, tmp_path: Any, env: dict[str, str]) -> None:
         super().__init__(daemon=True)
-        self.tmp_path, self.stopping = tmp_path, threading.Event()
+        self.tmp_path, self.env, self.stopping = tmp_path, env, threading.Event()
         self.workers: list[subprocess.Popen[bytes]] = []
         self.started = 0
         self.lock = threading.Lock()
@@ -189,7 +264,7 @@ class Supervisor(threading.Thread):
 
     def _spawn(self, slot: int) -> subprocess.Popen[bytes]:
         self.started += 1
-        return db_worker(self.tmp_path / f"worker-{self.started}.log", f"load-{slot}-{self.started}")
+        return db_worker(self.tmp_path / f"worker-{self.started}.log", f"load-{slot}-{self.started}", **self.env)
 
     def kill(self, slot: int) -> None:
         with self.lock:
@@ -208,12 +283,14 @@ class Supervisor(threading.Thread):
         stop(*self.workers)
 
 
-def recover_loop(stop_event: threading.Event, record: Counter[str]) -> None:
-    """``recover()`` every two seconds, as a periodic task would (errors while the database is down are expected)."""
+def recover_loop(stop_event: threading.Event, record: Counter[str], stepkit: dict[str, Any]) -> None:
+    """``recover()`` and the sending of the notifications due every two seconds, as the periodic sweep would
+    (errors while the database is down are expected)."""
     while not stop_event.wait(2):
         try:
-            with override_settings(STEPKIT=TASKS):
+            with override_settings(STEPKIT=stepkit):
                 record["recovered"] += recover()
+                record["notifications"] += deliver_due()
         except Exception:
             record["recover errors"] += 1
         finally:
@@ -232,7 +309,7 @@ def wait_until_accepting(port: int, timeout: float = 30) -> None:
     pytest.fail("the server did not start")
 
 
-def test_32_clients_decide_through_a_worker_kill_and_a_database_restart(tmp_path, capsys):
+def test_32_clients_decide_through_a_worker_kill_and_a_database_restart(tmp_path, capsys, webhooks):
     settings_dict = connection.settings_dict
     cluster = postgres_cluster(int(settings_dict.get("PORT") or 5432))
     if cluster is None or settings_dict.get("HOST") not in ("127.0.0.1", "localhost", ""):
@@ -252,7 +329,7 @@ def test_32_clients_decide_through_a_worker_kill_and_a_database_restart(tmp_path
         user.user_permissions.add(review_perm)
         reviewer_tokens.append(Token.objects.create(user=user).key)
     writer_token = Token.objects.create(user=writer).key
-    with override_settings(STEPKIT={"EXECUTOR": "inline"}):
+    with override_settings(STEPKIT=webhooks.stepkit(EXECUTOR="inline")):  # each review request posted at once
         for n in range(SEEDED):
             start(PIPELINE, {"n": n}, user=writer)
     assert Checkpoint.objects.filter(status=CheckpointStatus.PENDING).count() == SEEDED
@@ -266,11 +343,13 @@ def test_32_clients_decide_through_a_worker_kill_and_a_database_restart(tmp_path
         server_log,
         STEPKIT_EXECUTOR="tasks",
         STEPKIT_LEASE_SECONDS="2",
+        **webhooks.env(),
     )
-    supervisor = Supervisor(tmp_path)
+    supervisor = Supervisor(tmp_path, webhooks.env())
     supervisor.start()
     stop_recovering, recovery = threading.Event(), Counter[str]()
-    recoverer = threading.Thread(target=recover_loop, args=(stop_recovering, recovery), daemon=True)
+    sweeping = webhooks.stepkit(**TASKS)
+    recoverer = threading.Thread(target=recover_loop, args=(stop_recovering, recovery, sweeping), daemon=True)
     record, faults = Record(), Counter[str]()
     outage: dict[str, float] = {}
     try:
@@ -413,6 +492,37 @@ def test_32_clients_decide_through_a_worker_kill_and_a_database_restart(tmp_path
     assert faults["PostgreSQL restarted"] == 1 and faults["worker killed (SIGKILL) and restarted"] == 1
     assert supervisor.started >= 3  # the killed worker was replaced (and any that died in the outage)
 
+    # -- notifications: every event told, every notification delivered, none more than twice ------------
+    def all_sent() -> bool:
+        with override_settings(STEPKIT=sweeping):  # the periodic sweep, until nothing is left to send
+            recovery["notifications sent at the end"] += deliver_due()
+        return not Notification.objects.filter(status=NotificationStatus.PENDING).exists()
+
+    wait_for(all_sent, timeout=NOTIFY_LEASE + 120, message="every notification to be sent")
+    rows = {
+        key: (event, str(cp), status, attempts)
+        for key, event, cp, status, attempts in Notification.objects.values_list(
+            "key", "event", "checkpoint_id", "status", "attempts"
+        )
+    }
+    assert {status for _, _, status, _ in rows.values()} == {NotificationStatus.SENT}  # none failed for good
+    # Each checkpoint created (seeded, started by a client, or paused again by a recovered run) got its
+    # review request: one per recipient and channel (here the one webhook), by the unique key; no other.
+    who = f"address:{webhooks.address}"
+    checkpoints = list(Checkpoint.objects.filter(pipeline_name=PIPELINE).values_list("pk", flat=True))
+    requested = {key for key, (event, *_rest) in rows.items() if event == NotificationEvent.REVIEW_REQUESTED}
+    assert requested == {notification_key(NotificationEvent.REVIEW_REQUESTED, cp, "hook", who) for cp in checkpoints}
+    # Each decision in the audit trail, and only those, told its checkpoint's run once.
+    decided_told = Counter((cp, event) for event, cp, _, _ in rows.values() if event != "review_requested")
+    assert decided_told == Counter((str(cp), str(action)) for cp, action, _ in events)
+    # The receiver got every notification written, and nothing else (no rolled-back event was sent); a
+    # repeat only after a sender lost mid-send (killed, or cut off from its database) was replaced.
+    assert webhooks.unsigned == 0 and set(webhooks.received) == set(rows)
+    assert all(webhooks.events[key] == rows[key][0] for key in rows)
+    repeated = {key: n for key, n in webhooks.received.items() if n > 1}
+    assert max(webhooks.received.values()) <= 2, f"delivered more than twice: {repeated}"
+    assert all(webhooks.received[key] <= rows[key][3] for key in rows)  # each delivery was an attempt
+
     answers = ", ".join(f"{code}: {n}" for code, n in sorted(statuses.items()))
     with capsys.disabled():
         print(
@@ -423,5 +533,7 @@ def test_32_clients_decide_through_a_worker_kill_and_a_database_restart(tmp_path
             f"{len(started_ok)} runs started by the clients + {SEEDED} seeded, {len(approved_runs)} approved runs "
             f"completed once each; faults survived: {dict(faults)}, outage "
             f"{outage['end'] - outage['start']:.1f} s, {supervisor.started - 2} worker starts after the first two, "
-            f"recover() re-queued or re-sent {recovery['recovered']} runs"
+            f"recover() re-queued or re-sent {recovery['recovered']} runs; {len(rows)} notifications delivered "
+            f"({len(repeated)} twice), {recovery['notifications']} of them by the sweep during the load and "
+            f"{recovery['notifications sent at the end']} after it"
         )
