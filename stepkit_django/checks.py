@@ -65,6 +65,9 @@ def _check_notifications(user: dict[str, Any]) -> list[CheckMessage]:
         errors.append(
             Error("STEPKIT['NOTIFY_MAX_ATTEMPTS'] must be a whole number, 1 or more", id="stepkit_django.E008")
         )
+    most = user.get("DIGEST_MAX_ITEMS", DEFAULTS["DIGEST_MAX_ITEMS"])
+    if isinstance(most, bool) or not isinstance(most, int) or most < 1:
+        errors.append(Error("STEPKIT['DIGEST_MAX_ITEMS'] must be a whole number, 1 or more", id="stepkit_django.E008"))
     for key in ("NOTIFY_RETRY_DELAY", "NOTIFY_RETRY_MAX_DELAY", "NOTIFY_LEASE"):
         value = user.get(key, DEFAULTS[key])
         if not isinstance(value, timedelta) or value.total_seconds() < 0 or (key == "NOTIFY_LEASE" and not value):

@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFY_RETRY_MAX_DELAY": timedelta(hours=1),
     # How long a sender holds a notification it is sending; a sender that died is replaced after it.
     "NOTIFY_LEASE": timedelta(minutes=5),
+    # The most items one reviewer's daily digest lists (the oldest); the email says how many more wait.
+    "DIGEST_MAX_ITEMS": 50,
     # Scheme and host put before the links of emails and webhooks ("https://review.example.com");
     # empty: links are paths.
     "BASE_URL": "",

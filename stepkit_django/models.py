@@ -504,8 +504,15 @@ class Notification(models.Model):
     )
     #: An email address, or where a webhook posts (without its secret parts), when there is no user.
     address = models.CharField(_("address"), max_length=500, blank=True)
+    #: The run the event is about; None for a digest, which lists items of several runs.
     run = models.ForeignKey(
-        PipelineRun, on_delete=models.CASCADE, related_name="notifications", verbose_name=_("run"), db_index=False
+        PipelineRun,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        verbose_name=_("run"),
+        db_index=False,
     )
     checkpoint = models.ForeignKey(
         Checkpoint,

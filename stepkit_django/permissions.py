@@ -29,7 +29,7 @@ and instances it is given.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -59,6 +59,7 @@ __all__ = [
     "events_for",
     "fit_reviewers",
     "is_active_user",
+    "may_approve",
     "queue_for",
     "require_active",
     "review_permission_of",
@@ -315,13 +316,27 @@ def unfit_reviewers(checkpoint: Any, users: Iterable[Any]) -> list[str]:
     ]
 
 
-def fit_reviewers(checkpoint: Any, users: Iterable[Any]) -> list[Any]:
+def fit_reviewers(checkpoint: Any, users: Iterable[Any], holds: Callable[[Any, str], bool] | None = None) -> list[Any]:
     """The users among ``users`` who may review ``checkpoint`` once it is assigned to them (as
     :func:`check_reviewer` asks: active, its review permission, not the run's starter unless the review
-    allows it): whom a notification asks to review it."""
+    allows it): whom a notification asks to review it.
+
+    ``holds(user, permission)`` answers whether a user holds a permission (default: ``user.has_perm``);
+    the digest passes one that reads the holders it listed in one query per permission.
+    """
     permission = review_permission_of(checkpoint)
     starters = set() if checkpoint.review.get("allow_self_approval", False) else _starters(checkpoint.run)
-    return [u for u in users if is_active_user(u) and u.has_perm(permission) and u.pk not in starters]
+    held = holds or (lambda user, perm: bool(user.has_perm(perm)))
+    return [u for u in users if is_active_user(u) and held(u, permission) and u.pk not in starters]
+
+
+def may_approve(checkpoint: Any, user: Any, reassigner_ids: Iterable[Any]) -> bool:
+    """:func:`check_approver` as a bool."""
+    try:
+        check_approver(checkpoint, user, reassigner_ids)
+    except ReviewPermissionDenied:
+        return False
+    return True
 
 
 def check_run_manager(run: Any, user: Any) -> Any:

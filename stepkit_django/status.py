@@ -84,6 +84,7 @@ class NotificationEvent(models.TextChoices):
     REJECTED = "rejected", pgettext_lazy("notification event", "Rejected")
     CHANGES_REQUESTED = "changes_requested", pgettext_lazy("notification event", "Changes requested")
     RUN_FAILED = "run_failed", pgettext_lazy("notification event", "Run failed")
+    DIGEST = "digest", pgettext_lazy("notification event", "Daily digest")
 
 
 # status -> statuses it may move to. Every change of a run's status is one conditional

@@ -2,7 +2,8 @@
 
 Import this module in your Celery app (``app.autodiscover_tasks()`` finds it when
 ``stepkit_django.contrib.celery`` is listed in ``include``, or add it with
-``app.conf.include``). Schedule ``sweep`` (or ``expire_due`` and ``recover``) with Celery beat.
+``app.conf.include``). Schedule ``sweep`` (or ``expire_due`` and ``recover``) with Celery beat, and
+``send_digests`` once a day for the daily digest.
 Each task wraps the function of :mod:`stepkit_django.jobs`.
 """
 
@@ -12,7 +13,7 @@ from celery import shared_task
 
 from ..execution import jobs
 
-__all__ = ["advance_run", "deliver_notification", "expire_due", "recover", "sweep"]
+__all__ = ["advance_run", "deliver_notification", "expire_due", "recover", "send_digests", "sweep"]
 
 
 @shared_task(name="stepkit_django.advance_run", ignore_result=True)
@@ -41,3 +42,9 @@ def deliver_notification(notification_id: int) -> bool:
 def sweep() -> dict[str, int]:
     """The periodic job: deadlines, stopped workers' runs, notifications due (run it every minute)."""
     return jobs.sweep()
+
+
+@shared_task(name="stepkit_django.send_digests")
+def send_digests() -> int:
+    """The daily digest: one email per reviewer listing what waits for them (run it once a day)."""
+    return jobs.send_digests()

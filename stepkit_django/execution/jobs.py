@@ -12,12 +12,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from .. import review
-from ..notifications import delivery, reminders
+from ..notifications import delivery, digest, reminders
 from . import leases
 from .executors import dispatch
 from .runner import advance
 
-__all__ = ["advance_run", "deliver_due", "deliver_notification", "expire_due", "recover", "sweep"]
+__all__ = ["advance_run", "deliver_due", "deliver_notification", "expire_due", "recover", "send_digests", "sweep"]
 
 
 def advance_run(run_id: str) -> None:
@@ -54,6 +54,12 @@ def deliver_notification(notification_id: int) -> bool:
 def deliver_due(now: datetime | None = None) -> int:
     """Send the notifications due for a retry, and those whose sender stopped mid-send; how many were sent."""
     return delivery.deliver_due(now)
+
+
+def send_digests(now: datetime | None = None) -> int:
+    """Write today's digest of every reviewer who has items waiting and send them; how many were written
+    (run it once a day: a second run on the same day sends nothing)."""
+    return digest.send_digests(now)
 
 
 def sweep(now: datetime | None = None) -> dict[str, int]:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
 
 from ..conf import settings
-from ..models import Notification
-from ..status import NotificationEvent
+from ..models import Checkpoint, Notification
+from ..status import CheckpointStatus, NotificationEvent
 
-__all__ = ["Message", "absolute_url", "build"]
+__all__ = ["Digest", "DigestItem", "Message", "absolute_url", "build", "build_digest"]
 
 
 def absolute_url(path: str) -> str:
@@ -79,8 +80,12 @@ def _link(name: str, pk: Any) -> str:
 
 
 def build(notification: Notification) -> Message:
-    """The message of ``notification``, from its checkpoint and run as they are now."""
+    """The message of ``notification``, from its checkpoint and run as they are now (a digest: :func:`build_digest`)."""
+    if notification.event == NotificationEvent.DIGEST:
+        return build_digest(notification)
     run, cp = notification.run, notification.checkpoint
+    if run is None:  # only a digest has no run
+        raise ValueError(f"Notification {notification.pk} ({notification.event}) has no run")
     links = {"run": _link("admin:stepkit_django_pipelinerun_change", run.pk)}
     if cp is not None:
         try:
@@ -104,4 +109,131 @@ def build(notification: Notification) -> Message:
         links={key: value for key, value in links.items() if value},
         actor=actor,
         data=dict(notification.data),
+    )
+
+
+# -- the daily digest ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One item of a digest: a pending checkpoint that waits for the recipient."""
+
+    checkpoint_id: str
+    pipeline: str
+    step: str
+    title: str
+    summary: dict[str, str]
+    #: When it started waiting (the checkpoint's creation).
+    waiting_since: datetime
+    #: How long it has waited when the digest is built.
+    waiting: timedelta
+    due: datetime | None
+    #: Past its deadline when the digest is built.
+    overdue: bool
+    #: The review page, absolute with ``BASE_URL``.
+    link: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint_id,
+            "pipeline": self.pipeline,
+            "step": self.step,
+            "title": self.title,
+            "summary": self.summary,
+            "waiting_since": self.waiting_since.isoformat(),
+            "due": self.due.isoformat() if self.due else None,
+            "overdue": self.overdue,
+            "link": self.link,
+        }
+
+
+@dataclass(frozen=True)
+class Digest(Message):
+    """A daily digest: what waits for one reviewer, oldest first. The templates read it as ``message``."""
+
+    #: The items still pending when the digest is built, oldest first.
+    items: tuple[DigestItem, ...] = ()
+    #: How many of them are past their deadline.
+    overdue: int = 0
+    #: How many more waited when it was written than ``STEPKIT["DIGEST_MAX_ITEMS"]`` lets it list.
+    more: int = 0
+    #: When the digest was built.
+    at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        """How many items wait: those listed and the ``more`` left out."""
+        return len(self.items) + self.more
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event": self.event,
+            "items": [item.as_dict() for item in self.items],
+            "overdue": self.overdue,
+            "more": self.more,
+        }
+
+
+def _queue_link() -> str:
+    try:
+        return absolute_url(reverse("admin:stepkit_django_checkpoint_changelist"))
+    except NoReverseMatch:
+        return ""
+
+
+def build_digest(notification: Notification, now: datetime | None = None) -> Digest:
+    """The digest of ``notification``: its items (``data["items"]``, checkpoint ids oldest first) that are still
+    pending, as they are now, in one query."""
+    now = now or timezone.now()
+    ids = [str(pk) for pk in notification.data.get("items", [])]
+    found = {
+        str(cp.pk): cp
+        for cp in Checkpoint.objects.filter(pk__in=ids, status=CheckpointStatus.PENDING).only(
+            "id", "pipeline_name", "step", "title", "summary", "created_at", "expires_at"
+        )
+    }
+    items = []
+    for pk in ids:
+        cp = found.get(pk)
+        if cp is None:  # decided (or gone) since the digest was written
+            continue
+        try:
+            link = absolute_url(cp.get_absolute_url())
+        except NoReverseMatch:
+            link = ""
+        items.append(
+            DigestItem(
+                checkpoint_id=pk,
+                pipeline=cp.pipeline_name,
+                step=cp.step,
+                title=cp.title or cp.step,
+                summary=dict(cp.summary),
+                waiting_since=cp.created_at,
+                waiting=max(now - cp.created_at, timedelta(0)),
+                due=cp.expires_at,
+                overdue=cp.expires_at is not None and cp.expires_at <= now,
+                link=link,
+            )
+        )
+    return Digest(
+        id=notification.key,
+        event=notification.event,
+        event_label=str(NotificationEvent(notification.event).label),
+        pipeline="",
+        run_id="",
+        run_status="",
+        checkpoint_id=None,
+        step="",
+        title=str(NotificationEvent.DIGEST.label),
+        summary={},
+        status="",
+        due=None,
+        links={key: value for key, value in {"queue": _queue_link()}.items() if value},
+        data=dict(notification.data),
+        items=tuple(items),
+        overdue=sum(item.overdue for item in items),
+        more=int(notification.data.get("more", 0) or 0),
+        at=now,
     )

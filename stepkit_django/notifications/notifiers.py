@@ -163,6 +163,8 @@ class EmailNotifier(BaseNotifier):
 
         if not notification.address:
             raise NotificationFailed("The recipient has no email address")
+        if getattr(message, "items", None) == ():
+            return  # a digest whose items were all decided before it was sent: nothing waits any more
         subject, text, html = self.render(notification, message)
         email = EmailMultiAlternatives(
             subject,
