@@ -133,9 +133,7 @@ def waiting_for_reviewers() -> list[Waiting]:
     user_model = get_user_model()
     group_ids = set().union(*assigned_groups.values()) if assigned_groups else set()
     members = (
-        _pairs(
-            user_model.groups.through.objects.filter(group_id__in=group_ids).values_list("group_id", "user_id")  # type: ignore[attr-defined]
-        )
+        _pairs(user_model.groups.through.objects.filter(group_id__in=group_ids).values_list("group_id", "user_id"))
         if group_ids
         else {}
     )

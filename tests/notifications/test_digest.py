@@ -275,3 +275,24 @@ def test_a_digest_reaches_a_real_smtp_server(smtp_server, cast, invoice_pipeline
     text = message.get_body(("plain",)).get_content()
     assert "[OVERDUE] Pay ACME" in text and LINK.format(cp.pk) in text
     assert "Overdue:</strong>" in message.get_body(("html",)).get_content()
+
+
+def test_the_task_and_the_celery_task_call_the_same_entry_function(cast, invoice_pipeline, committed, mailoutbox):
+    from stepkit_django import tasks
+    from stepkit_django.contrib import celery
+
+    invoice_pipeline()
+    item("invoice", cast.alice, "An invoice", waited=timedelta(hours=2))
+    with committed():
+        assert tasks.send_digests.call() == 2
+    with committed():
+        assert celery.send_digests.apply().get() == 0  # the same day: sent already
+    assert to(mailoutbox) == ["bob@example.com", "carol@example.com"]
+
+
+@pytest.mark.parametrize("most", [0, "50", True])
+def test_the_system_checks_name_a_digest_size_out_of_range(most):
+    from stepkit_django.checks import check_settings
+
+    with override_settings(STEPKIT=stepkit_settings(DIGEST_MAX_ITEMS=most)):
+        assert [e.id for e in check_settings()] == ["stepkit_django.E008"]
