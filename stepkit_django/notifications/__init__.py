@@ -7,6 +7,7 @@
 * :mod:`~stepkit_django.notifications.events`: the rows written with each event, sent after the commit;
 * :mod:`~stepkit_django.notifications.delivery`: one attempt (claimed, idempotent), retries with backoff;
 * :mod:`~stepkit_django.notifications.messages`: what a notification says (templates, webhook bodies).
+* :mod:`~stepkit_django.notifications.digest`: the daily digest (``manage.py stepkit_digest``).
 
 This package's top level imports no models: ``pipelines.py`` modules use its notifiers.
 """
