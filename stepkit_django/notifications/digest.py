@@ -177,10 +177,10 @@ def waiting_for_reviewers() -> list[Waiting]:
                 ids |= members.get(group, set())
             found = [users[pk] for pk in sorted(ids) if pk in users]
         elif holders is None:
-            found = [u for u in users.values() if not u.is_superuser]
+            found = [u for u in users.values() if not permissions.is_superuser(u)]
         else:
             mine = holders.get(permissions.review_permission_of(cp), set())
-            found = [users[pk] for pk in sorted(mine) if pk in users and not users[pk].is_superuser]
+            found = [users[pk] for pk in sorted(mine) if pk in users and not permissions.is_superuser(users[pk])]
         for user in permissions.fit_reviewers(cp, found, holds):
             if user.pk in approved.get(cp.pk, set()):
                 continue  # approved it already: it waits for the others of the quorum

@@ -296,3 +296,19 @@ def test_the_system_checks_name_a_digest_size_out_of_range(most):
 
     with override_settings(STEPKIT=stepkit_settings(DIGEST_MAX_ITEMS=most)):
         assert [e.id for e in check_settings()] == ["stepkit_django.E008"]
+
+
+def test_backends_that_cannot_list_holders_give_the_same_digests(cast, invoice_pipeline, people):
+    invoice_pipeline(assign_to_group=None)
+    invoice_pipeline("payroll", assign_to_group="managers")
+    item("invoice", cast.bob, "Bob's own", waited=timedelta(hours=3))
+    item("payroll", cast.alice, "Payroll", waited=timedelta(hours=2))
+
+    def digest():
+        return {e.user.username: [cp.title for cp in e.checkpoints] for e in waiting_for_reviewers()}
+
+    listed = digest()
+    assert listed == {"carol": ["Bob's own"], "dave": ["Bob's own", "Payroll"]}
+    backend = "django.contrib.auth.backends.ModelBackend"
+    with override_settings(AUTHENTICATION_BACKENDS=[backend, "django.contrib.auth.backends.RemoteUserBackend"]):
+        assert digest() == listed  # with_perm() needs one backend: has_perm() per user instead
