@@ -5,6 +5,7 @@ from datetime import timedelta
 from importlib.util import find_spec
 
 import dj_database_url
+import django
 
 SECRET_KEY = "stepkit-django-tests-not-secret"
 DEBUG = False
@@ -92,12 +93,25 @@ STEPKIT: dict[str, object] = {
 
 # A worker process started by the notification tests emails through their SMTP server on 127.0.0.1,
 # or posts to their webhook server; a short lease lets a test see a killed sender replaced.
+# Django 6.1 configures email with MAILERS (its EMAIL_* settings are deprecated); 5.2 with EMAIL_*.
+_MAILERS = django.VERSION >= (6, 1)
+if _MAILERS:
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 if os.environ.get("STEPKIT_SMTP_PORT"):
     STEPKIT["NOTIFIERS"] = {"email": {"BACKEND": "stepkit_django.notifications.EmailNotifier"}}
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = "127.0.0.1"
-    EMAIL_PORT = int(os.environ["STEPKIT_SMTP_PORT"])
-    EMAIL_TIMEOUT = 30  # a receiver that holds the connection never blocks a worker for good
+    # A receiver that holds the connection never blocks a worker for good: a 30-second timeout.
+    if _MAILERS:
+        MAILERS = {
+            "default": {
+                "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "OPTIONS": {"host": "127.0.0.1", "port": int(os.environ["STEPKIT_SMTP_PORT"]), "timeout": 30},
+            }
+        }
+    else:
+        EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        EMAIL_HOST = "127.0.0.1"
+        EMAIL_PORT = int(os.environ["STEPKIT_SMTP_PORT"])
+        EMAIL_TIMEOUT = 30
 if os.environ.get("STEPKIT_WEBHOOK_URL"):
     STEPKIT["NOTIFIERS"] = {
         "hook": {

@@ -84,6 +84,24 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def smtp_settings(port: int, timeout: float = 5) -> dict:
+    """Settings that send email through the SMTP server on 127.0.0.1:``port``: ``MAILERS`` on Django 6.1+
+    (whose ``EMAIL_*`` settings are deprecated), the ``EMAIL_*`` settings before."""
+    import django
+
+    if django.VERSION >= (6, 1):
+        smtp = {"BACKEND": "django.core.mail.backends.smtp.EmailBackend"}
+        smtp["OPTIONS"] = {"host": "127.0.0.1", "port": port, "timeout": timeout}
+        return {"MAILERS": {"default": smtp}, "DEFAULT_FROM_EMAIL": "stepkit@example.com"}
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": port,
+        "EMAIL_TIMEOUT": timeout,
+        "DEFAULT_FROM_EMAIL": "stepkit@example.com",
+    }
+
+
 @pytest.fixture
 def smtp_server():
     from aiosmtpd.controller import Controller

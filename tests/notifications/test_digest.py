@@ -18,7 +18,7 @@ from stepkit_django.notifications.delivery import deliver
 from stepkit_django.notifications.digest import send_digests, waiting_for_reviewers
 from stepkit_django.status import NotificationEvent, NotificationStatus
 
-from .conftest import EMAIL, stepkit_settings, to
+from .conftest import EMAIL, smtp_settings, stepkit_settings, to
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("email_notifications")]
 
@@ -257,13 +257,7 @@ def test_a_digest_reaches_a_real_smtp_server(smtp_server, cast, invoice_pipeline
     controller, inbox = smtp_server
     invoice_pipeline(assign_to_group=None, assign_to_user="bob")
     cp = item("invoice", cast.alice, "Pay ACME", waited=timedelta(days=2), due_in=-timedelta(hours=1))
-    smtp = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": controller.port,
-        "EMAIL_TIMEOUT": 5,
-        "DEFAULT_FROM_EMAIL": "stepkit@example.com",
-    }
+    smtp = smtp_settings(controller.port)
     with override_settings(**smtp):
         assert send_digests() == 1
         digest = Notification.objects.get(event=NotificationEvent.DIGEST)

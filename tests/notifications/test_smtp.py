@@ -11,7 +11,7 @@ from stepkit_django.models import Notification
 from stepkit_django.notifications.delivery import deliver
 from stepkit_django.status import NotificationStatus
 
-from .conftest import EMAIL, stepkit_settings
+from .conftest import EMAIL, smtp_settings, stepkit_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -19,13 +19,7 @@ pytestmark = pytest.mark.django_db
 def test_a_review_request_reaches_a_real_smtp_server(smtp_server, cast, invoice_pipeline):
     controller, inbox = smtp_server
     invoice_pipeline(assign_to_group=None, assign_to_user="bob")
-    smtp = {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": controller.port,
-        "EMAIL_TIMEOUT": 5,
-        "DEFAULT_FROM_EMAIL": "stepkit@example.com",
-    }
+    smtp = smtp_settings(controller.port)
     with override_settings(STEPKIT=stepkit_settings(NOTIFIERS=EMAIL), **smtp):
         run = start("invoice", {}, user=cast.alice)
         notification = Notification.objects.get()
