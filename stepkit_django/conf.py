@@ -63,6 +63,13 @@ DEFAULTS: dict[str, Any] = {
     # Scheme and host put before the links of emails and webhooks ("https://review.example.com");
     # empty: links are paths.
     "BASE_URL": "",
+    # The template every page of the reviewer inbox (stepkit_django.inbox) extends.
+    "INBOX_BASE_TEMPLATE": "stepkit_django/inbox/base.html",
+    # How long a signed action link (review.action_url) works, in seconds.
+    "ACTION_LINK_MAX_AGE": 3 * 24 * 3600,
+    # "required": a link lands after login and the logged-in user must be the link's user;
+    # "link": the signed link stands for its user for that one decision.
+    "ACTION_LINKS_LOGIN": "required",
 }
 
 

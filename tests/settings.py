@@ -96,7 +96,7 @@ STEPKIT: dict[str, object] = {
 # Django 6.1 configures email with MAILERS (its EMAIL_* settings are deprecated); 5.2 with EMAIL_*.
 _MAILERS = django.VERSION >= (6, 1)
 if _MAILERS:
-    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+    MAILERS: dict[str, dict[str, object]] = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 if os.environ.get("STEPKIT_SMTP_PORT"):
     STEPKIT["NOTIFIERS"] = {"email": {"BACKEND": "stepkit_django.notifications.EmailNotifier"}}
     # A receiver that holds the connection never blocks a worker for good: a 30-second timeout.

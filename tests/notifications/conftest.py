@@ -90,7 +90,7 @@ def smtp_settings(port: int, timeout: float = 5) -> dict:
     import django
 
     if django.VERSION >= (6, 1):
-        smtp = {"BACKEND": "django.core.mail.backends.smtp.EmailBackend"}
+        smtp: dict[str, object] = {"BACKEND": "django.core.mail.backends.smtp.EmailBackend"}
         smtp["OPTIONS"] = {"host": "127.0.0.1", "port": port, "timeout": timeout}
         return {"MAILERS": {"default": smtp}, "DEFAULT_FROM_EMAIL": "stepkit@example.com"}
     return {
