@@ -479,6 +479,17 @@ class AuditEvent(models.Model):
         return json.dumps(self.data, indent=2, sort_keys=True, cls=DjangoJSONEncoder)
 
 
+class NotificationQuerySet(models.QuerySet["Notification"]):
+    def visible_to(self, user: Any) -> NotificationQuerySet:
+        """Notifications of runs the user may see, and of checkpoints in their queue; all for run managers.
+
+        See :func:`stepkit_django.permissions.notifications_for`.
+        """
+        queue = Checkpoint.objects.for_user(user)
+        runs = PipelineRun.objects.visible_to(user)
+        return permissions.notifications_for(self, user, runs, queue)  # type: ignore[return-value]
+
+
 class Notification(models.Model):
     """One message of one event to one recipient through one notifier (its channel).
 
@@ -543,6 +554,8 @@ class Notification(models.Model):
     next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    objects = NotificationQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("notification")

@@ -22,6 +22,10 @@ admin and the API all ask here; nothing else decides. The rules:
   reviewers (:data:`REVIEW_PERMISSION`) and those who may start runs.
 * **read a failure's message and traceback**: superusers and :data:`MANAGE_RUNS_PERMISSION`;
   others see the failed step and the exception's type.
+* **see notifications** (who was told what): superusers and run managers see all; others those of
+  runs they may see, and of those runs' checkpoints only the ones in their queue (nothing of another
+  group's items).
+* **send failed notifications again**: superusers and :data:`MANAGE_RUNS_PERMISSION`.
 
 This module imports no models (the models import it): it works on the querysets
 and instances it is given.
@@ -46,6 +50,7 @@ __all__ = [
     "START_RUNS_PERMISSION",
     "can_reassign",
     "can_rerun",
+    "can_retry_notifications",
     "can_review",
     "can_see_failure_details",
     "can_see_pipelines",
@@ -60,6 +65,7 @@ __all__ = [
     "fit_reviewers",
     "is_active_user",
     "may_approve",
+    "notifications_for",
     "queue_for",
     "require_active",
     "review_permission_of",
@@ -198,6 +204,17 @@ def events_for(queryset: QuerySet[Any], user: Any, queue: QuerySet[Any]) -> Quer
     if is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION):
         return queryset
     return queryset.filter(Q(run__in=queue.values("run_id")) | Q(run__started_by=user))
+
+
+def notifications_for(queryset: QuerySet[Any], user: Any, runs: QuerySet[Any], queue: QuerySet[Any]) -> QuerySet[Any]:
+    """Notifications of ``runs`` (those ``user`` may see) that are of no checkpoint or of one in ``queue``
+    (their queue); all for run managers, as the audit trail."""
+    if not is_active_user(user):
+        return queryset.none()
+    if is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION):
+        return queryset
+    in_queue = Q(checkpoint__isnull=True) | Q(checkpoint_id__in=queue.values("pk"))
+    return queryset.filter(Q(run_id__in=runs.values("pk")) & in_queue)
 
 
 # -- one checkpoint ---------------------------------------------------------------------------
@@ -392,6 +409,15 @@ def can_see_pipelines(user: Any) -> bool:
 def can_see_failure_details(user: Any) -> bool:
     """Whether ``user`` may read a failed run's error message and traceback (they may hold personal data)."""
     return is_active_user(user) and (is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION))
+
+
+def can_retry_notifications(user: Any) -> bool:
+    """Whether ``user`` may send failed notifications again (superusers and :data:`MANAGE_RUNS_PERMISSION`).
+
+    The run managers: they are told of failed runs, read failures in full and retry runs; a delivery
+    that failed is the same kind of work, and needs no permission of its own.
+    """
+    return is_active_user(user) and (is_superuser(user) or bool(user.has_perm(MANAGE_RUNS_PERMISSION)))
 
 
 def error_type(error: str) -> str:

@@ -47,6 +47,7 @@ from .filters import (
 )
 from .forms import ReassignForm, ReviewForm
 from .navigation import approved_message, next_item, review_next
+from .notifications import failed_notifications, notification_rows
 from .overview import overview_context
 from .pipelines import pipelines_url
 from .trail import trail_rows
@@ -526,6 +527,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             ],
             **self._quorum(checkpoint, request.user),
             "trail": trail_rows(checkpoint.events.select_related("actor"), request.user),
+            "notifications": notification_rows(checkpoint.notifications.all()),
             "revisions": self._revisions(request, checkpoint),
             "revisions_left": revisions.revisions_left(checkpoint),
             "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
@@ -619,6 +621,7 @@ class CheckpointAdmin(admin.ModelAdmin):
             "title": gettext("Review queue overview"),
             "pipelines_url": pipelines_url(request),
             **overview_context(self.get_queryset(request)),
+            **failed_notifications(request),
         }
         return TemplateResponse(request, self.overview_template, context)
 
