@@ -371,7 +371,7 @@ def test_the_notifications_admin_in_french(cast, told, client, settings):
     client.force_login(cast.bob)
     response = client.get(LIST, HTTP_ACCEPT_LANGUAGE="fr")
     html = response.content.decode()
-    assert "Non remis" in html and "Destinataire" in html
+    assert "Non remise" in html and "Destinataire" in html
     review = client.get(f"/admin/stepkit_django/checkpoint/{told['invoice'].pk}/change/", HTTP_ACCEPT_LANGUAGE="fr")
     assert "Qui a été prévenu" in review.content.decode()
 
