@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import permissions
 from ..conf import settings
 from ..models import Notification
-from ..notifications import delivery
+from ..notifications import events
 from ..review_spec import default_title
 from ..sentences import actor_name, local_time
 from ..status import NotificationStatus
@@ -175,7 +175,7 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.action(description=_("Send the selected failed notifications again"), permissions=["retry"])
     def send_again(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         selected = list(queryset.values_list("pk", flat=True))
-        retried = delivery.retry(selected)
+        retried = events.retry_failed(selected)
         if not retried:
             self.message_user(
                 request, gettext("None of the selected notifications had failed: nothing to send."), messages.WARNING

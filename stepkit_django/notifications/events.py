@@ -10,22 +10,27 @@ A rolled-back event therefore leaves no notification and sends nothing. After th
 executor (``STEPKIT["EXECUTOR"]``) sends each one: inline right away, or as a task of Django's tasks
 framework or of Celery. A notifier that cannot be loaded, or whose recipients cannot be found, is
 logged and skipped: a notification never blocks the decision it tells.
+
+:func:`retry_failed` puts failed notifications back for one more attempt, sent the same way after its
+commit (the admin's "Send again" action).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from ..models import AuditEvent, Checkpoint, Notification, PipelineRun
 from ..status import AuditAction, CheckpointStatus, NotificationEvent, NotificationStatus
 from .notifiers import Occasion, channels_of, get_notifier
 
-__all__ = ["notification_key", "notify", "on_audit_event", "on_checkpoint_created"]
+__all__ = ["notification_key", "notify", "on_audit_event", "on_checkpoint_created", "retry_failed", "send_after_commit"]
 
 logger = logging.getLogger("stepkit_django")
 
@@ -117,6 +122,29 @@ def send_after_commit(ids: list[Any]) -> None:
             executor.enqueue_notification(pk)
         except Exception:  # the sweep sends it later
             logger.exception("Notification %s could not be handed to the executor; the sweep will send it", pk)
+
+
+def retry_failed(pks: Iterable[Any], now: datetime | None = None) -> list[Any]:
+    """Put the failed notifications among ``pks`` back to pending, due at ``now``, and have them sent once the
+    transaction commits (:func:`send_after_commit`, then :func:`~stepkit_django.notifications.delivery.deliver`);
+    their ids.
+
+    Each gets one more attempt: ``attempts`` keeps counting the earlier ones and ``last_error`` stays until it is
+    sent, so failing again it is failed again. Those not failed (sent, or pending) are left as they are.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        failed = list(
+            Notification.objects.select_for_update()
+            .filter(pk__in=list(pks), status=NotificationStatus.FAILED)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if failed:
+            Notification.objects.filter(pk__in=failed).update(status=NotificationStatus.PENDING, next_attempt_at=now)
+            transaction.on_commit(lambda: send_after_commit(failed), robust=True)
+            logger.info("Notifications %s put back to be sent again", ", ".join(map(str, failed)))
+    return failed
 
 
 def on_checkpoint_created(checkpoint: Checkpoint, run: PipelineRun) -> None:

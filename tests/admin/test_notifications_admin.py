@@ -15,9 +15,9 @@ from django.utils.text import capfirst
 from stepkit_django import Review, permissions, review, start, stepkit
 from stepkit_django.models import Checkpoint, Notification
 from stepkit_django.notifications import EmailNotifier
-from stepkit_django.notifications.delivery import retry
-from stepkit_django.notifications.events import notification_key
+from stepkit_django.notifications.events import notification_key, retry_failed
 from stepkit_django.status import NotificationEvent, NotificationStatus
+from tests.admin.test_french import french  # noqa: F401  # a fixture: LocaleMiddleware, then English again
 
 pytestmark = pytest.mark.django_db
 
@@ -273,12 +273,12 @@ def test_retry_puts_back_only_failed_notifications_and_sends_after_the_commit(
     sent = sorted(of(status=NotificationStatus.SENT))
     Pager.down = False
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        assert retry(failed + sent) == failed
+        assert retry_failed(failed + sent) == failed
         assert of(pk__in=failed, status=NotificationStatus.PENDING) == set(failed)  # not sent before the commit
     assert not Pager.sent and len(callbacks) == 1
     callbacks[0]()
     assert of(pk__in=failed, status=NotificationStatus.SENT) == set(failed)
-    assert retry(failed) == []
+    assert retry_failed(failed) == []
 
 
 # -- the review page and the overview ---------------------------------------------------------------
@@ -361,13 +361,8 @@ def test_the_overview_says_when_nothing_failed(people, client):
     assert "failed-notifications-link" not in html
 
 
-def test_the_notifications_admin_in_french(cast, told, client, settings):
-    middleware = list(settings.MIDDLEWARE)
-    middleware.insert(
-        middleware.index("django.contrib.sessions.middleware.SessionMiddleware") + 1,
-        "django.middleware.locale.LocaleMiddleware",
-    )
-    settings.MIDDLEWARE = middleware
+@pytest.mark.usefixtures("french")
+def test_the_notifications_admin_in_french(cast, told, client):
     client.force_login(cast.bob)
     response = client.get(LIST, HTTP_ACCEPT_LANGUAGE="fr")
     html = response.content.decode()
