@@ -5,6 +5,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
+import django
 from django.utils.translation import gettext_lazy as _
 
 from stepkit_django.api import ENUM_NAME_OVERRIDES
@@ -93,7 +94,26 @@ STEPKIT = {
     "CHECKPOINT_MAX_AGE": 7 * 24 * 3600,
     # Runs advance in `manage.py db_worker` (django-tasks-db), not in web requests.
     "EXECUTOR": os.environ.get("STEPKIT_EXECUTOR", "tasks"),
+    # Reviewers are emailed when an item waits for them, starters when it is decided (docs/how-to/notifications.md).
+    "NOTIFIERS": {"email": {"BACKEND": "stepkit_django.notifications.EmailNotifier"}},
+    # The host of the emails' links.
+    "BASE_URL": os.environ.get("STEPKIT_BASE_URL", "http://127.0.0.1:8000"),
 }
+
+# The demo's emails are written to files in demo-outbox/ (git-ignored), one file per batch, rather than sent:
+# the worker and the web server both write there, and the messages stay after the terminal has scrolled.
+DEFAULT_FROM_EMAIL = "review@stepkit.example"
+EMAIL_OUTBOX = os.environ.get("STEPKIT_DEMO_OUTBOX", str(BASE_DIR.parent / "demo-outbox"))
+if django.VERSION >= (6, 1):
+    MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": EMAIL_OUTBOX},
+        }
+    }
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = EMAIL_OUTBOX
 
 # The embedded database worker: no broker to install.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}

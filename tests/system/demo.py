@@ -56,7 +56,13 @@ class Demo:
         self.url = url
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "DATABASE_URL": f"sqlite:///{self.database}", "STEPKIT_EXECUTOR": "inline"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{self.database}",
+            "STEPKIT_EXECUTOR": "inline",
+            # its emails beside its database, not in the checkout's demo-outbox/
+            "STEPKIT_DEMO_OUTBOX": str(self.database.parent / "outbox"),
+        }
         env.pop("DJANGO_SETTINGS_MODULE", None)
         return env
 

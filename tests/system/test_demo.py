@@ -9,7 +9,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_manage(*args, database):
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    # The demo's emails beside its database, not in the checkout's demo-outbox/.
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "STEPKIT_DEMO_OUTBOX": str(database.parent / "outbox"),
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -97,3 +102,18 @@ def test_seeded_demo_queue_tells_its_items_apart_by_title_and_summary(tmp_path):
     ]
     assert len({summary for _title, summary in payments}) == 3  # same payee and amount, told apart by the summary
     assert "Reply to Ada Lovelace: Re: My invoice shows the wrong amount." in [title for _p, title, _s in items]
+
+
+def test_the_seeded_demo_emails_its_reviewers_into_the_outbox(tmp_path):
+    database = tmp_path / "demo.sqlite3"
+    assert run_manage("migrate", "--verbosity", "0", database=database).returncode == 0
+    seeded = run_manage("stepkit_seed_demo", database=database)
+    assert seeded.returncode == 0, seeded.stderr
+    assert f"written to {tmp_path / 'outbox'}/" in seeded.stdout
+    worker = run_manage("db_worker", "--batch", database=database)  # advances the runs, then sends their emails
+    assert worker.returncode == 0, worker.stderr
+    emails = [path.read_text() for path in sorted((tmp_path / "outbox").glob("*.log"))]
+    to_editor = [text for text in emails if "To: editor@stepkit.example" in text]
+    assert any("Subject: Review requested: Reply to Ada Lovelace" in " ".join(text.split()) for text in to_editor)
+    assert all("From: review@stepkit.example" in text for text in emails)
+    assert "http://127.0.0.1:8000/admin/stepkit_django/checkpoint/" in " ".join(to_editor).replace("=\n", "")

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
@@ -48,6 +49,10 @@ class Command(BaseCommand):
                 if username in REASSIGNERS:
                     user.user_permissions.add(reassign)
             user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
+        # Addresses for the demo's emails (demo-outbox/), also for users seeded before the demo sent any.
+        for user in User.objects.filter(email=""):
+            user.email = f"{user.username}@stepkit.example"
+            user.save(update_fields=["email"])
 
         if not PipelineRun.objects.exists():
             runs = [
@@ -88,6 +93,9 @@ class Command(BaseCommand):
             also = "; may reassign checkpoints" if username in REASSIGNERS else ""
             self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)}{also})")
         # Each token under the name of its user: the requester's starts runs, the editor's reviews them.
+        self.stdout.write(
+            f"  Their emails (username@stepkit.example) are written to {getattr(settings, 'EMAIL_OUTBOX', 'demo-outbox')}/"
+        )
         self.stdout.write(self.style.SUCCESS("API tokens (Authorization: Token <key>):"))
         for username, role in (("requester", "starts runs"), ("editor", "reviews the editors' queue")):
             token, _ = Token.objects.get_or_create(user=User.objects.get(username=username))
