@@ -97,6 +97,22 @@ def failed_notifications(request: HttpRequest) -> dict[str, Any]:
     }
 
 
+#: The fields of one notification's page, all read-only.
+DETAIL_FIELDS = [
+    "event",
+    "told",
+    "channel",
+    "state",
+    "attempts",
+    "problem",
+    "created",
+    "sent",
+    "checkpoint_link",
+    "run_link",
+    "actor_name",
+]
+
+
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """The notifications people may see (``Notification.objects.visible_to``), newest first; nothing is edited
@@ -130,20 +146,8 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
     ordering = ["-created_at", "-id"]
     list_per_page = 50
     actions = ["send_again"]
-    fields = [
-        "event",
-        "told",
-        "channel",
-        "state",
-        "attempts",
-        "problem",
-        "created",
-        "sent",
-        "checkpoint_link",
-        "run_link",
-        "actor_name",
-    ]
-    readonly_fields = fields
+    fields = tuple(DETAIL_FIELDS)
+    readonly_fields = DETAIL_FIELDS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
         return (

@@ -92,10 +92,9 @@ class Command(BaseCommand):
         for username, (password, groups) in REVIEWERS.items():
             also = "; may reassign checkpoints" if username in REASSIGNERS else ""
             self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)}{also})")
+        outbox = getattr(settings, "EMAIL_OUTBOX", "demo-outbox")
+        self.stdout.write(f"  Their emails (username@stepkit.example) are written to {outbox}/")
         # Each token under the name of its user: the requester's starts runs, the editor's reviews them.
-        self.stdout.write(
-            f"  Their emails (username@stepkit.example) are written to {getattr(settings, 'EMAIL_OUTBOX', 'demo-outbox')}/"
-        )
         self.stdout.write(self.style.SUCCESS("API tokens (Authorization: Token <key>):"))
         for username, role in (("requester", "starts runs"), ("editor", "reviews the editors' queue")):
             token, _ = Token.objects.get_or_create(user=User.objects.get(username=username))
