@@ -109,6 +109,19 @@ def test_the_overview_has_no_serious_violations(demo, chromium):
     assert serious_violations(page) == []
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_the_notifications_and_a_review_page_s_section_have_no_serious_violations(demo, chromium, theme):
+    page = log_in(chromium, demo, "editor", color_scheme=theme)
+    page.goto(f"{demo.url}/admin/stepkit_django/notification/")
+    page.wait_for_selector("#result_list")
+    assert "editor" in page.locator("#result_list").inner_text()  # the demo told its editor of its items
+    assert serious_violations(page) == []
+    page.click("#result_list tbody tr:first-child td.field-checkpoint_link a")
+    page.wait_for_selector("#notifications")
+    assert "Sent" in page.locator("#notifications").inner_text()
+    assert serious_violations(page) == []
+
+
 def test_a_run_page_has_no_serious_violations(demo, chromium):
     page = log_in(chromium, demo, "admin")
     page.goto(f"{demo.url}/admin/stepkit_django/pipelinerun/")
