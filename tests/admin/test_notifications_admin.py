@@ -138,6 +138,16 @@ def test_the_starter_sees_the_notifications_of_their_runs_and_a_run_manager_all(
     assert listed(client)[1] == of()
 
 
+def test_a_notification_of_another_group_s_item_does_not_open(cast, told, client):
+    theirs = Notification.objects.filter(checkpoint=told["salary"]).first()
+    client.force_login(cast.bob)
+    response = client.get(f"{LIST}{theirs.pk}/change/", follow=True)
+    assert response.redirect_chain and response.redirect_chain[-1][0] == "/admin/"  # as if it did not exist
+    assert "Raise for Zoe" not in response.content.decode()
+    client.force_login(cast.dave)
+    assert "Raise for Zoe" in client.get(f"{LIST}{theirs.pk}/change/").content.decode()
+
+
 def test_someone_without_a_stepkit_permission_cannot_open_the_list(cast, told, client):
     client.force_login(cast.eve)  # an editor without the review permission
     assert client.get(LIST).status_code == 403
