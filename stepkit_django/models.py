@@ -481,7 +481,8 @@ class AuditEvent(models.Model):
 
 class NotificationQuerySet(models.QuerySet["Notification"]):
     def visible_to(self, user: Any) -> NotificationQuerySet:
-        """Notifications of runs the user may see, and of checkpoints in their queue; all for run managers.
+        """Notifications of runs the user may see, and of checkpoints in their queue, and the user's own digests;
+        all for run managers.
 
         See :func:`stepkit_django.permissions.notifications_for`.
         """

@@ -24,7 +24,7 @@ admin and the API all ask here; nothing else decides. The rules:
   others see the failed step and the exception's type.
 * **see notifications** (who was told what): superusers and run managers see all; others those of
   runs they may see, and of those runs' checkpoints only the ones in their queue (nothing of another
-  group's items).
+  group's items), and their own digests.
 * **send failed notifications again**: superusers and :data:`MANAGE_RUNS_PERMISSION`.
 
 This module imports no models (the models import it): it works on the querysets
@@ -208,13 +208,14 @@ def events_for(queryset: QuerySet[Any], user: Any, queue: QuerySet[Any]) -> Quer
 
 def notifications_for(queryset: QuerySet[Any], user: Any, runs: QuerySet[Any], queue: QuerySet[Any]) -> QuerySet[Any]:
     """Notifications of ``runs`` (those ``user`` may see) that are of no checkpoint or of one in ``queue``
-    (their queue); all for run managers, as the audit trail."""
+    (their queue), and their own digests (which are of no run); all for run managers, as the audit trail."""
     if not is_active_user(user):
         return queryset.none()
     if is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION):
         return queryset
     in_queue = Q(checkpoint__isnull=True) | Q(checkpoint_id__in=queue.values("pk"))
-    return queryset.filter(Q(run_id__in=runs.values("pk")) & in_queue)
+    own_digest = Q(run__isnull=True, recipient_id=user.pk)
+    return queryset.filter((Q(run_id__in=runs.values("pk")) & in_queue) | own_digest)
 
 
 # -- one checkpoint ---------------------------------------------------------------------------

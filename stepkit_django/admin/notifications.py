@@ -234,6 +234,8 @@ class NotificationAdmin(ReadOnlyMixin, admin.ModelAdmin):
         )
 
     @admin.display(description=_("run"))
-    def run_link(self, obj: Notification) -> SafeString:
+    def run_link(self, obj: Notification) -> SafeString | str:
+        if obj.run_id is None:  # a digest lists items of several runs
+            return "—"
         url = reverse("admin:stepkit_django_pipelinerun_change", args=[obj.run_id])
         return format_html('<a href="{}">{}</a>', url, str(obj.run_id)[:8])

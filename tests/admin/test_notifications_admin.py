@@ -148,6 +148,21 @@ def test_a_notification_of_another_group_s_item_does_not_open(cast, told, client
     assert "Raise for Zoe" in client.get(f"{LIST}{theirs.pk}/change/").content.decode()
 
 
+def test_a_reviewer_sees_their_own_digest_and_nobody_else_s(cast, told, client, django_capture_on_commit_callbacks):
+    from stepkit_django.notifications.digest import send_digests
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send_digests() > 0
+    digests = Notification.objects.filter(event=NotificationEvent.DIGEST)
+    assert digests.filter(recipient=cast.bob).exists() and digests.filter(recipient=cast.dave).exists()
+    client.force_login(cast.bob)
+    response, seen = listed(client, "?event__exact=digest")
+    assert seen == of(event=NotificationEvent.DIGEST, recipient=cast.bob)
+    assert "Daily digest" in response.content.decode()
+    client.force_login(cast.mgr)
+    assert listed(client, "?event__exact=digest")[1] == of(event=NotificationEvent.DIGEST)
+
+
 def test_someone_without_a_stepkit_permission_cannot_open_the_list(cast, told, client):
     client.force_login(cast.eve)  # an editor without the review permission
     assert client.get(LIST).status_code == 403
