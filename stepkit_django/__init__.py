@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import conf as _conf  # noqa: F401  (passes the STEPKIT setting to the engine)
 from .engine import Pipeline, StepCompleteEvent, decode_checkpoint, otherwise, stepkit, when
 from .exceptions import (
+    ActionLinkInvalid,
     CheckpointError,
     ContextKeyCollision,
     IllegalTransition,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActionLinkInvalid",
     "CheckpointError",
     "ContextKeyCollision",
     "CurrentStep",

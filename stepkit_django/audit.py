@@ -12,11 +12,17 @@ Two shapes, one set of columns:
   statement; ``post_save`` is not sent for those (listen to ``step_completed``).
 
 :func:`record` appends one event now; call it inside the transaction of the change.
+
+:func:`via` names the channel a person acts through (``"link"``: a signed action link) for the events built
+inside it: each event with an actor then holds ``{"via": channel}`` in its data, without the services
+taking a parameter for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -24,10 +30,29 @@ from . import permissions
 from .models import AuditEvent, PipelineRun
 from .status import AuditAction
 
-__all__ = ["EVENT_FIELDS", "event", "record", "redacted", "step_rows", "system_row"]
+__all__ = ["EVENT_FIELDS", "event", "record", "redacted", "step_rows", "system_row", "via"]
 
 #: The columns of an audit event row, in the order of :func:`system_row`.
 EVENT_FIELDS = ("run", "checkpoint", "pipeline_name", "action", "actor", "timestamp", "data", "note")
+
+
+#: The channel of the person's actions under way (see :func:`via`); None: the admin, the API or code.
+_channel: ContextVar[str | None] = ContextVar("stepkit_django_audit_channel", default=None)
+
+
+@contextmanager
+def via(channel: str) -> Iterator[None]:
+    """Record ``{"via": channel}`` in the data of the events with an actor built inside the block.
+
+    The inbox's action links decide inside ``via("link")``; an event that says its own ``via`` keeps it.
+    Events of the system (no actor: the steps an inline executor runs after an approval, a new checkpoint)
+    are left as they are.
+    """
+    token = _channel.set(str(channel))
+    try:
+        yield
+    finally:
+        _channel.reset(token)
 
 
 def _actor(user: Any) -> Any:
@@ -47,13 +72,18 @@ def event(
     note: str = "",
 ) -> AuditEvent:
     """An unsaved event of ``run``, for :func:`~stepkit_django.transitions.write_checkpoint` (or ``save()``)."""
+    stored = _actor(actor)
+    values = dict(data or {})
+    channel = _channel.get()
+    if channel is not None and stored is not None:
+        values.setdefault("via", channel)
     return AuditEvent(
         run=run,
         checkpoint=checkpoint,
         pipeline_name=run.pipeline_name,
         action=action,
-        actor=_actor(actor),
-        data=dict(data or {}),
+        actor=stored,
+        data=values,
         note=note,
     )
 

@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext
 
 __all__ = [
+    "ActionLinkInvalid",
     "CheckpointError",
     "ContextKeyCollision",
     "DecisionKeyCollision",
@@ -151,3 +152,22 @@ class NotifierMisconfigured(StepkitError, ImproperlyConfigured):
 
 class NotificationFailed(StepkitError):
     """A notifier could not deliver a notification (it is retried until ``STEPKIT["NOTIFY_MAX_ATTEMPTS"]``)."""
+
+
+class ActionLinkInvalid(StepkitError):
+    """A signed action link (:func:`stepkit_django.review.action_url`) was refused; nothing was changed.
+
+    ``reason`` says why, one of :data:`REASONS`: ``"tampered"`` (not a link this site signed, or changed on
+    the way), ``"expired"`` (older than its ``max_age``), ``"foreign_user"`` (made for another user than the
+    one logged in), ``"used"`` (its user already decided with it), ``"stale"`` (the item changed or was decided
+    since the link was made), ``"not_allowed"`` (its user may no longer review the item, or is inactive).
+    The first three are found before the item is looked up, so they tell nothing of it.
+    """
+
+    REASONS = ("tampered", "expired", "foreign_user", "used", "stale", "not_allowed")
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        if reason not in self.REASONS:
+            raise ValueError(f"Unknown reason {reason!r}; one of {', '.join(self.REASONS)}")
+        self.reason = reason
+        super().__init__(message or gettext("This action link cannot be used (%(reason)s).") % {"reason": reason})

@@ -44,6 +44,7 @@ from .exceptions import (
     ReviewPermissionDenied,
 )
 from .execution.executors import dispatch, held_fields
+from .links import action_url
 from .models import Approval, AuditEvent, Checkpoint, PipelineRun
 from .overrides import diff, validate_override
 from .pausing import create_checkpoint, reopen_checkpoint
@@ -54,6 +55,7 @@ from .status import AuditAction, CheckpointStatus, RunStatus, run_status_word
 from .transitions import already_decided, cancel_checkpoints, lock_run, move_run, write_checkpoint
 
 __all__ = [
+    "action_url",
     "approve",
     "can_review",
     "cancel_run",

@@ -93,6 +93,9 @@ class Review:
     #: Remind them again this often while the item waits (the first time after this long, without
     #: ``remind_before``); never after the deadline.
     remind_every: timedelta | None = None
+    #: The review-requested emails carry approve and reject links made for each recipient
+    #: (:func:`stepkit_django.review.action_url`): a confirmation page, then the decision. Not in webhooks.
+    email_actions: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,6 +116,8 @@ class Review:
             raise ValueError('Review(permission=...) must look like "app_label.codename"')
         if not isinstance(self.require_reject_reason, bool):
             raise TypeError("Review(require_reject_reason=...) must be True or False")
+        if not isinstance(self.email_actions, bool):
+            raise TypeError("Review(email_actions=...) must be True or False")
         if not isinstance(self.decision_key, str) or not self.decision_key.strip():
             raise TypeError("Review(decision_key=...) must be a non-empty context key name")
         if isinstance(self.max_revisions, bool) or not isinstance(self.max_revisions, int) or self.max_revisions < 0:
@@ -363,6 +368,7 @@ class Review:
             "notify": self.notify_names(),
             "remind_before_seconds": self.remind_before.total_seconds() if self.remind_before else None,
             "remind_every_seconds": self.remind_every.total_seconds() if self.remind_every else None,
+            "email_actions": self.email_actions,
         }
 
     def notify_names(self) -> list[str] | None:

@@ -8,12 +8,14 @@ from typing import Any
 
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext
 
+from .. import choices, links
 from ..conf import settings
 from ..models import Checkpoint, Notification
 from ..status import CheckpointStatus, NotificationEvent
 
-__all__ = ["Digest", "DigestItem", "Message", "absolute_url", "build", "build_digest"]
+__all__ = ["ActionLink", "Digest", "DigestItem", "Message", "absolute_url", "action_links", "build", "build_digest"]
 
 
 def absolute_url(path: str) -> str:
@@ -110,6 +112,45 @@ def build(notification: Notification) -> Message:
         actor=actor,
         data=dict(notification.data),
     )
+
+
+# -- action links in emails ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionLink:
+    """A decision an email offers as a link (``Review(email_actions=True)``): its words and its URL."""
+
+    #: ``"approve"``, ``"approve:<choice>"`` or ``"reject"``.
+    outcome: str
+    label: str
+    url: str
+
+
+def action_links(notification: Notification) -> list[ActionLink]:
+    """The approve and reject links of a review-requested email, made now for its recipient at the
+    checkpoint's version now (see :func:`stepkit_django.review.action_url`); ``[]`` for other events, a
+    recipient who is only an address, a decided checkpoint, a review without ``email_actions``, or when the
+    inbox is not mounted. A review with choices gets one approve link per choice (none with ``multiple``)."""
+    cp, user = notification.checkpoint, notification.recipient
+    if notification.event != NotificationEvent.REVIEW_REQUESTED or cp is None or user is None:
+        return []
+    cp = Checkpoint.objects.filter(pk=cp.pk).first()
+    if cp is None or cp.status != CheckpointStatus.PENDING or not cp.review.get("email_actions"):
+        return []
+    options = choices.options(cp.review)
+    approvals: list[tuple[str, str]]
+    if not options:
+        approvals = [("approve", pgettext("action link", "Approve"))]
+    elif cp.review.get("multiple"):
+        approvals = []
+    else:
+        approvals = [(f"approve:{key}", gettext("Approve: %(choice)s") % {"choice": label}) for key, label in options]
+    offered = [*approvals, ("reject", pgettext("action link", "Reject"))]
+    try:
+        return [ActionLink(outcome, label, links.action_url(cp, user, outcome)) for outcome, label in offered]
+    except NoReverseMatch:  # the inbox is not mounted: the email keeps its review link only
+        return []
 
 
 # -- the daily digest ---------------------------------------------------------------------------

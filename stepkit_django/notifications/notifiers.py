@@ -150,9 +150,12 @@ class EmailNotifier(BaseNotifier):
         from django.template.loader import render_to_string
         from django.utils import translation
 
-        context = {"message": message, "notification": notification, "recipient": notification.recipient}
+        from .messages import action_links
+
+        context: dict[str, Any] = {"message": message, "notification": notification, "recipient": notification.recipient}
         base = f"stepkit_django/email/{notification.event}"
         with translation.override(self.language or settings.LANGUAGE_CODE):
+            context["actions"] = action_links(notification)  # made for this recipient, now
             subject = " ".join(render_to_string(f"{base}_subject.txt", context).split())
             text = render_to_string(f"{base}.txt", context)
             html = render_to_string(f"{base}.html", context)
