@@ -1,5 +1,7 @@
 """The link tests' pipeline and helpers: a payment assigned to the editors (bob, carol), started by alice."""
 
+import re
+
 import pytest
 from django.apps import apps
 from django.test import Client
@@ -39,3 +41,14 @@ def logged_in(user, **kwargs):
     client = Client(**kwargs)
     client.force_login(user)
     return client
+
+
+# The notification tests' cast (with email addresses) and SMTP server.
+from tests.notifications.conftest import cast, smtp_server  # noqa: E402, F401
+
+LINK = re.compile(r"(?:https?://[^/\s]+)?(/review/link/[^/\s]+/)")
+
+
+def links_in(text):
+    """The paths of the action links in an email's text, in order."""
+    return LINK.findall(text)

@@ -131,3 +131,17 @@ load_review = register(
     .step("draft", _draft, review=Review(editable=["text"], assign_to_group="editors"))
     .step("publish", _publish)
 )
+
+
+# The action links' end-to-end test: a worker emails each editor approve and reject links.
+email_actions = register(
+    stepkit("email-actions")
+    .step(
+        "draft",
+        lambda ctx: {"payee": ctx["payee"], "amount": ctx["amount"]},
+        review=Review(
+            title="Pay {payee} {amount} EUR", summary=["payee", "amount"], assign_to_group="editors", email_actions=True
+        ),
+    )
+    .step("pay", pay)
+)
