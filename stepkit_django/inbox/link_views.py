@@ -89,7 +89,9 @@ def _item_url(cp: Checkpoint | None) -> str:
 def _base(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
     context = {"base_template": settings.INBOX_BASE_TEMPLATE, "inbox_url": _inbox_url(), **context}
     response = render(request, f"stepkit_django/inbox/{template}", context, status=status)
-    response["Referrer-Policy"] = "no-referrer"  # the token is in the URL: never sent on to another site
+    # The token is in the URL: never sent on to another site ("no-referrer" would make browsers send
+    # "Origin: null" with the form, which CSRF protection refuses).
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

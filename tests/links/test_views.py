@@ -34,7 +34,7 @@ def test_get_shows_the_confirmation_and_changes_nothing_at_all(paused, people):
     assert "You are about to decide: <strong>Approve</strong>" in html
     assert 'name="csrfmiddlewaretoken"' in html and "csrftoken" in response.cookies
     assert response["X-Frame-Options"] == "DENY"
-    assert response["Referrer-Policy"] == "no-referrer"
+    assert response["Referrer-Policy"] == "same-origin"
     assert "no-store" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
     bob.head(url)
     assert whole_database() == before  # not a claim, not an event, not a session write
