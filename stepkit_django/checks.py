@@ -42,6 +42,31 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     except ImproperlyConfigured as exc:
         errors.append(Error(str(exc), id="stepkit_django.E006"))
     errors.extend(_check_notifications(user))
+    errors.extend(_check_action_links(user))
+    return errors
+
+
+def _check_action_links(user: dict[str, Any]) -> list[CheckMessage]:
+    """E009: ``ACTION_LINK_MAX_AGE`` not a positive number of seconds, or ``ACTION_LINKS_LOGIN`` unknown."""
+    errors: list[CheckMessage] = []
+    age = user.get("ACTION_LINK_MAX_AGE", DEFAULTS["ACTION_LINK_MAX_AGE"])
+    seconds = age.total_seconds() if isinstance(age, timedelta) else age
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        errors.append(
+            Error(
+                "STEPKIT['ACTION_LINK_MAX_AGE'] must be a positive number of seconds (or a timedelta)",
+                id="stepkit_django.E009",
+            )
+        )
+    mode = user.get("ACTION_LINKS_LOGIN", DEFAULTS["ACTION_LINKS_LOGIN"])
+    if mode not in ("required", "link"):
+        errors.append(
+            Error(
+                f"STEPKIT['ACTION_LINKS_LOGIN'] must be \"required\" or \"link\", got {mode!r}",
+                hint='"required" is the safe default: an unknown value is treated as it.',
+                id="stepkit_django.E009",
+            )
+        )
     return errors
 
 

@@ -131,7 +131,9 @@ def read(token: str) -> ActionLink:
     try:
         payload = signing.loads(str(token), salt=SALT)
     except (signing.BadSignature, ValueError, TypeError, UnicodeError, OverflowError):
-        raise ActionLinkInvalid("tampered", gettext("This link is not valid: it may have been cut or changed.")) from None
+        raise ActionLinkInvalid(
+            "tampered", gettext("This link is not valid: it may have been cut or changed.")
+        ) from None
     try:
         decision, choice = _split(payload["o"])
         link = ActionLink(
@@ -143,7 +145,9 @@ def read(token: str) -> ActionLink:
             expires_at=datetime.fromtimestamp(int(payload["x"]), tz=timezone.get_current_timezone()),
         )
     except (KeyError, TypeError, ValueError, OverflowError, OSError):
-        raise ActionLinkInvalid("tampered", gettext("This link is not valid: it may have been cut or changed.")) from None
+        raise ActionLinkInvalid(
+            "tampered", gettext("This link is not valid: it may have been cut or changed.")
+        ) from None
     if link.outcome not in OUTCOMES:
         raise ActionLinkInvalid("tampered", gettext("This link is not valid: it may have been cut or changed."))
     if link.expires_at <= timezone.now():

@@ -152,7 +152,11 @@ class EmailNotifier(BaseNotifier):
 
         from .messages import action_links
 
-        context: dict[str, Any] = {"message": message, "notification": notification, "recipient": notification.recipient}
+        context: dict[str, Any] = {
+            "message": message,
+            "notification": notification,
+            "recipient": notification.recipient,
+        }
         base = f"stepkit_django/email/{notification.event}"
         with translation.override(self.language or settings.LANGUAGE_CODE):
             context["actions"] = action_links(notification)  # made for this recipient, now

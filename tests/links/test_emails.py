@@ -21,10 +21,9 @@ def emails(django_capture_on_commit_callbacks, mailoutbox):
     """Emails of every review (locmem), absolute links; ``emails(make)`` runs ``make()`` and sends what it wrote."""
 
     def send(make):
-        with override_settings(STEPKIT=stepkit_settings(NOTIFIERS=EMAIL, BASE_URL="https://review.example.com")):
-            with django_capture_on_commit_callbacks(execute=True):
-                result = make()
-        return result
+        notify = override_settings(STEPKIT=stepkit_settings(NOTIFIERS=EMAIL, BASE_URL="https://review.example.com"))
+        with notify, django_capture_on_commit_callbacks(execute=True):
+            return make()
 
     return send
 
@@ -81,7 +80,9 @@ def test_a_webhook_never_carries_action_links(cast, paused, emails, mailoutbox):
     assert "/review/link/" not in body
 
 
-def test_an_email_sent_after_the_decision_offers_no_links(cast, paused, people, mailoutbox, django_capture_on_commit_callbacks):
+def test_an_email_sent_after_the_decision_offers_no_links(
+    cast, paused, people, mailoutbox, django_capture_on_commit_callbacks
+):
     cp = paused(email_actions=True)  # notifications written; not sent (inside the test's transaction)
     review.approve(cp, people.bob)
     from stepkit_django.notifications.notifiers import EmailNotifier

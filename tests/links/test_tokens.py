@@ -9,8 +9,7 @@ from django.core import signing
 from django.test import override_settings
 from django.utils import timezone
 
-from stepkit_django import ActionLinkInvalid, InvalidDecision, ReviewConflict, review
-from stepkit_django import links
+from stepkit_django import ActionLinkInvalid, InvalidDecision, ReviewConflict, links, review
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +79,9 @@ def test_a_link_expires_after_max_age(paused, people, monkeypatch):
     token = token_of(review.action_url(cp, people.bob, "approve", max_age=60))
     assert links.read(token).outcome == "approve"
     later = timezone.now() + timedelta(seconds=61)
-    monkeypatch.setattr(links, "timezone", SimpleNamespace(now=lambda: later, get_current_timezone=timezone.get_current_timezone))
+    monkeypatch.setattr(
+        links, "timezone", SimpleNamespace(now=lambda: later, get_current_timezone=timezone.get_current_timezone)
+    )
     with pytest.raises(ActionLinkInvalid) as refused:
         links.read(token)
     assert refused.value.reason == "expired"
@@ -171,3 +172,27 @@ def test_no_link_is_made_for_a_decided_checkpoint(paused, people):
 def test_the_reason_must_be_a_known_one():
     with pytest.raises(ValueError):
         ActionLinkInvalid("weird")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"ACTION_LINK_MAX_AGE": 0}, {"ACTION_LINK_MAX_AGE": "3d"}, {"ACTION_LINKS_LOGIN": "none"}],
+)
+def test_the_system_checks_name_a_misconfigured_link_setting(extra, settings):
+    from stepkit_django.checks import check_settings
+
+    settings.STEPKIT = {**settings.STEPKIT, **extra}
+    assert [e.id for e in check_settings()] == ["stepkit_django.E009"]
+
+
+def test_the_system_checks_accept_the_link_settings(settings):
+    from stepkit_django.checks import check_settings
+
+    settings.STEPKIT = {**settings.STEPKIT, "ACTION_LINK_MAX_AGE": timedelta(hours=4), "ACTION_LINKS_LOGIN": "link"}
+    assert check_settings() == []
+
+
+def test_an_unknown_login_mode_is_treated_as_required(paused, people, settings, client):
+    settings.STEPKIT = {**settings.STEPKIT, "ACTION_LINKS_LOGIN": "nobody"}
+    cp = paused()
+    assert client.get(review.action_url(cp, people.bob, "approve")).status_code == 302

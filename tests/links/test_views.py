@@ -29,7 +29,7 @@ def test_get_shows_the_confirmation_and_changes_nothing_at_all(paused, people):
     assert response.status_code == 200
     html = response.content.decode()
     assert "Pay ACME &amp; Co 120 EUR" in html  # the title
-    assert "<th scope=\"row\">Payee</th><td>ACME &amp; Co</td>" in html  # the summary
+    assert '<th scope="row">Payee</th><td>ACME &amp; Co</td>' in html  # the summary
     assert "line one\nline two" in html  # the effective data
     assert "You are about to decide: <strong>Approve</strong>" in html
     assert 'name="csrfmiddlewaretoken"' in html and "csrftoken" in response.cookies
@@ -136,7 +136,9 @@ def test_an_expired_link_gets_410(paused, people, monkeypatch):
     cp = paused()
     url = review.action_url(cp, people.bob, "approve", max_age=10)
     later = timezone.now() + timedelta(seconds=11)
-    monkeypatch.setattr(links, "timezone", SimpleNamespace(now=lambda: later, get_current_timezone=timezone.get_current_timezone))
+    monkeypatch.setattr(
+        links, "timezone", SimpleNamespace(now=lambda: later, get_current_timezone=timezone.get_current_timezone)
+    )
     response = logged_in(people.bob).post(url)
     assert response.status_code == 410 and "This link has expired" in response.content.decode()
     assert Checkpoint.objects.get(pk=cp.pk).status == "pending"
