@@ -29,7 +29,7 @@ def test_a_link_from_a_workers_email_confirms_then_decides_once(tmp_path, smtp_s
     controller, inbox = smtp_server
     log = tmp_path / "worker.log"
     with override_settings(STEPKIT={**TASKS, "NOTIFIERS": EMAIL}):
-        run = start("email-actions", {"payee": "ACME", "amount": 1200}, user=cast.alice)
+        run = start("link-payment", {"payee": "ACME", "amount": 1200}, user=cast.alice)
         worker = db_worker(log, "links", STEPKIT_SMTP_PORT=str(controller.port))
         try:
             wait_for(lambda: len(inbox.messages) == 2, timeout=120, message="two review requests", logs=[log])

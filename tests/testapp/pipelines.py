@@ -135,7 +135,7 @@ load_review = register(
 
 # The action links' end-to-end test: a worker emails each editor approve and reject links.
 email_actions = register(
-    stepkit("email-actions")
+    stepkit("link-payment")
     .step(
         "draft",
         lambda ctx: {"payee": ctx["payee"], "amount": ctx["amount"]},
