@@ -62,7 +62,7 @@ def _check_action_links(user: dict[str, Any]) -> list[CheckMessage]:
     if mode not in ("required", "link"):
         errors.append(
             Error(
-                f"STEPKIT['ACTION_LINKS_LOGIN'] must be \"required\" or \"link\", got {mode!r}",
+                f'STEPKIT[\'ACTION_LINKS_LOGIN\'] must be "required" or "link", got {mode!r}',
                 hint='"required" is the safe default: an unknown value is treated as it.',
                 id="stepkit_django.E009",
             )

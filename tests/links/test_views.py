@@ -4,7 +4,10 @@ import re
 from urllib.parse import unquote
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import translation
 
 from stepkit_django import review
 from stepkit_django.models import AuditEvent, Checkpoint
@@ -25,7 +28,11 @@ def test_get_shows_the_confirmation_and_changes_nothing_at_all(paused, people):
     url = review.action_url(cp, people.bob, "approve")
     bob = logged_in(people.bob)
     before = whole_database()
-    response = bob.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        response = bob.get(url)
+        bob.head(url)
+    writes = [q["sql"] for q in queries if not q["sql"].lstrip().upper().startswith(("SELECT", "SAVEPOINT", "RELEASE"))]
+    assert writes == []  # not one INSERT, UPDATE or DELETE
     assert response.status_code == 200
     html = response.content.decode()
     assert "Pay ACME &amp; Co 120 EUR" in html  # the title
@@ -36,7 +43,6 @@ def test_get_shows_the_confirmation_and_changes_nothing_at_all(paused, people):
     assert response["X-Frame-Options"] == "DENY"
     assert response["Referrer-Policy"] == "same-origin"
     assert "no-store" in response["Cache-Control"] or "max-age=0" in response["Cache-Control"]
-    bob.head(url)
     assert whole_database() == before  # not a claim, not an event, not a session write
 
 
@@ -228,10 +234,16 @@ def test_the_page_extends_the_configured_base_template(paused, people, settings,
     assert html.startswith("<html><body>MY BASE") and "You are about to decide" in html
 
 
-def test_the_pages_are_translated(paused, people, settings):
+@pytest.fixture
+def french(settings):
     middleware = list(settings.MIDDLEWARE)
     middleware.insert(middleware.index("django.contrib.sessions.middleware.SessionMiddleware") + 1, LOCALE)
     settings.MIDDLEWARE = middleware
+    yield
+    translation.deactivate()  # the middleware leaves its language active in this thread
+
+
+def test_the_pages_are_translated(paused, people, french):
     cp = paused()
     url = review.action_url(cp, people.bob, "approve")
     html = logged_in(people.bob).get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
