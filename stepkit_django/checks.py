@@ -49,12 +49,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 def _check_action_links(user: dict[str, Any]) -> list[CheckMessage]:
     """E009: ``ACTION_LINK_MAX_AGE`` not a positive number of seconds, or ``ACTION_LINKS_LOGIN`` unknown."""
     errors: list[CheckMessage] = []
-    age = user.get("ACTION_LINK_MAX_AGE", DEFAULTS["ACTION_LINK_MAX_AGE"])
-    seconds = age.total_seconds() if isinstance(age, timedelta) else age
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+    from .links import MAX_AGE_LIMIT, valid_max_age
+
+    if valid_max_age(user.get("ACTION_LINK_MAX_AGE", DEFAULTS["ACTION_LINK_MAX_AGE"])) is None:
         errors.append(
             Error(
-                "STEPKIT['ACTION_LINK_MAX_AGE'] must be a positive number of seconds (or a timedelta)",
+                "STEPKIT['ACTION_LINK_MAX_AGE'] must be a number of seconds (or a timedelta) between 1 second "
+                f"and {MAX_AGE_LIMIT.days} days",
                 id="stepkit_django.E009",
             )
         )

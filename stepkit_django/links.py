@@ -15,6 +15,7 @@ and decide on its POST only.
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,9 +29,9 @@ from django.utils.translation import gettext
 
 from . import choices, permissions
 from .conf import settings
-from .exceptions import ActionLinkInvalid, InvalidDecision, ReviewConflict
-from .models import Approval, Checkpoint
-from .status import CheckpointStatus
+from .exceptions import ActionLinkInvalid, InvalidDecision, ReviewConflict, ReviewPermissionDenied
+from .models import Approval, AuditEvent, Checkpoint
+from .status import AuditAction, CheckpointStatus
 
 __all__ = ["OUTCOMES", "SALT", "ActionLink", "action_url", "make_token", "read", "resolve"]
 
@@ -94,17 +95,36 @@ def _check_outcome(cp: Checkpoint, outcome: str) -> tuple[str, str]:
     return decision, choice
 
 
+#: The longest an action link may work: a link in an old email should not decide anything years later.
+MAX_AGE_LIMIT = timedelta(days=365)
+
+
+def valid_max_age(age: Any) -> float | None:
+    """``age`` (seconds or a timedelta) as seconds, if it is a usable link lifetime: finite, at least one
+    second, at most :data:`MAX_AGE_LIMIT`; None otherwise."""
+    if isinstance(age, bool):
+        return None
+    if isinstance(age, timedelta):
+        seconds = age.total_seconds()
+    elif isinstance(age, (int, float)):
+        seconds = float(age)
+    else:
+        return None
+    if not math.isfinite(seconds) or not 1 <= seconds <= MAX_AGE_LIMIT.total_seconds():
+        return None
+    return seconds
+
+
 def make_token(checkpoint: Checkpoint, user: Any, outcome: str, *, max_age: float | timedelta | None = None) -> str:
     """The signed token of :func:`action_url` (for a URL of your own: the inbox's is ``stepkit_inbox:link``)."""
     cp = Checkpoint.objects.get(pk=checkpoint.pk)  # its version now, not that of an instance loaded earlier
     if cp.status != CheckpointStatus.PENDING:
         raise ReviewConflict(gettext("This item was decided already: no action link can be made for it."))
     _check_outcome(cp, outcome)
-    age = settings.ACTION_LINK_MAX_AGE if max_age is None else max_age
-    seconds = age.total_seconds() if isinstance(age, timedelta) else float(age)
-    if seconds <= 0:
-        raise ValueError("max_age must be a positive number of seconds (or a timedelta)")
-    expires = int(timezone.now().timestamp() + seconds)
+    seconds = valid_max_age(settings.ACTION_LINK_MAX_AGE if max_age is None else max_age)
+    if seconds is None:
+        raise ValueError(f"max_age must be between 1 second and {MAX_AGE_LIMIT} (a number of seconds or a timedelta)")
+    expires = math.ceil(timezone.now().timestamp() + seconds)
     payload = {"c": str(cp.pk), "v": cp.version, "u": str(user.pk), "o": str(outcome), "x": expires}
     return signing.dumps(payload, salt=SALT)
 
@@ -148,7 +168,7 @@ def read(token: str) -> ActionLink:
         raise ActionLinkInvalid(
             "tampered", gettext("This link is not valid: it may have been cut or changed.")
         ) from None
-    if link.outcome not in OUTCOMES:
+    if link.outcome not in OUTCOMES or (link.outcome == "reject" and link.choice):
         raise ActionLinkInvalid("tampered", gettext("This link is not valid: it may have been cut or changed."))
     if link.expires_at <= timezone.now():
         raise ActionLinkInvalid("expired", gettext("This link has expired."))
@@ -177,9 +197,30 @@ def resolve(link: ActionLink, user: Any = None) -> tuple[Checkpoint, Any]:
         if used:
             raise ActionLinkInvalid("used", gettext("This link was used already: you decided this item."))
         raise ActionLinkInvalid("stale", gettext("This item changed since the link was sent, or was decided."))
-    if not permissions.can_review(cp, owner):
+    if not permissions.can_review(cp, owner) or (link.outcome == "approve" and not _may_approve(cp, owner)):
         raise ActionLinkInvalid("not_allowed", gettext("You may not review this item (any more)."))
+    # What the decision would refuse, said before the button is offered (read-only: nothing is taken over).
+    now = timezone.now()
+    if cp.expires_at is not None and cp.expires_at <= now:
+        raise ActionLinkInvalid("stale", gettext("The deadline of this item has passed."))
+    if (
+        cp.claimed_by_id is not None
+        and cp.claimed_by_id != owner.pk
+        and cp.claimed_at is not None
+        and cp.claimed_at > now - settings.CLAIM_TIMEOUT
+    ):
+        raise ActionLinkInvalid("stale", gettext("Someone else is working on this item now: open it in the inbox."))
     return cp, owner
+
+
+def _may_approve(cp: Checkpoint, owner: Any) -> bool:
+    """The approval rules beyond reviewing: whoever reassigned it may not approve it."""
+    reassigners = AuditEvent.objects.filter(checkpoint=cp, action=AuditAction.REASSIGNED, actor__isnull=False)
+    try:
+        permissions.check_approver(cp, owner, reassigners.values_list("actor_id", flat=True))
+    except ReviewPermissionDenied:
+        return False
+    return True
 
 
 def _owner(link: ActionLink) -> Any:

@@ -37,7 +37,9 @@ def test_the_url_is_under_the_inbox_and_binds_checkpoint_version_user_and_outcom
         "approve",
         "",
     )
-    assert timedelta(days=3) - timedelta(seconds=5) < link.expires_at - timezone.now() <= timedelta(days=3)
+    assert (
+        timedelta(days=3) - timedelta(seconds=5) < link.expires_at - timezone.now() <= timedelta(days=3, seconds=1)
+    )  # rounded up to a whole second
 
 
 def test_the_url_is_absolute_with_base_url(paused, people, settings):
@@ -176,7 +178,15 @@ def test_the_reason_must_be_a_known_one():
 
 @pytest.mark.parametrize(
     "extra",
-    [{"ACTION_LINK_MAX_AGE": 0}, {"ACTION_LINK_MAX_AGE": "3d"}, {"ACTION_LINKS_LOGIN": "none"}],
+    [
+        {"ACTION_LINK_MAX_AGE": 0},
+        {"ACTION_LINK_MAX_AGE": "3d"},
+        {"ACTION_LINK_MAX_AGE": float("inf")},
+        {"ACTION_LINK_MAX_AGE": float("nan")},
+        {"ACTION_LINK_MAX_AGE": 10**12},
+        {"ACTION_LINK_MAX_AGE": 0.4},
+        {"ACTION_LINKS_LOGIN": "none"},
+    ],
 )
 def test_the_system_checks_name_a_misconfigured_link_setting(extra, settings):
     from stepkit_django.checks import check_settings
@@ -196,3 +206,26 @@ def test_an_unknown_login_mode_is_treated_as_required(paused, people, settings, 
     settings.STEPKIT = {**settings.STEPKIT, "ACTION_LINKS_LOGIN": "nobody"}
     cp = paused()
     assert client.get(review.action_url(cp, people.bob, "approve")).status_code == 302
+
+
+@pytest.mark.parametrize("age", [float("inf"), float("nan"), 10**12, 0.4, -1])
+def test_a_lifetime_that_no_link_could_have_is_refused_when_making_it(paused, people, age):
+    cp = paused()
+    with pytest.raises(ValueError, match="between 1 second and 365 days"):
+        review.action_url(cp, people.bob, "approve", max_age=age)
+
+
+def test_a_one_second_link_works_when_it_is_made(paused, people):
+    cp = paused()
+    token = review.action_url(cp, people.bob, "approve", max_age=1).rstrip("/").split("/")[-1]
+    assert links.read(token).outcome == "approve"  # the expiry is rounded up, not down to now
+
+
+def test_a_signed_rejection_with_a_choice_is_not_a_link_this_site_makes(settings):
+    token = signing.dumps(
+        {"c": "8d5c8b33-5a4e-4d55-9c7e-2f2f8f3a4b11", "v": 1, "u": "1", "o": "reject:publish", "x": 2**31},
+        salt=links.SALT,
+    )
+    with pytest.raises(ActionLinkInvalid) as refused:
+        links.read(token)
+    assert refused.value.reason == "tampered"

@@ -1,13 +1,14 @@
 """The link pages: GET shows a confirmation and writes nothing; the POST decides as the link's user, once."""
 
 import re
+from datetime import timedelta
 from urllib.parse import unquote
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.utils import translation
+from django.utils import timezone, translation
 
 from stepkit_django import review
 from stepkit_django.models import AuditEvent, Checkpoint
@@ -248,3 +249,33 @@ def test_the_pages_are_translated(paused, people, french):
     url = review.action_url(cp, people.bob, "approve")
     html = logged_in(people.bob).get(url, HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Approuver" in html and "Vous allez décider" in html
+
+
+def test_a_link_to_an_item_someone_else_is_working_on_offers_no_button(paused, people):
+    cp = paused()
+    url = review.action_url(cp, people.bob, "approve")
+    Checkpoint.objects.filter(pk=cp.pk).update(claimed_by=people.carol, claimed_at=timezone.now())  # no version bump
+    bob = logged_in(people.bob)
+    before = whole_database()
+    response = bob.get(url)
+    assert response.status_code == 410 and "Someone else is working on this item now" in response.content.decode()
+    assert "<button" not in response.content.decode()
+    assert whole_database() == before
+
+
+def test_a_link_past_the_items_deadline_offers_no_button(paused, people):
+    cp = paused(timeout=timedelta(hours=1))
+    url = review.action_url(cp, people.bob, "approve")
+    Checkpoint.objects.filter(pk=cp.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
+    response = logged_in(people.bob).get(url)
+    assert response.status_code == 410 and "The deadline of this item has passed." in response.content.decode()
+
+
+def test_whoever_reassigned_the_item_gets_no_approval_button(paused, people):
+    cp = paused()
+    manager = people.grant_reassign("bob")
+    review.reassign(cp, manager, to_users=["bob", "carol"])
+    url = review.action_url(Checkpoint.objects.get(pk=cp.pk), manager, "approve")
+    assert logged_in(manager).get(url).status_code == 403
+    reject = review.action_url(Checkpoint.objects.get(pk=cp.pk), manager, "reject")
+    assert logged_in(manager).get(reject).status_code == 200  # rejecting stays open to them
