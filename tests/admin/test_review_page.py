@@ -6,7 +6,7 @@ import pytest
 
 from stepkit_django import Review, review, start, stepkit
 from stepkit_django.admin.checkpoints import CheckpointAdmin
-from stepkit_django.admin.forms import NumberField, PrettyJSONField, TextField
+from stepkit_django.reviewing.forms import NumberField, PrettyJSONField, TextField
 from stepkit_django.models import AuditEvent, Checkpoint
 from tests.testapp.models import SideEffect
 

@@ -21,6 +21,12 @@ PREVIEW_CHARS = 80
 CONTEXT_TOKENS = 16
 
 
+def item_label(checkpoint: Any) -> str:
+    """How an item is named to a person: its title, or its pipeline and step."""
+    title = getattr(checkpoint, "title", "")
+    return str(title) if title else f"{checkpoint.pipeline_name} · {checkpoint.step}"
+
+
 def as_text(value: Any) -> str:
     """``value`` as the text a reader compares: a string as it is, anything else as (indented) JSON, keys sorted."""
     if isinstance(value, str):
