@@ -1,10 +1,12 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/stepkit_django/checkpoint/")),
     path("admin/", admin.site.urls),
+    path("accounts/login/", LoginView.as_view(template_name="stepkit_django/inbox/login.html"), name="login"),
     path("api/stepkit/", include("stepkit_django.api.urls")),
     path("review/", include("stepkit_django.inbox.urls")),
 ]
