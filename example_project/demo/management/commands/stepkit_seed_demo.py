@@ -21,6 +21,11 @@ REVIEWERS = {
 }
 #: Reviewers who may also hand checkpoints to other reviewers (stepkit_django.reassign_checkpoint).
 REASSIGNERS = {"manager"}
+#: Reviewers who are not staff: they review in the inbox (/review/), not in the admin.
+INBOX_REVIEWERS = {
+    # username: (password, groups)
+    "writer": ("writer-demo-pw", ["editors", "moderators"]),
+}
 
 
 class Command(BaseCommand):
@@ -48,6 +53,13 @@ class Command(BaseCommand):
                 user.user_permissions.add(review)
                 if username in REASSIGNERS:
                     user.user_permissions.add(reassign)
+            user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
+        for username, (password, groups) in INBOX_REVIEWERS.items():
+            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": False})
+            if created:
+                user.set_password(password)
+                user.save()
+                user.user_permissions.add(review)
             user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
         # Addresses for the demo's emails (demo-outbox/), also for users seeded before the demo sent any.
         for user in User.objects.filter(email=""):
@@ -92,6 +104,9 @@ class Command(BaseCommand):
         for username, (password, groups) in REVIEWERS.items():
             also = "; may reassign checkpoints" if username in REASSIGNERS else ""
             self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)}{also})")
+        for username, (password, groups) in INBOX_REVIEWERS.items():
+            self.stdout.write(f"  {username} / {password} (not staff: reviews in {', '.join(groups)} at /review/)")
+        self.stdout.write("The inbox (/review/, log in at /accounts/login/) is for every reviewer, staff or not.")
         outbox = getattr(settings, "EMAIL_OUTBOX", "demo-outbox")
         self.stdout.write(f"  Their emails (username@stepkit.example) are written to {outbox}/")
         # Each token under the name of its user: the requester's starts runs, the editor's reviews them.
