@@ -111,7 +111,9 @@ def _row(checkpoint: Checkpoint, now: Any) -> dict[str, Any]:
         "waiting": _duration(now - checkpoint.created_at),
         "due": due,
         "overdue": overdue,
-        "claimed_by": checkpoint.claimed_by.get_username() if checkpoint.claimed_by_id and checkpoint.claimed_by else "",
+        "claimed_by": checkpoint.claimed_by.get_username()
+        if checkpoint.claimed_by_id and checkpoint.claimed_by
+        else "",
         "decided_at": local_time(checkpoint.decided_at) if checkpoint.decided_at else "",
     }
 
@@ -142,7 +144,9 @@ def queue_view(request: HttpRequest) -> HttpResponse:
         shown = ""
     term = request.GET.get("q", "").replace("\x00", "").strip()
     if len(term) > MAX_SEARCH_LENGTH:
-        messages.warning(request, gettext("Searched for the first %(limit)d characters only.") % {"limit": MAX_SEARCH_LENGTH})
+        messages.warning(
+            request, gettext("Searched for the first %(limit)d characters only.") % {"limit": MAX_SEARCH_LENGTH}
+        )
         term = term[:MAX_SEARCH_LENGTH]
     items = Checkpoint.objects.for_user(user).filter(status=CheckpointStatus.PENDING)
     if shown:
@@ -216,7 +220,7 @@ def review_view(request: HttpRequest, pk: Any) -> HttpResponse:
 @require_GET
 def decisions(request: HttpRequest) -> HttpResponse:
     """The items the user decided or approved, newest first."""
-    user = request.user
+    user: Any = request.user  # logged in: inbox_view
     mine = Q(decided_by=user) | Q(pk__in=Checkpoint.objects.filter(approvals__user=user).values("pk"))
     items = (
         Checkpoint.objects.for_user(user)

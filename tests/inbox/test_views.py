@@ -4,7 +4,7 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.utils import timezone, translation
 
@@ -143,7 +143,9 @@ def test_the_queue_filters(bob, people):
     mine.assigned_groups.clear()
     mine.assigned_users.add(people.bob)
     groups = email_run(people).checkpoints.get()
-    Checkpoint.objects.filter(pk=groups.pk).update(title="for editors", claimed_by=people.bob, claimed_at=timezone.now())
+    Checkpoint.objects.filter(pk=groups.pk).update(
+        title="for editors", claimed_by=people.bob, claimed_at=timezone.now()
+    )
     late = email_run(people).checkpoints.get()
     Checkpoint.objects.filter(pk=late.pk).update(title="late", expires_at=timezone.now() - timedelta(hours=1))
 
@@ -221,7 +223,9 @@ def test_edits_show_as_a_word_diff_and_approving_resumes_the_run(bob, people):
     assert cp.override_data == {"body": "Hello Ada,\nthanks a lot for writing."}
     html = html_of(bob.get(page(cp)))
     assert "<ins>" in html and "Edited" in html
-    response = bob.post(page(cp), form_data(cp, _action="approve", edit__body=cp.effective_context["body"]), follow=True)
+    response = bob.post(
+        page(cp), form_data(cp, _action="approve", edit__body=cp.effective_context["body"]), follow=True
+    )
     assert "Approved “Review: email-approval / generate”: the run continues." in messages_of(response) or any(
         m.startswith("Approved") for m in messages_of(response)
     )
@@ -387,8 +391,8 @@ def test_items_outside_the_queue_are_404_and_nothing_of_them_shows(client, peopl
     assert client.post(page(theirs), {"_action": "approve", "expected_version": theirs.version}).status_code == 404
     assert client.get(f"{INBOX}00000000-0000-0000-0000-000000000000/").status_code == 404
     assert state() == before
-    bodies = [html_of(client.get(url)) for url in (INBOX, f"{INBOX}?show=groups", f"{INBOX}?show=overdue",
-                                                    f"{INBOX}?q=landlord", f"{INBOX}decisions/", page(mine))]  # fmt: skip
+    urls = (INBOX, f"{INBOX}?show=groups", f"{INBOX}?show=overdue", f"{INBOX}?q=landlord", f"{INBOX}decisions/")
+    bodies = [html_of(client.get(url)) for url in (*urls, page(mine))]
     for body in bodies:
         assert "landlord" not in body.replace("?q=landlord", "").replace('value="landlord"', "")
         assert "DE00" not in body and "inbox-finance" not in body and str(theirs.pk) not in body
