@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import django
@@ -24,15 +23,13 @@ from django.views.decorators.clickjacking import xframe_options_deny
 
 from .. import permissions, quorum
 from ..conf import settings
-from ..exceptions import ReviewConflict, StepkitError
+from ..exceptions import ReviewConflict
 from ..models import PENDING_FIRST, Checkpoint, approvals_count
 from ..review_spec import default_title
-from ..reviewing.actions import handle_post
-from ..reviewing.display import item_label
+from ..reviewing.actions import claim_next, following_item, handle_post
+from ..reviewing.display import due_in, duration
 from ..reviewing.forms import ReassignForm, ReviewForm
-from ..reviewing.navigation import next_item, review_next
 from ..reviewing.page import PAGE_RELATED, heading, page_context, review_forms
-from ..status import CheckpointStatus
 from .bulk import decide_selected
 from .filters import (
     AssignedToMeFilter,
@@ -52,18 +49,6 @@ REVIEW_PERMISSION = permissions.REVIEW_PERMISSION
 
 def _change_url(checkpoint: Checkpoint) -> str:
     return reverse("admin:stepkit_django_checkpoint_change", args=[checkpoint.pk])
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = int(abs(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return gettext("%(days)dd %(hours)dh") % {"days": days, "hours": hours}
-    if hours:
-        return gettext("%(hours)dh %(minutes)dm") % {"hours": hours, "minutes": minutes}
-    return gettext("%(minutes)dm") % {"minutes": minutes}
 
 
 class QueueChangeList(ChangeList):
@@ -238,16 +223,11 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("waiting"), ordering="created_at")
     def age(self, obj: Checkpoint) -> str:
-        return _duration(timezone.now() - obj.created_at)
+        return duration(timezone.now() - obj.created_at)
 
     @admin.display(description=_("due in"), ordering="expires_at")
     def expires_in(self, obj: Checkpoint) -> str:
-        if obj.expires_at is None or obj.status != CheckpointStatus.PENDING:
-            return "—"
-        left = obj.expires_at - timezone.now()
-        if left.total_seconds() < 0:
-            return gettext("overdue %(duration)s") % {"duration": _duration(left)}
-        return _duration(left)
+        return due_in(obj, timezone.now()) or "—"
 
     @admin.display(description=_("assigned to"))
     def assigned_to(self, obj: Checkpoint) -> str:
@@ -332,9 +312,8 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     def _after_decision(self, request: HttpRequest, decided: Checkpoint) -> HttpResponse:
         """The next item the reviewer can decide; this one again when there is none."""
-        following = next_item(request.user, after=decided)
+        following = following_item(request, decided)
         if following is None:
-            self.message_user(request, gettext("Nothing else is waiting for you."), messages.INFO)
             return HttpResponseRedirect(request.path)
         return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_change", args=[following.pk]))
 
@@ -350,16 +329,9 @@ class CheckpointAdmin(admin.ModelAdmin):
             for name in ("pipeline_name", "step")
             if request.POST.get(name) and "\x00" not in request.POST[name] and len(request.POST[name]) <= 200
         }
-        try:
-            claimed = review_next(request.user, **filters)
-        except StepkitError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            claimed = None
+        claimed = claim_next(request, **filters)
         if claimed is None:
-            self.message_user(request, gettext("Nothing is waiting for you to review."), messages.INFO)
             return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_changelist"))
-        claimed_text = gettext("You claimed “%(title)s”: nobody else can decide it while you work on it.")
-        self.message_user(request, claimed_text % {"title": item_label(claimed)}, messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_change", args=[claimed.pk]))
 
     def _crumbs(self, request: HttpRequest) -> dict[str, Any]:

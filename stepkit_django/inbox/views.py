@@ -9,7 +9,6 @@ shows only the user's queue (``Checkpoint.objects.for_user``) and refuses to be 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -29,13 +28,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from .. import permissions
 from ..conf import settings
-from ..exceptions import StepkitError
 from ..models import Checkpoint
 from ..review_spec import default_title
 from ..reviewing import queue
-from ..reviewing.actions import handle_post
-from ..reviewing.display import item_label
-from ..reviewing.navigation import next_item, review_next
+from ..reviewing.actions import claim_next, following_item, handle_post
+from ..reviewing.display import due_in, duration
 from ..reviewing.page import PAGE_RELATED, page_context, review_forms
 from ..sentences import local_time
 from ..status import CheckpointStatus
@@ -84,32 +81,17 @@ def review_url(checkpoint: Checkpoint) -> str:
     return reverse("stepkit_inbox:review", args=[checkpoint.pk])
 
 
-def _duration(delta: timedelta) -> str:
-    seconds = int(abs(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    if days:
-        return gettext("%(days)dd %(hours)dh") % {"days": days, "hours": hours}
-    if hours:
-        return gettext("%(hours)dh %(minutes)dm") % {"hours": hours, "minutes": rest // 60}
-    return gettext("%(minutes)dm") % {"minutes": rest // 60}
-
-
 def _row(checkpoint: Checkpoint, now: Any) -> dict[str, Any]:
     """One item of a list: its title, where it waits, its summary, its age and its deadline."""
     overdue = checkpoint.is_pending and checkpoint.expires_at is not None and checkpoint.expires_at < now
-    due = ""
-    if checkpoint.is_pending and checkpoint.expires_at is not None:
-        left = checkpoint.expires_at - now
-        due = gettext("overdue %(duration)s") % {"duration": _duration(left)} if overdue else _duration(left)
     return {
         "checkpoint": checkpoint,
         "url": review_url(checkpoint),
         "title": checkpoint.title or default_title(checkpoint.pipeline_name, checkpoint.step),
         "where": f"{checkpoint.pipeline_name} · {checkpoint.step}",
         "summary": list(checkpoint.summary.items()),
-        "waiting": _duration(now - checkpoint.created_at),
-        "due": due,
+        "waiting": duration(now - checkpoint.created_at),
+        "due": due_in(checkpoint, now),
         "overdue": overdue,
         "claimed_by": checkpoint.claimed_by.get_username()
         if checkpoint.claimed_by_id and checkpoint.claimed_by
@@ -118,8 +100,16 @@ def _row(checkpoint: Checkpoint, now: Any) -> dict[str, Any]:
     }
 
 
-def _paginate(request: HttpRequest, items: QuerySet[Checkpoint]) -> Page[Checkpoint]:
-    return Paginator(items, PER_PAGE).get_page(request.GET.get("page"))
+def _list(request: HttpRequest, items: QuerySet[Checkpoint]) -> dict[str, Any]:
+    """One page of ``items`` as rows, with the links to the pages before and after it."""
+    current: Page[Checkpoint] = Paginator(items, PER_PAGE).get_page(request.GET.get("page"))
+    now = timezone.now()
+    return {
+        "rows": [_row(checkpoint, now) for checkpoint in current],
+        "page_obj": current,
+        "previous_url": _query(request, page=str(current.previous_page_number())) if current.has_previous() else "",
+        "next_page_url": _query(request, page=str(current.next_page_number())) if current.has_next() else "",
+    }
 
 
 def _query(request: HttpRequest, **changes: str) -> str:
@@ -152,18 +142,13 @@ def queue_view(request: HttpRequest) -> HttpResponse:
     if shown:
         items = items.filter(pk__in=Checkpoint.objects.filter(queue.CONDITIONS[shown](user)).values("pk"))
     items = items.search(term).select_related("claimed_by").defer(*LIST_DEFERRED).order_by("created_at", "pk")
-    current = _paginate(request, items)
-    now = timezone.now()
     context = {
         "title": gettext("Review queue"),
         "nav": "queue",
-        "rows": [_row(checkpoint, now) for checkpoint in current],
-        "page_obj": current,
+        **_list(request, items),
         "filters": [(value, label, _query(request, show=value, page="")) for value, label in FILTERS],
         "shown": shown,
         "term": term,
-        "previous_url": _query(request, page=str(current.previous_page_number())) if current.has_previous() else "",
-        "next_page_url": _query(request, page=str(current.next_page_number())) if current.has_next() else "",
     }
     return page(request, "stepkit_django/inbox/queue.html", context)
 
@@ -172,16 +157,9 @@ def queue_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 def review_next_view(request: HttpRequest) -> HttpResponse:
     """Claim the oldest free item of the user's queue and open it; a message when nothing waits."""
-    try:
-        claimed = review_next(request.user)
-    except StepkitError as exc:
-        messages.error(request, str(exc))
-        claimed = None
+    claimed = claim_next(request)
     if claimed is None:
-        messages.info(request, gettext("Nothing is waiting for you to review."))
         return HttpResponseRedirect(reverse("stepkit_inbox:queue"))
-    claimed_text = gettext("You claimed “%(title)s”: nobody else can decide it while you work on it.")
-    messages.success(request, claimed_text % {"title": item_label(claimed)})
     return HttpResponseRedirect(review_url(claimed))
 
 
@@ -199,11 +177,8 @@ def review_view(request: HttpRequest, pk: Any) -> HttpResponse:
     if posted is not None:
         outcome = handle_post(request, checkpoint, form, reassign_form, may_review=True)
         if outcome.decided is not None:
-            following = next_item(request.user, after=outcome.decided)
-            if following is None:
-                messages.info(request, gettext("Nothing else is waiting for you."))
-                return HttpResponseRedirect(request.path)
-            return HttpResponseRedirect(review_url(following))
+            following = following_item(request, outcome.decided)
+            return HttpResponseRedirect(review_url(following) if following else request.path)
         if outcome.reassigned and not mine.filter(pk=checkpoint.pk).exists():
             return HttpResponseRedirect(reverse("stepkit_inbox:queue"))
         if not outcome.rerender:
@@ -229,16 +204,7 @@ def decisions(request: HttpRequest) -> HttpResponse:
         .defer(*LIST_DEFERRED)
         .order_by(F("decided_at").desc(nulls_first=True), "-created_at", "-pk")
     )
-    current = _paginate(request, items)
-    now = timezone.now()
-    context = {
-        "title": gettext("My decisions"),
-        "nav": "decisions",
-        "rows": [_row(checkpoint, now) for checkpoint in current],
-        "page_obj": current,
-        "previous_url": _query(request, page=str(current.previous_page_number())) if current.has_previous() else "",
-        "next_page_url": _query(request, page=str(current.next_page_number())) if current.has_next() else "",
-    }
+    context = {"title": gettext("My decisions"), "nav": "decisions", **_list(request, items)}
     return page(request, "stepkit_django/inbox/decisions.html", context)
 
 

@@ -21,9 +21,9 @@ from ..exceptions import InvalidAssignment, InvalidDecision, InvalidOverride, St
 from ..models import Checkpoint
 from .display import item_label
 from .forms import ReassignForm, ReviewForm
-from .navigation import approved_message
+from .navigation import approved_message, next_item, review_next
 
-__all__ = ["Outcome", "handle_post", "posted_choice"]
+__all__ = ["Outcome", "claim_next", "following_item", "handle_post", "posted_choice"]
 
 
 @dataclass(frozen=True)
@@ -159,3 +159,26 @@ def _dispatch(
     rejected = gettext("Rejected “%(title)s”: the run will not continue.")
     _say(request, messages.SUCCESS, rejected % {"title": item_label(decided)})
     return Outcome(decided=decided)
+
+
+def following_item(request: HttpRequest, decided: Checkpoint) -> Checkpoint | None:
+    """After a decision: the next item the reviewer can decide, or None, said with a message."""
+    following = next_item(request.user, after=decided)
+    if following is None:
+        _say(request, messages.INFO, gettext("Nothing else is waiting for you."))
+    return following
+
+
+def claim_next(request: HttpRequest, **filters: Any) -> Checkpoint | None:
+    """ "Review next": claim the oldest free item of the user's queue (narrowed by ``filters``), said with a message."""
+    try:
+        claimed = review_next(request.user, **filters)
+    except StepkitError as exc:
+        _say(request, messages.ERROR, str(exc))
+        claimed = None
+    if claimed is None:
+        _say(request, messages.INFO, gettext("Nothing is waiting for you to review."))
+        return None
+    claimed_text = gettext("You claimed “%(title)s”: nobody else can decide it while you work on it.")
+    _say(request, messages.SUCCESS, claimed_text % {"title": item_label(claimed)})
+    return claimed

@@ -169,6 +169,20 @@ ADMIN_MATRIX = {
 }  # fmt: skip
 
 
+def review_page_posts(checkpoint):
+    """What a review page (the admin's, the inbox's) posts for each action."""
+    version = checkpoint.version
+    edits = {"edit__subject": "Re: m", "edit__body": "edited", "comment": ""}
+    return {
+        "claim": {"_action": "claim", "expected_version": version},
+        "edit": {"_action": "edit", "expected_version": version, **edits},
+        "approve": {"_action": "approve", "expected_version": version, **edits},
+        "reject": {"_action": "reject", "expected_version": version, **edits},
+        "request_changes": {"_action": "request_changes", "expected_version": version, **edits, "comment": "Shorter"},
+        "reassign": {"_action": "reassign", "expected_version": version, "reassign-to_groups": ["managers"]},
+    }
+
+
 def admin_call(client, action, run, checkpoint):
     """Do ``action`` through the admin; return (status, effect) as in ADMIN_MATRIX."""
     page = f"{ADMIN}/checkpoint/{checkpoint.pk}/change/"
@@ -188,15 +202,8 @@ def admin_call(client, action, run, checkpoint):
             assert (run.pk in listed) is shown
         return response.status_code, "listed" if shown else "hidden"
     before = state()
-    version = checkpoint.version
-    edits = {"edit__subject": "Re: m", "edit__body": "edited", "comment": ""}
     data = {
-        "claim": {"_action": "claim", "expected_version": version},
-        "edit": {"_action": "edit", "expected_version": version, **edits},
-        "approve": {"_action": "approve", "expected_version": version, **edits},
-        "reject": {"_action": "reject", "expected_version": version, **edits},
-        "request_changes": {"_action": "request_changes", "expected_version": version, **edits, "comment": "Shorter"},
-        "reassign": {"_action": "reassign", "expected_version": version, "reassign-to_groups": ["managers"]},
+        **review_page_posts(checkpoint),
         "cancel": {"action": "cancel_runs", "_selected_action": [str(run.pk)]},
         "retry": {"action": "retry_runs", "_selected_action": [str(run.pk)]},
         "rerun": {},
@@ -273,16 +280,7 @@ def inbox_call(client, action, checkpoint):
         assert "secret contents" not in body or shown
         return response.status_code, "listed" if shown else "hidden"
     before = state()
-    version = checkpoint.version
-    edits = {"edit__subject": "Re: m", "edit__body": "edited", "comment": ""}
-    data = {
-        "claim": {"_action": "claim", "expected_version": version},
-        "edit": {"_action": "edit", "expected_version": version, **edits},
-        "approve": {"_action": "approve", "expected_version": version, **edits},
-        "reject": {"_action": "reject", "expected_version": version, **edits},
-        "request_changes": {"_action": "request_changes", "expected_version": version, **edits, "comment": "Shorter"},
-        "reassign": {"_action": "reassign", "expected_version": version, "reassign-to_groups": ["managers"]},
-    }[action]
+    data = review_page_posts(checkpoint)[action]
     response = client.post(page, data)
     return response.status_code, "refused" if state() == before else "done"
 

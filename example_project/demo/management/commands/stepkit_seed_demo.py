@@ -45,21 +45,16 @@ class Command(BaseCommand):
             requester.set_password("requester-demo-pw")
             requester.save()
             requester.user_permissions.add(start_runs)
-        for username, (password, groups) in REVIEWERS.items():
-            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True})
+        reviewers = [(name, spec, True) for name, spec in REVIEWERS.items()]
+        reviewers += [(name, spec, False) for name, spec in INBOX_REVIEWERS.items()]
+        for username, (password, groups), staff in reviewers:
+            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": staff})
             if created:
                 user.set_password(password)
                 user.save()
                 user.user_permissions.add(review)
                 if username in REASSIGNERS:
                     user.user_permissions.add(reassign)
-            user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
-        for username, (password, groups) in INBOX_REVIEWERS.items():
-            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": False})
-            if created:
-                user.set_password(password)
-                user.save()
-                user.user_permissions.add(review)
             user.groups.set([Group.objects.get_or_create(name=g)[0] for g in groups])
         # Addresses for the demo's emails (demo-outbox/), also for users seeded before the demo sent any.
         for user in User.objects.filter(email=""):
