@@ -168,7 +168,7 @@ def review_next_view(request: HttpRequest) -> HttpResponse:
 def review_view(request: HttpRequest, pk: Any) -> HttpResponse:
     """The review page: the data, the edits form, the decisions, the trail and the revisions."""
     mine = Checkpoint.objects.for_user(request.user)
-    checkpoint = mine.filter(pk=pk).first()
+    checkpoint = mine.select_related(*PAGE_RELATED).filter(pk=pk).first()
     if checkpoint is None:  # outside the user's queue: the same answer as an id that does not exist
         raise Http404(gettext("No such item in your queue."))
     prefetch_related_objects([checkpoint], "assigned_users", "assigned_groups")
@@ -183,11 +183,14 @@ def review_view(request: HttpRequest, pk: Any) -> HttpResponse:
             return HttpResponseRedirect(reverse("stepkit_inbox:queue"))
         if not outcome.rerender:
             return HttpResponseRedirect(request.path)
-    shown = mine.select_related(*PAGE_RELATED).filter(pk=checkpoint.pk).first()
-    if shown is None:  # left the queue while the page was posted
-        return HttpResponseRedirect(reverse("stepkit_inbox:queue"))
-    prefetch_related_objects([shown], "assigned_users", "assigned_groups")
-    context = {**page_context(shown, request.user, form, reassign_form, review_url), "nav": "queue"}
+        # Shown again with the forms' errors: as it is now (a refused decision may have claimed nothing,
+        # but another reviewer may have acted meanwhile).
+        shown = mine.select_related(*PAGE_RELATED).filter(pk=checkpoint.pk).first()
+        if shown is None:
+            return HttpResponseRedirect(reverse("stepkit_inbox:queue"))
+        prefetch_related_objects([shown], "assigned_users", "assigned_groups")
+        checkpoint = shown
+    context = {**page_context(checkpoint, request.user, form, reassign_form, review_url), "nav": "queue"}
     return page(request, "stepkit_django/inbox/review.html", context)
 
 

@@ -471,3 +471,14 @@ def test_the_pages_are_translated(bob, people, settings):
         assert "Retour à la file" in html and "Rejeter" in html
     finally:
         translation.deactivate()
+
+
+def test_the_queues_query_count_does_not_grow_with_its_rows(bob, people, django_assert_max_num_queries):
+    email_run(people)
+    with django_assert_max_num_queries(12) as few:
+        bob.get(INBOX)
+    for _ in range(20):
+        cp = email_run(people).checkpoints.get()
+        Checkpoint.objects.filter(pk=cp.pk).update(claimed_by=people.carol, claimed_at=timezone.now())
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert len(bob.get(INBOX).context["rows"]) == 21
