@@ -388,6 +388,7 @@ def test_items_outside_the_queue_are_404_and_nothing_of_them_shows(client, peopl
     before = state()
     response = client.get(page(theirs))
     assert response.status_code == 404
+    assert "landlord" not in html_of(response) and "DE00" not in html_of(response)
     assert client.post(page(theirs), {"_action": "approve", "expected_version": theirs.version}).status_code == 404
     assert client.get(f"{INBOX}00000000-0000-0000-0000-000000000000/").status_code == 404
     assert state() == before

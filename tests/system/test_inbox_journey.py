@@ -119,9 +119,14 @@ def test_a_reviewer_who_is_not_staff_works_the_queue_in_the_inbox(demo, browser)
 
 
 def test_the_inbox_has_no_serious_accessibility_violations(demo, browser):
+    login = browser.new_page(viewport={"width": 1280, "height": 800}, locale="en-US")
+    login.goto(f"{demo.url}/accounts/login/")
+    assert serious_violations(login) == []
     page = inbox_log_in(browser, demo, "writer")
     assert serious_violations(page) == []
     open_item(page, demo, "Reply to")
+    assert serious_violations(page) == []
+    page.goto(f"{demo.url}{INBOX}decisions/")
     assert serious_violations(page) == []
 
 
