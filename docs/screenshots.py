@@ -4,7 +4,9 @@ python docs/screenshots.py                         # serves a fresh demo of its 
 python docs/screenshots.py http://127.0.0.1:8000   # or uses a running ``make demo``
 
 Writes docs/images/<name>.png (light) and <name>-dark.png for the queue, the review
-page, the bulk confirmation, the overview and a pipeline's page.
+page, the bulk confirmation, the overview and a pipeline's page; and, in the light theme,
+the inbox's queue and review page (inbox-queue.png, inbox-review.png) and its queue on a
+phone (inbox-phone.png).
 """
 
 import sys
@@ -19,7 +21,12 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "images"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PASSWORDS = {"editor": "editor-demo-pw", "manager": "manager-demo-pw", "admin": "admin-demo-pw"}
+PASSWORDS = {
+    "editor": "editor-demo-pw",
+    "manager": "manager-demo-pw",
+    "admin": "admin-demo-pw",
+    "writer": "writer-demo-pw",
+}
 
 
 def logged_in(browser: Any, base: str, username: str, scheme: str) -> Any:
@@ -79,7 +86,29 @@ def main() -> None:
             shoot(admin, "overview", scheme)
             admin.goto(f"{base}/admin/stepkit_django/pipelinerun/pipelines/payment-approval/")
             shoot(admin, "pipelines", scheme)
+        inbox(browser, base)
         browser.close()
+
+
+def inbox_page(browser: Any, base: str, viewport: dict[str, int]) -> Any:
+    """A page of the inbox's queue as ``writer`` (not staff), logged in at the project's login page."""
+    page = browser.new_page(viewport=viewport, color_scheme="light")
+    page.goto(f"{base}/accounts/login/?next=/review/")
+    page.fill("#id_username", "writer")
+    page.fill("#id_password", PASSWORDS["writer"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("#queue-count")
+    return page
+
+
+def inbox(browser: Any, base: str) -> None:
+    """The inbox's queue (at 1280 pixels and on a phone) and its review page, in the light theme."""
+    shoot(inbox_page(browser, base, {"width": 390, "height": 844}), "inbox-phone", "light")
+    page = inbox_page(browser, base, {"width": 1280, "height": 800})
+    shoot(page, "inbox-queue", "light")
+    page.locator("#queue .item-title", has_text="Reply to Alan").first.click()
+    page.wait_for_selector("#review-form")
+    shoot(page, "inbox-review", "light", full_page=True)
 
 
 if __name__ == "__main__":

@@ -307,10 +307,16 @@ class Checkpoint(models.Model):
         super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:
-        """The checkpoint's review page in the admin (a path; ``STEPKIT["BASE_URL"]`` makes links absolute)."""
-        from django.urls import reverse
+        """The checkpoint's review page: the inbox's when its URLs are installed, else the admin's.
 
-        return reverse("admin:stepkit_django_checkpoint_change", args=[self.pk])
+        A path; ``STEPKIT["BASE_URL"]`` makes links absolute.
+        """
+        from django.urls import NoReverseMatch, reverse
+
+        try:
+            return reverse("stepkit_inbox:review", args=[self.pk])
+        except NoReverseMatch:
+            return reverse("admin:stepkit_django_checkpoint_change", args=[self.pk])
 
     @property
     def is_pending(self) -> bool:

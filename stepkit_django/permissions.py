@@ -20,6 +20,8 @@ admin and the API all ask here; nothing else decides. The rules:
   :data:`START_RUNS_PERMISSION`.
 * **read the pipelines pages of the admin** (steps, review rules, pending counts):
   reviewers (:data:`REVIEW_PERMISSION`) and those who may start runs.
+* **open the reviewer inbox** (:mod:`stepkit_django.inbox`): reviewers (a review permission) and those
+  who may start runs; what it shows is their queue, as above. ``is_staff`` plays no part.
 * **read a failure's message and traceback**: superusers and :data:`MANAGE_RUNS_PERMISSION`;
   others see the failed step and the exception's type.
 * **see notifications** (who was told what): superusers and run managers see all; others those of
@@ -55,6 +57,7 @@ __all__ = [
     "can_see_failure_details",
     "can_see_pipelines",
     "can_start_runs",
+    "can_use_inbox",
     "check_approver",
     "check_reassign",
     "check_rerun",
@@ -405,6 +408,20 @@ def check_start_runs(user: Any) -> Any:
 def can_see_pipelines(user: Any) -> bool:
     """Whether ``user`` may read the admin's pipelines pages: reviewers, and those who may start runs."""
     return is_active_user(user) and (bool(user.has_perm(REVIEW_PERMISSION)) or can_start_runs(user))
+
+
+def can_use_inbox(user: Any, checkpoints: QuerySet[Any]) -> bool:
+    """Whether ``user`` may open the reviewer inbox (:mod:`stepkit_django.inbox`): superusers, holders of a
+    review permission (:data:`REVIEW_PERMISSION`, the default one, or one a checkpoint of ``checkpoints``
+    needs), and those who may start runs (they follow their runs' reviews). ``is_staff`` plays no part."""
+    if not is_active_user(user):
+        return False
+    if is_superuser(user) or can_start_runs(user):
+        return True
+    if user.has_perm(REVIEW_PERMISSION) or user.has_perm(settings.DEFAULT_REVIEW_PERMISSION):
+        return True
+    held = sorted(user.get_all_permissions())
+    return bool(held) and checkpoints.filter(permission__in=held).exists()
 
 
 def can_see_failure_details(user: Any) -> bool:

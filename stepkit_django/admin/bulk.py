@@ -24,17 +24,12 @@ from django.utils.translation import gettext_lazy as _
 from .. import choices, review
 from ..exceptions import StepkitError
 from ..models import Checkpoint
+from ..reviewing.display import item_label
 
 __all__ = ["BulkDecision", "decide_selected", "item_label"]
 
 #: The field that says the confirmation page was seen and confirmed.
 CONFIRMED = "confirmed"
-
-
-def item_label(checkpoint: Checkpoint) -> str:
-    """How an item is named to a person: its title, or its pipeline and step."""
-    title = getattr(checkpoint, "title", "")
-    return str(title) if title else f"{checkpoint.pipeline_name} · {checkpoint.step}"
 
 
 class BulkRejectForm(forms.Form):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from datetime import timedelta
 from typing import Any
 
 import django
@@ -11,7 +9,6 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import OrderBy, QuerySet, prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -20,22 +17,20 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import get_text_list
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_deny
 
-from .. import choices, permissions, quorum, review, revisions
+from .. import permissions, quorum
 from ..conf import settings
-from ..describe import remaining_steps
-from ..exceptions import InvalidAssignment, InvalidDecision, InvalidOverride, ReviewConflict, StepkitError
+from ..exceptions import ReviewConflict
 from ..models import PENDING_FIRST, Checkpoint, approvals_count
-from ..registry import registered
 from ..review_spec import default_title
-from ..sentences import actor_name, local_time
-from ..status import CheckpointStatus
-from .bulk import decide_selected, item_label
-from .display import data_rows, revision_changes
+from ..reviewing.actions import claim_next, following_item, handle_post
+from ..reviewing.display import due_in, duration
+from ..reviewing.forms import ReassignForm, ReviewForm
+from ..reviewing.page import PAGE_RELATED, heading, page_context, review_forms
+from .bulk import decide_selected
 from .filters import (
     AssignedToMeFilter,
     ClaimedByMeFilter,
@@ -45,26 +40,15 @@ from .filters import (
     StepFilter,
     UnclaimedFilter,
 )
-from .forms import ReassignForm, ReviewForm
-from .navigation import approved_message, next_item, review_next
 from .notifications import failed_notifications, notification_rows
 from .overview import overview_context
 from .pipelines import pipelines_url
-from .trail import trail_rows
 
 REVIEW_PERMISSION = permissions.REVIEW_PERMISSION
 
 
-def _duration(delta: timedelta) -> str:
-    seconds = int(abs(delta.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return gettext("%(days)dd %(hours)dh") % {"days": days, "hours": hours}
-    if hours:
-        return gettext("%(hours)dh %(minutes)dm") % {"hours": hours, "minutes": minutes}
-    return gettext("%(minutes)dm") % {"minutes": minutes}
+def _change_url(checkpoint: Checkpoint) -> str:
+    return reverse("admin:stepkit_django_checkpoint_change", args=[checkpoint.pk])
 
 
 class QueueChangeList(ChangeList):
@@ -239,16 +223,11 @@ class CheckpointAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("waiting"), ordering="created_at")
     def age(self, obj: Checkpoint) -> str:
-        return _duration(timezone.now() - obj.created_at)
+        return duration(timezone.now() - obj.created_at)
 
     @admin.display(description=_("due in"), ordering="expires_at")
     def expires_in(self, obj: Checkpoint) -> str:
-        if obj.expires_at is None or obj.status != CheckpointStatus.PENDING:
-            return "—"
-        left = obj.expires_at - timezone.now()
-        if left.total_seconds() < 0:
-            return gettext("overdue %(duration)s") % {"duration": _duration(left)}
-        return _duration(left)
+        return due_in(obj, timezone.now()) or "—"
 
     @admin.display(description=_("assigned to"))
     def assigned_to(self, obj: Checkpoint) -> str:
@@ -310,140 +289,31 @@ class CheckpointAdmin(admin.ModelAdmin):
             raise Http404
         prefetch_related_objects([checkpoint], "assigned_users", "assigned_groups")  # the page reads each twice
         posted = request.POST if request.method == "POST" else None
-        reassigning = posted is not None and posted.get("_action") == "reassign"
-        form = self._form(checkpoint, data=None if reassigning else posted)
-        reassign_form = ReassignForm(posted if reassigning else None, prefix="reassign")
+        form, reassign_form = review_forms(checkpoint, posted)
         if request.method == "POST":
             response = self._post(request, checkpoint, form, reassign_form)
             if response is not None:
                 return response
         return self._render(request, checkpoint, form, reassign_form)
 
-    def _form(self, checkpoint: Checkpoint, data: Any = None) -> ReviewForm:
-        form = ReviewForm(
-            data,
-            editable=checkpoint.editable_keys,
-            schema=checkpoint.review.get("schema"),
-            current=checkpoint.effective_context,
-            to_steps=revisions.steps_to_go_back_to(checkpoint) if checkpoint.is_pending else None,
-            initial={"expected_version": checkpoint.version, "comment": ""},
-        )
-        if checkpoint.review.get("require_reject_reason"):
-            form.fields["comment"].help_text = _("To reject, say why: the reason is required.")
-        elif checkpoint.is_pending and not revisions.revisions_left(checkpoint):
-            form.fields["comment"].help_text = _("Optional: the person who started the run and the trail show it.")
-        return form
-
     def _post(
         self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm, reassign_form: ReassignForm
     ) -> HttpResponse | None:
-        # A review with choices has one button per choice, each sending its key as _choice: that approves.
-        action = request.POST.get("_action", "") or ("approve" if "_choice" in request.POST else "")
-        here = HttpResponseRedirect(request.path)
-        if not self.has_change_permission(request, checkpoint):
-            self.message_user(request, gettext("You may not review checkpoints."), messages.ERROR)
-            return here
-        user = request.user
-        raw = request.POST.get("expected_version", "")
-        if not (raw.isascii() and raw.isdigit() and len(raw) < 19):  # the page's own field: a decision is about it
-            self.message_user(request, gettext("This page is out of date: reload it and try again."), messages.ERROR)
-            return here
-        version = int(raw)
-        try:
-            if action == "claim":
-                review.claim(checkpoint, user, expected_version=version)
-                self.message_user(request, gettext("You claimed this checkpoint."), messages.SUCCESS)
-            elif action == "release":
-                review.release(checkpoint, user, expected_version=version)
-                self.message_user(request, gettext("You released your claim."), messages.SUCCESS)
-            elif action == "reassign":
-                review.check_pending(checkpoint, version)
-                if not reassign_form.is_valid():
-                    self.message_user(request, gettext("Please correct the errors below."), messages.ERROR)
-                    return None
-                users, groups = reassign_form.cleaned_data["to_users"], reassign_form.cleaned_data["to_groups"]
-                review.reassign(checkpoint, user, to_users=users, to_groups=groups, expected_version=version)
-                names = [*users, *(group.name for group in groups)]
-                self.message_user(
-                    request, gettext("Reassigned to %(names)s.") % {"names": ", ".join(names)}, messages.SUCCESS
-                )
-                if not self.get_queryset(request).filter(pk=checkpoint.pk).exists():
-                    return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_changelist"))
-            elif action in ("edit", "approve", "reject", "request_changes"):
-                review.check_pending(checkpoint, version)
-                if not form.is_valid():
-                    self.message_user(request, gettext("Please correct the errors below."), messages.ERROR)
-                    return None
-                comment = form.cleaned_data["comment"]
-                # Only the keys whose value the reviewer changed: a page approved untouched records no edit.
-                changes = form.changes()
-                if action == "edit":
-                    if not changes:
-                        self.message_user(request, gettext("Nothing changed."), messages.INFO)
-                        return here
-                    review.edit(checkpoint, user, changes, expected_version=version)
-                    saved = gettext("Saved edits to %(keys)s.") % {"keys": ", ".join(changes)}
-                    self.message_user(request, saved, messages.SUCCESS)
-                elif action == "approve":
-                    choice = self._choice(request, checkpoint)
-                    decided = review.approve(
-                        checkpoint, user, changes or None, comment, expected_version=version, choice=choice
-                    )
-                    decided = decided or checkpoint
-                    self.message_user(request, approved_message(decided, item_label(decided)), messages.SUCCESS)
-                    return self._after_decision(request, decided)
-                elif action == "request_changes":
-                    to_step = form.cleaned_data.get("to_step") or None
-                    decided = review.request_changes(
-                        checkpoint,
-                        user,
-                        comment,
-                        to_step=to_step,
-                        override_data=changes or None,
-                        expected_version=version,
-                    )
-                    sent_back = gettext("Changes requested on “%(title)s”: the run goes back to step %(step)s.")
-                    step = to_step or decided.step
-                    self.message_user(
-                        request, sent_back % {"title": item_label(decided), "step": step}, messages.SUCCESS
-                    )
-                    return self._after_decision(request, decided)
-                else:
-                    decided = review.reject(checkpoint, user, comment, expected_version=version)
-                    rejected = gettext("Rejected “%(title)s”: the run will not continue.")
-                    self.message_user(request, rejected % {"title": item_label(decided)}, messages.SUCCESS)
-                    return self._after_decision(request, decided)
-            else:
-                self.message_user(request, gettext("Unknown action %(action)r.") % {"action": action}, messages.ERROR)
-        except InvalidOverride as exc:
-            form.add_override_errors(exc.errors)
-            self.message_user(request, gettext("The edits were refused; see the errors below."), messages.ERROR)
+        outcome = handle_post(
+            request, checkpoint, form, reassign_form, may_review=self.has_change_permission(request, checkpoint)
+        )
+        if outcome.rerender:
             return None
-        except InvalidDecision as exc:
-            form.add_decision_errors(exc.errors)
-            self.message_user(request, gettext("The decision was refused; see the errors below."), messages.ERROR)
-            return None
-        except InvalidAssignment as exc:
-            reassign_form.add_assignment_errors(exc.errors)
-            refused = gettext("The reassignment was refused; see the errors below.")
-            self.message_user(request, refused, messages.ERROR)
-            return None
-        except StepkitError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-        return here
-
-    @staticmethod
-    def _choice(request: HttpRequest, checkpoint: Checkpoint) -> choices.Choice:
-        """The choice the review page sent: the key of the button pressed, or the boxes ticked."""
-        if checkpoint.review.get("multiple"):
-            return request.POST.getlist("_choice")
-        return request.POST.get("_choice") or None
+        if outcome.decided is not None:
+            return self._after_decision(request, outcome.decided)
+        if outcome.reassigned and not self.get_queryset(request).filter(pk=checkpoint.pk).exists():
+            return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_changelist"))
+        return HttpResponseRedirect(request.path)
 
     def _after_decision(self, request: HttpRequest, decided: Checkpoint) -> HttpResponse:
         """The next item the reviewer can decide; this one again when there is none."""
-        following = next_item(request.user, after=decided)
+        following = following_item(request, decided)
         if following is None:
-            self.message_user(request, gettext("Nothing else is waiting for you."), messages.INFO)
             return HttpResponseRedirect(request.path)
         return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_change", args=[following.pk]))
 
@@ -459,16 +329,9 @@ class CheckpointAdmin(admin.ModelAdmin):
             for name in ("pipeline_name", "step")
             if request.POST.get(name) and "\x00" not in request.POST[name] and len(request.POST[name]) <= 200
         }
-        try:
-            claimed = review_next(request.user, **filters)
-        except StepkitError as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            claimed = None
+        claimed = claim_next(request, **filters)
         if claimed is None:
-            self.message_user(request, gettext("Nothing is waiting for you to review."), messages.INFO)
             return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_changelist"))
-        claimed_text = gettext("You claimed “%(title)s”: nobody else can decide it while you work on it.")
-        self.message_user(request, claimed_text % {"title": item_label(claimed)}, messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:stepkit_django_checkpoint_change", args=[claimed.pk]))
 
     def _crumbs(self, request: HttpRequest) -> dict[str, Any]:
@@ -486,130 +349,19 @@ class CheckpointAdmin(admin.ModelAdmin):
     def _render(
         self, request: HttpRequest, checkpoint: Checkpoint, form: ReviewForm, reassign_form: ReassignForm
     ) -> TemplateResponse:
-        checkpoint = self.get_queryset(request).select_related("decided_by", "run__started_by").get(pk=checkpoint.pk)
-        pipeline_steps = self._steps(checkpoint)
-        data = data_rows(
-            checkpoint.context, checkpoint.override_data, checkpoint.review.get("schema"), checkpoint.editable_keys
-        )
+        checkpoint = self.get_queryset(request).select_related(*PAGE_RELATED).get(pk=checkpoint.pk)
         context = {
             **self.admin_site.each_context(request),
             **self._crumbs(request),
             "opts": self.opts,
-            "title": self._heading(checkpoint),
-            "subtitle": f"{checkpoint.pipeline_name} · {checkpoint.step}",
-            "checkpoint": checkpoint,
-            "run": checkpoint.run,
-            "steps": pipeline_steps,
-            "data_rows": data,
-            "edited_keys": [row.label for row in data if row.edited],
-            "context_json": json.dumps(checkpoint.context, indent=2, ensure_ascii=False, cls=DjangoJSONEncoder),
-            "form": form,
-            "reassign_form": reassign_form,
-            "pending": checkpoint.is_pending,
-            "can_review": permissions.can_review(checkpoint, request.user),
-            "can_reassign": permissions.can_reassign(
-                checkpoint, request.user, [a.user_id for a in checkpoint.approvals.all()]
-            ),
-            "assignee_names": [g.name for g in checkpoint.assigned_groups.all()]
-            + [str(u) for u in checkpoint.assigned_users.all()],
-            "assignees_gone": checkpoint.assigned
-            and not checkpoint.assigned_users.all()
-            and not checkpoint.assigned_groups.all(),
-            "claimed_by_me": checkpoint.claimed_by_id == request.user.pk,
-            "claimed_by_name": actor_name(checkpoint.claimed_by) if checkpoint.claimed_by_id else "",
-            "decided_by_name": actor_name(checkpoint.decided_by) if checkpoint.decided_by_id else "",
-            "decided_at": local_time(checkpoint.decided_at) if checkpoint.decided_at else "",
-            "started_by_name": actor_name(checkpoint.run.started_by) if checkpoint.run.started_by_id else "",
-            "expires": local_time(checkpoint.expires_at) if checkpoint.expires_at else "",
-            "approvals": [
-                (actor_name(a.user), local_time(a.created_at), a.group)
-                for a in checkpoint.approvals.select_related("user")
-            ],
-            **self._quorum(checkpoint, request.user),
-            "trail": trail_rows(checkpoint.events.select_related("actor"), request.user),
+            **page_context(checkpoint, request.user, form, reassign_form, _change_url),
             "notifications": notification_rows(checkpoint.notifications.all()),
-            "revisions": self._revisions(request, checkpoint),
-            "revisions_left": revisions.revisions_left(checkpoint),
             "run_url": reverse("admin:stepkit_django_pipelinerun_change", args=[checkpoint.run_id]),
-            "next_url": self._next_url(request, checkpoint),
             "has_view_permission": True,
-            "choice_options": choices.options(checkpoint.review),
-            "multiple_choices": bool(checkpoint.review.get("multiple")),
         }
         return TemplateResponse(request, self.review_template, context)
 
-    @staticmethod
-    def _quorum(checkpoint: Checkpoint, user: Any) -> dict[str, Any]:
-        """A per-group quorum's progress, and why ``user`` cannot add an approval now (their groups' counts
-        are met, or they are in none of the groups), for the page to say so instead of offering Approve."""
-        if not checkpoint.approvals_by_group:
-            return {"quorum_progress": [], "quorum_refusal": None}
-        groups = [approval.group for approval in checkpoint.approvals.all()]
-        already = any(approval.user_id == user.pk for approval in checkpoint.approvals.all())
-        refusal = quorum.refusal(checkpoint.review, user, groups) if checkpoint.is_pending and not already else None
-        return {"quorum_progress": quorum.progress(checkpoint.review, groups), "quorum_refusal": refusal}
-
-    @staticmethod
-    def _revisions(request: HttpRequest, checkpoint: Checkpoint) -> list[dict[str, Any]]:
-        """The earlier revisions ``request.user`` may see, each with what the next revision changed."""
-        schema = checkpoint.review.get("schema")
-        rows = []
-        for earlier in revisions.history(checkpoint, request.user):
-            cp = earlier.checkpoint
-            changes = revision_changes(earlier.changes, schema)
-            rows.append(
-                {
-                    "revision": cp.revision,
-                    "next_revision": earlier.next_revision,
-                    "comment": cp.comment,
-                    "by": actor_name(cp.decided_by) if cp.decided_by_id else "",
-                    "at": local_time(cp.decided_at) if cp.decided_at else "",
-                    "url": reverse("admin:stepkit_django_checkpoint_change", args=[cp.pk]),
-                    "changes": changes,
-                    "changed": get_text_list([row.label for row in changes], gettext("and")),
-                }
-            )
-        return rows
-
-    @staticmethod
-    def _next_url(request: HttpRequest, checkpoint: Checkpoint) -> str:
-        following = next_item(request.user, after=checkpoint)
-        return reverse("admin:stepkit_django_checkpoint_change", args=[following.pk]) if following else ""
-
-    @staticmethod
-    def _heading(checkpoint: Checkpoint) -> str:
-        """The checkpoint's title when it has one, else its pipeline and step."""
-        title = str(getattr(checkpoint, "title", "") or "").strip()
-        if title:
-            return title
-        return gettext("Review: %(pipeline)s / %(step)s") % {
-            "pipeline": checkpoint.pipeline_name,
-            "step": checkpoint.step,
-        }
-
-    @staticmethod
-    def _steps(checkpoint: Checkpoint) -> list[dict[str, str]]:
-        pipeline = registered().get(checkpoint.pipeline_name)
-        if pipeline is None or not checkpoint.position:
-            return []
-        names = pipeline.describe()
-        here = checkpoint.position[0]
-        remaining = set(remaining_steps(checkpoint.pipeline_name, checkpoint.position))
-        rows = []
-        pending = checkpoint.is_pending
-        for index, name in enumerate(names):
-            if index == here:
-                state = "paused"
-                label = (gettext("paused here (%(step)s)") if pending else gettext("reviewed here (%(step)s)")) % {
-                    "step": checkpoint.step
-                }
-            elif name in remaining:
-                state = "remaining"
-                label = gettext("to run after approval") if pending else gettext("after this review")
-            else:
-                state, label = "done", gettext("done")
-            rows.append({"name": name, "state": state, "label": label})
-        return rows
+    _heading = staticmethod(heading)
 
     def overview_view(self, request: HttpRequest) -> TemplateResponse:
         if not self.has_view_permission(request):

@@ -7,11 +7,11 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from ..describe import describe_pipeline
 from ..registry import registered
+from ..reviewing import queue
 from ..status import CheckpointStatus
 
 
@@ -55,7 +55,7 @@ class AssignedToMeFilter(_YesFilter):
     parameter_name = "assigned_to_me"
 
     def condition(self, request: HttpRequest) -> Q:
-        return Q(assigned_users=request.user) | Q(assigned_groups__user=request.user)
+        return queue.assigned_to_me(request.user)
 
 
 class ClaimedByMeFilter(_YesFilter):
@@ -63,7 +63,7 @@ class ClaimedByMeFilter(_YesFilter):
     parameter_name = "claimed_by_me"
 
     def condition(self, request: HttpRequest) -> Q:
-        return Q(claimed_by=request.user)
+        return queue.claimed_by(request.user)
 
 
 class UnclaimedFilter(_YesFilter):
@@ -71,7 +71,7 @@ class UnclaimedFilter(_YesFilter):
     parameter_name = "unclaimed"
 
     def condition(self, request: HttpRequest) -> Q:
-        return Q(claimed_by__isnull=True, status=CheckpointStatus.PENDING)
+        return queue.unclaimed()
 
 
 class OverdueFilter(_YesFilter):
@@ -79,7 +79,7 @@ class OverdueFilter(_YesFilter):
     parameter_name = "overdue"
 
     def condition(self, request: HttpRequest) -> Q:
-        return Q(status=CheckpointStatus.PENDING, expires_at__lt=timezone.now())
+        return queue.overdue()
 
 
 class PipelineFilter(admin.SimpleListFilter):

@@ -22,10 +22,10 @@ from .. import permissions, review
 from ..audit import redacted
 from ..exceptions import StepkitError
 from ..models import AuditEvent, Checkpoint, PipelineRun, QueueOverview
+from ..reviewing.trail import describe_event, event_html
 from ..sentences import local_time
 from ..status import RunStatus
 from . import pipelines
-from .trail import describe_event, event_html
 
 MANAGE_PERMISSION = permissions.MANAGE_RUNS_PERMISSION
 

@@ -218,10 +218,13 @@ class Digest(Message):
 
 
 def _queue_link() -> str:
-    try:
-        return absolute_url(reverse("admin:stepkit_django_checkpoint_changelist"))
-    except NoReverseMatch:
-        return ""
+    """The queue: the inbox's when it is installed (as ``Checkpoint.get_absolute_url``), else the admin's."""
+    for name in ("stepkit_inbox:queue", "admin:stepkit_django_checkpoint_changelist"):
+        try:
+            return absolute_url(reverse(name))
+        except NoReverseMatch:
+            continue
+    return ""
 
 
 def build_digest(notification: Notification, now: datetime | None = None) -> Digest:

@@ -6,8 +6,8 @@ import pytest
 
 from stepkit_django import Review, review, start, stepkit
 from stepkit_django.admin.checkpoints import CheckpointAdmin
-from stepkit_django.admin.forms import NumberField, PrettyJSONField, TextField
 from stepkit_django.models import AuditEvent, Checkpoint
+from stepkit_django.reviewing.forms import NumberField, PrettyJSONField, TextField
 from tests.testapp.models import SideEffect
 
 pytestmark = pytest.mark.django_db

@@ -22,7 +22,7 @@ from .conftest import EMAIL, smtp_settings, stepkit_settings, to
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("email_notifications")]
 
-LINK = "https://review.example.com/admin/stepkit_django/checkpoint/{}/change/"
+LINK = "https://review.example.com/review/{}/"
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_each_reviewer_gets_one_email_oldest_first_with_overdue_items_marked(
     assert "Pipeline: invoice / Step: draft" in body and "Payee: ACME & Co" in body
     assert "Waiting for 3\xa0days" in body and "Waiting for 1\xa0hour" in body
     assert LINK.format(oldest.pk) in body and LINK.format(newest.pk) in body
-    assert "Open your queue: https://review.example.com/admin/stepkit_django/checkpoint/" in body
+    assert "Open your queue: https://review.example.com/review/" in body
     html, mimetype = mail.alternatives[0]
     assert mimetype == "text/html"
     assert html.index("Oldest invoice") < html.index("Newest invoice")

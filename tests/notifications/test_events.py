@@ -34,10 +34,10 @@ def test_review_requested_tells_the_assigned_reviewers_who_may_review(cast, invo
     email = mailoutbox[0]
     cp = run.checkpoints.get()
     assert email.subject == "Review requested: Pay ACME & Co 120 EUR"  # plain text: nothing escaped
-    assert f"https://review.example.com/admin/stepkit_django/checkpoint/{cp.pk}/change/" in email.body
+    assert f"https://review.example.com/review/{cp.pk}/" in email.body
     assert "Payee: ACME & Co" in email.body and "Due:" in email.body
     html, mimetype = email.alternatives[0]
-    assert mimetype == "text/html" and "ACME &amp; Co" in html and 'href="https://review.example.com/admin' in html
+    assert mimetype == "text/html" and "ACME &amp; Co" in html and 'href="https://review.example.com/review/' in html
     assert set(Notification.objects.values_list("status", flat=True)) == {NotificationStatus.SENT}
 
 

@@ -34,4 +34,4 @@ def test_a_review_request_reaches_a_real_smtp_server(smtp_server, cast, invoice_
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
     cp = run.checkpoints.get()
-    assert f"/admin/stepkit_django/checkpoint/{cp.pk}/change/" in text and "ACME &amp; Co" in html
+    assert f"/review/{cp.pk}/" in text and "ACME &amp; Co" in html

@@ -109,7 +109,7 @@ def test_the_webhook_posts_the_event_signed(receiver, hooked):
         "status": "pending",
         "due": None,
     }
-    assert payload["links"]["review"] == f"https://review.example.com/admin/stepkit_django/checkpoint/{cp.pk}/change/"
+    assert payload["links"]["review"] == f"https://review.example.com/review/{cp.pk}/"
     assert payload["run"] == {"id": str(run.pk), "status": "paused"}
     assert headers["Idempotency-Key"] == notification.key and headers["X-Stepkit-Event"] == "review_requested"
     assert headers["Content-Type"] == "application/json"

@@ -3,10 +3,10 @@
 import pytest
 
 from stepkit_django import InvalidDecision, InvalidOverride, Review, review, start, stepkit, when
-from stepkit_django.admin.trail import trail_rows
 from stepkit_django.describe import describe_pipeline
 from stepkit_django.exceptions import ReviewPermissionDenied
 from stepkit_django.models import AuditEvent, Checkpoint, PipelineRun
+from stepkit_django.reviewing.trail import trail_rows
 from stepkit_django.status import CheckpointStatus, RunStatus
 
 pytestmark = pytest.mark.django_db

@@ -169,6 +169,20 @@ ADMIN_MATRIX = {
 }  # fmt: skip
 
 
+def review_page_posts(checkpoint):
+    """What a review page (the admin's, the inbox's) posts for each action."""
+    version = checkpoint.version
+    edits = {"edit__subject": "Re: m", "edit__body": "edited", "comment": ""}
+    return {
+        "claim": {"_action": "claim", "expected_version": version},
+        "edit": {"_action": "edit", "expected_version": version, **edits},
+        "approve": {"_action": "approve", "expected_version": version, **edits},
+        "reject": {"_action": "reject", "expected_version": version, **edits},
+        "request_changes": {"_action": "request_changes", "expected_version": version, **edits, "comment": "Shorter"},
+        "reassign": {"_action": "reassign", "expected_version": version, "reassign-to_groups": ["managers"]},
+    }
+
+
 def admin_call(client, action, run, checkpoint):
     """Do ``action`` through the admin; return (status, effect) as in ADMIN_MATRIX."""
     page = f"{ADMIN}/checkpoint/{checkpoint.pk}/change/"
@@ -188,15 +202,8 @@ def admin_call(client, action, run, checkpoint):
             assert (run.pk in listed) is shown
         return response.status_code, "listed" if shown else "hidden"
     before = state()
-    version = checkpoint.version
-    edits = {"edit__subject": "Re: m", "edit__body": "edited", "comment": ""}
     data = {
-        "claim": {"_action": "claim", "expected_version": version},
-        "edit": {"_action": "edit", "expected_version": version, **edits},
-        "approve": {"_action": "approve", "expected_version": version, **edits},
-        "reject": {"_action": "reject", "expected_version": version, **edits},
-        "request_changes": {"_action": "request_changes", "expected_version": version, **edits, "comment": "Shorter"},
-        "reassign": {"_action": "reassign", "expected_version": version, "reassign-to_groups": ["managers"]},
+        **review_page_posts(checkpoint),
         "cancel": {"action": "cancel_runs", "_selected_action": [str(run.pk)]},
         "retry": {"action": "retry_runs", "_selected_action": [str(run.pk)]},
         "rerun": {},
@@ -221,3 +228,72 @@ def test_admin_permission_matrix(people, client, role, action):
     run = start("email-approval", EMAIL, user=starter)
     checkpoint = run.checkpoints.get()
     assert admin_call(client, action, run, checkpoint) == ADMIN_MATRIX[role][action]
+
+
+INBOX = "/review"
+INBOX_ACTIONS = ["list", "retrieve", "claim", "edit", "approve", "reject", "request_changes", "reassign"]
+# The inbox (stepkit_django.inbox), for users who are not staff: role -> action -> (status, effect) as in
+# ADMIN_MATRIX. A user without a review permission gets its 403 page, even for an item they cannot see.
+INBOX_MATRIX = {
+    "anonymous": {action: (302, "hidden" if action in ("list", "retrieve") else "refused") for action in INBOX_ACTIONS},
+    "no permission": {action: (403, "hidden" if action in ("list", "retrieve") else "refused")
+                      for action in INBOX_ACTIONS},
+    "reviewer outside the group": {
+        "list": (200, "hidden"), "retrieve": (404, "hidden"), "claim": (404, "refused"), "edit": (404, "refused"),
+        "approve": (404, "refused"), "reject": (404, "refused"), "request_changes": (404, "refused"),
+        "reassign": (404, "refused"),
+    },
+    "the run's starter": {
+        "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "refused"), "edit": (302, "refused"),
+        "approve": (302, "refused"), "reject": (302, "refused"), "request_changes": (302, "refused"),
+        "reassign": (302, "refused"),
+    },
+    "assigned reviewer": {
+        "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "refused"),
+    },
+    "assigned reviewer who may reassign": {
+        "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "done"),
+    },
+    "superuser": {
+        "list": (200, "listed"), "retrieve": (200, "listed"), "claim": (302, "done"), "edit": (302, "done"),
+        "approve": (302, "done"), "reject": (302, "done"), "request_changes": (302, "done"),
+        "reassign": (302, "done"),
+    },
+}  # fmt: skip
+
+
+def inbox_call(client, action, checkpoint):
+    """Do ``action`` through the inbox; return (status, effect) as in INBOX_MATRIX."""
+    page = f"{INBOX}/{checkpoint.pk}/"
+    if action in ("list", "retrieve"):
+        response = client.get(f"{INBOX}/" if action == "list" else page)
+        body = response.content.decode()
+        if action == "list" and response.status_code == 200:
+            shown = checkpoint.pk in [row["checkpoint"].pk for row in response.context["rows"]]
+            assert (str(checkpoint.pk) in body) is shown
+        else:
+            shown = response.status_code == 200
+        assert "secret contents" not in body or shown
+        return response.status_code, "listed" if shown else "hidden"
+    before = state()
+    data = review_page_posts(checkpoint)[action]
+    response = client.post(page, data)
+    return response.status_code, "refused" if state() == before else "done"
+
+
+@pytest.mark.parametrize(
+    ("role", "action"), [(role, action) for role, actions in INBOX_MATRIX.items() for action in actions]
+)
+def test_inbox_permission_matrix(people, client, role, action):
+    user = actor(role, people)  # nobody is staff: the inbox does not ask for it
+    if user is not None:
+        assert not user.is_staff or user.is_superuser
+        client.force_login(user)
+    starter = people.carol if role == "the run's starter" else people.alice
+    run = start("email-approval", EMAIL, user=starter)
+    checkpoint = run.checkpoints.get()
+    assert inbox_call(client, action, checkpoint) == INBOX_MATRIX[role][action]

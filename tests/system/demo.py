@@ -34,6 +34,7 @@ PASSWORDS = {
     "sre1": "sre1-demo-pw",
     "sre2": "sre2-demo-pw",
     "security": "security-demo-pw",
+    "writer": "writer-demo-pw",
 }
 
 needs_chromium = pytest.mark.skipif(

@@ -116,4 +116,6 @@ def test_the_seeded_demo_emails_its_reviewers_into_the_outbox(tmp_path):
     to_editor = [text for text in emails if "To: editor@stepkit.example" in text]
     assert any("Subject: Review requested: Reply to Ada Lovelace" in " ".join(text.split()) for text in to_editor)
     assert all("From: review@stepkit.example" in text for text in emails)
-    assert "http://127.0.0.1:8000/admin/stepkit_django/checkpoint/" in " ".join(to_editor).replace("=\n", "")
+    # The demo mounts the inbox: the links open its review pages (Checkpoint.get_absolute_url)
+    assert "http://127.0.0.1:8000/review/" in " ".join(to_editor).replace("=\n", "")
+    assert any("To: writer@stepkit.example" in text for text in emails)  # the non-staff reviewer is told too

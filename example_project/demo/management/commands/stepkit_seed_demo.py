@@ -21,6 +21,11 @@ REVIEWERS = {
 }
 #: Reviewers who may also hand checkpoints to other reviewers (stepkit_django.reassign_checkpoint).
 REASSIGNERS = {"manager"}
+#: Reviewers who are not staff: they review in the inbox (/review/), not in the admin.
+INBOX_REVIEWERS = {
+    # username: (password, groups)
+    "writer": ("writer-demo-pw", ["editors", "moderators"]),
+}
 
 
 class Command(BaseCommand):
@@ -40,8 +45,10 @@ class Command(BaseCommand):
             requester.set_password("requester-demo-pw")
             requester.save()
             requester.user_permissions.add(start_runs)
-        for username, (password, groups) in REVIEWERS.items():
-            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": True})
+        reviewers = [(name, spec, True) for name, spec in REVIEWERS.items()]
+        reviewers += [(name, spec, False) for name, spec in INBOX_REVIEWERS.items()]
+        for username, (password, groups), staff in reviewers:
+            user, created = User.objects.get_or_create(username=username, defaults={"is_staff": staff})
             if created:
                 user.set_password(password)
                 user.save()
@@ -92,6 +99,9 @@ class Command(BaseCommand):
         for username, (password, groups) in REVIEWERS.items():
             also = "; may reassign checkpoints" if username in REASSIGNERS else ""
             self.stdout.write(f"  {username} / {password} (reviewer in {', '.join(groups)}{also})")
+        for username, (password, groups) in INBOX_REVIEWERS.items():
+            self.stdout.write(f"  {username} / {password} (not staff: reviews in {', '.join(groups)} at /review/)")
+        self.stdout.write("The inbox (/review/, log in at /accounts/login/) is for every reviewer, staff or not.")
         outbox = getattr(settings, "EMAIL_OUTBOX", "demo-outbox")
         self.stdout.write(f"  Their emails (username@stepkit.example) are written to {outbox}/")
         # Each token under the name of its user: the requester's starts runs, the editor's reviews them.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -19,6 +20,35 @@ PREVIEW_CHARS = 80
 #: Unchanged tokens (words, spaces, punctuation marks) of its line kept around each change; the whole text
 #: with its changes is one click away.
 CONTEXT_TOKENS = 16
+
+
+def duration(delta: timedelta) -> str:
+    """A waiting time or a time left, short: "2d 3h", "4h 10m", "12m"."""
+    seconds = int(abs(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return gettext("%(days)dd %(hours)dh") % {"days": days, "hours": hours}
+    if hours:
+        return gettext("%(hours)dh %(minutes)dm") % {"hours": hours, "minutes": minutes}
+    return gettext("%(minutes)dm") % {"minutes": minutes}
+
+
+def due_in(checkpoint: Any, now: datetime) -> str:
+    """The time a pending checkpoint has left ("overdue 2h" past it); "" without a deadline or once decided."""
+    if checkpoint.expires_at is None or not checkpoint.is_pending:
+        return ""
+    left = checkpoint.expires_at - now
+    if left.total_seconds() < 0:
+        return gettext("overdue %(duration)s") % {"duration": duration(left)}
+    return duration(left)
+
+
+def item_label(checkpoint: Any) -> str:
+    """How an item is named to a person: its title, or its pipeline and step."""
+    title = getattr(checkpoint, "title", "")
+    return str(title) if title else f"{checkpoint.pipeline_name} · {checkpoint.step}"
 
 
 def as_text(value: Any) -> str:

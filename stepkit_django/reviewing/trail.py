@@ -1,4 +1,4 @@
-"""Audit events as the admin shows them: a time, a sentence, edits as word-level differences, the rest in details.
+"""Audit events as the review pages show them: a time, a sentence, edits as word-level differences, the rest.
 
 The sentences are :mod:`stepkit_django.sentences`'; one template,
 ``admin/stepkit_django/event.html``, renders an event wherever the admin shows one
