@@ -133,7 +133,9 @@ def _check_paths(text: str, where: str) -> None:
         if path == "docs/reference/openapi.json" or path.endswith(".sqlite3"):
             continue  # written by this hook; created by the demo
         if not target.exists() and path.startswith("stepkit_django/"):
-            target = ROOT / "stepkit_django" / "templates" / path  # a template's name, as Django finds it
+            # A template's or a static file's name, as Django finds them.
+            named = [ROOT / "stepkit_django" / folder / path for folder in ("templates", "static")]
+            target = next((candidate for candidate in named if candidate.exists()), target)
         if not target.exists():
             log.warning("%s names %s, which does not exist", where, path)
             continue
