@@ -1,10 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
 from django.urls import include, path
+from django.views.decorators.clickjacking import xframe_options_deny
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/login/", LoginView.as_view(template_name="stepkit_django/inbox/login.html"), name="login"),
+    path(
+        "accounts/login/",
+        xframe_options_deny(LoginView.as_view(template_name="stepkit_django/inbox/login.html")),
+        name="login",
+    ),
     path("api/stepkit/", include("stepkit_django.api.urls")),
     path("review/", include("stepkit_django.inbox.urls")),
 ]

@@ -17,13 +17,15 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LogoutView
 from django.core.paginator import Page, Paginator
 from django.db.models import F, Q, QuerySet, prefetch_related_objects
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.clickjacking import xframe_options_deny
+from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import permissions
@@ -65,7 +67,8 @@ def page(request: HttpRequest, template: str, context: dict[str, Any], status: i
 
 
 def inbox_view(view: View) -> View:
-    """Logged in (the project's ``LOGIN_URL``), allowed to use the inbox (else a 403 page), never framed."""
+    """Logged in (the project's ``LOGIN_URL``), allowed to use the inbox (else a 403 page), never framed,
+    never cached (the pages show reviewed data), and CSRF-checked whatever the project's middleware."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -73,7 +76,7 @@ def inbox_view(view: View) -> View:
             return page(request, "stepkit_django/inbox/forbidden.html", {}, status=403)
         return view(request, *args, **kwargs)
 
-    return xframe_options_deny(login_required(wrapped))
+    return xframe_options_deny(never_cache(csrf_protect(login_required(wrapped))))
 
 
 def review_url(checkpoint: Checkpoint) -> str:
@@ -170,7 +173,9 @@ def review_view(request: HttpRequest, pk: Any) -> HttpResponse:
     mine = Checkpoint.objects.for_user(request.user)
     checkpoint = mine.select_related(*PAGE_RELATED).filter(pk=pk).first()
     if checkpoint is None:  # outside the user's queue: the same answer as an id that does not exist
-        raise Http404(gettext("No such item in your queue."))
+        return page(
+            request, "stepkit_django/inbox/not_found.html", {"queue_url": reverse("stepkit_inbox:queue")}, status=404
+        )
     prefetch_related_objects([checkpoint], "assigned_users", "assigned_groups")
     posted = request.POST if request.method == "POST" else None
     form, reassign_form = review_forms(checkpoint, posted)

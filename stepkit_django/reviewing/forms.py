@@ -252,6 +252,13 @@ class ReviewForm(forms.Form):
                 self.initial.setdefault(FIELD_PREFIX + key, current.get(key))
         self.order_fields([name for name in self.fields if name not in self.DECISION_FIELDS])
 
+    def clean_override_data(self) -> Any:
+        """With any key editable, the data is one JSON object: a list or a bare value would be no edit at all."""
+        value = self.cleaned_data.get(ANY_KEY_FIELD)
+        if not isinstance(value, dict):
+            raise forms.ValidationError(_('The data must be a JSON object: {"key": value, …}.'), code="not_an_object")
+        return value
+
     def edit_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.fields if name not in self.DECISION_FIELDS]
 

@@ -116,6 +116,53 @@ def test_every_post_needs_the_csrf_token(people):
     assert Checkpoint.objects.get(pk=cp.pk).status == CheckpointStatus.APPROVED
 
 
+def test_an_item_outside_the_queue_is_a_404_page_that_refuses_framing_too(bob, people, registered_pipelines):
+    registered_pipelines(stepkit("theirs").step("s", lambda c: {"n": 1}, review=Review(assign_to_group="managers")))
+    theirs = start("theirs", {}, user=people.alice).checkpoints.get()
+    for pk in (theirs.pk, "8d5c8b33-5a4e-4d55-9c7e-2f2f8f3a4b11"):  # another group's, and none at all
+        response = bob.get(f"{INBOX}{pk}/")
+        assert response.status_code == 404 and response["X-Frame-Options"] == "DENY"
+        assert "This item is not in your queue" in html_of(response) and "theirs" not in html_of(response)
+
+
+def test_the_login_page_refuses_to_be_framed(client):
+    assert client.get("/accounts/login/")["X-Frame-Options"] == "DENY"
+
+
+def test_no_page_is_kept_in_a_cache(bob, people):
+    cp = email_run(people).checkpoints.get()
+    for response in (bob.get(INBOX), bob.get(page(cp)), bob.get(f"{INBOX}decisions/")):
+        assert "no-store" in response["Cache-Control"] and "private" in response["Cache-Control"]
+
+
+@override_settings(
+    MIDDLEWARE=[m for m in __import__("tests.settings", fromlist=["MIDDLEWARE"]).MIDDLEWARE if "Csrf" not in m]
+)
+def test_the_csrf_check_holds_without_the_projects_middleware(people):
+    cp = email_run(people).checkpoints.get()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(people.bob)
+    before = state()
+    assert client.post(page(cp), form_data(cp, _action="approve")).status_code == 403
+    assert client.post(f"{INBOX}next/").status_code == 403
+    assert state() == before
+
+
+def test_with_any_key_editable_data_that_is_not_an_object_is_refused_not_dropped(bob, people, registered_pipelines):
+    registered_pipelines(stepkit("anykey").step("s", lambda c: {"amount": 10}, review=Review()))
+    cp = start("anykey", {}, user=people.alice).checkpoints.get()
+    before = state()
+    data = {
+        "expected_version": cp.version,
+        "comment": "",
+        "override_data": '[{"amount": 999999}]',
+        "_action": "approve",
+    }
+    response = bob.post(page(cp), data)
+    assert response.status_code == 200 and "The data must be a JSON object" in html_of(response)
+    assert state() == before
+
+
 # -- the queue -------------------------------------------------------------------------------------
 
 
