@@ -99,6 +99,8 @@ class PipelineRun(models.Model):
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    #: When the run's personal data was removed (stepkit_django.retention); None: not purged.
+    purged_at = models.DateTimeField(_("data purged"), null=True, blank=True, editable=False)
     #: The process executing the run, and until when it holds it (renewed while steps run).
     lease_owner = models.CharField(_("lease owner"), max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(_("lease expires"), null=True, blank=True)
@@ -121,6 +123,10 @@ class PipelineRun(models.Model):
         indexes: ClassVar = [
             models.Index(fields=["status", "pipeline_name", "created_at"], name="stepkit_run_queue"),
             models.Index(fields=["status", "lease_expires_at"], name="stepkit_run_lease"),
+            # The purge's "ended before the cutoff, not purged yet": it shrinks as runs are purged.
+            models.Index(
+                fields=["finished_at", "id"], name="stepkit_run_to_purge", condition=Q(purged_at__isnull=True)
+            ),
         ]
         permissions: ClassVar = [("manage_pipelinerun", "Can cancel and retry pipeline runs")]
 

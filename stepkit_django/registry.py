@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from .engine import Pipeline
@@ -43,6 +44,8 @@ class Registration:
     durability: str = "step"
     #: The JSON Schema a run's input must match (``start()`` checks it), or None.
     input_schema: dict[str, Any] | None = None
+    #: How long after they end its runs keep their data (``stepkit_purge`` without ``--older-than``); None: kept.
+    retention: timedelta | None = None
 
 
 _lock = threading.Lock()
@@ -55,6 +58,7 @@ def register(
     migrations: Mapping[int, Migration] | None = None,
     durability: str = "step",
     input_schema: Mapping[str, Any] | None = None,
+    retention: timedelta | None = None,
     replace: bool = False,
 ) -> Pipeline:
     """Register ``pipeline`` under its name and return it.
@@ -66,7 +70,9 @@ def register(
     saves after every step. ``input_schema`` is a JSON Schema (an object's) that a
     run's input must match: ``start()`` raises :class:`InvalidInput` with a message per
     field otherwise, and writes nothing; the admin builds its "Start a run" form from it.
-    An invalid schema is refused here (``ValueError``).
+    An invalid schema is refused here (``ValueError``). ``retention`` is how long the data of its runs is
+    kept after they end: ``manage.py stepkit_purge`` (and the ``purge`` periodic task) without
+    ``--older-than`` redacts the runs that ended longer ago (see :mod:`stepkit_django.retention`).
 
     Registering the same pipeline again with the same options does nothing. Another
     pipeline (or other options) under a name already taken raises
@@ -84,8 +90,10 @@ def register(
             raise ValueError(f"Migrations must be keyed by older versions (< {pipeline.version}), got {version!r}")
         if not callable(fn):
             raise TypeError(f"Migration for version {version} must be callable")
+    if retention is not None and (not isinstance(retention, timedelta) or retention <= timedelta(0)):
+        raise ValueError(f"retention must be a positive timedelta or None; got {retention!r}")
     schema = None if input_schema is None else check_input_schema(input_schema, pipeline.name)
-    registration = Registration(pipeline, dict(migrations or {}), durability, schema)
+    registration = Registration(pipeline, dict(migrations or {}), durability, schema, retention)
     with _lock:
         existing = _registry.get(pipeline.name)
         if existing is not None and not replace:
@@ -103,6 +111,7 @@ def _same(a: Registration, b: Registration) -> bool:
         and a.durability == b.durability
         and dict(a.migrations) == dict(b.migrations)
         and a.input_schema == b.input_schema
+        and a.retention == b.retention
     )
 
 
@@ -123,7 +132,10 @@ def _taken(existing: Registration, new: Registration) -> str:
 def _options(registration: Registration) -> str:
     versions = ", ".join(str(v) for v in sorted(registration.migrations)) or "none"
     schema = "an input_schema" if registration.input_schema is not None else "no input_schema"
-    return f"durability={registration.durability!r}, migrations for versions: {versions}, {schema}"
+    return (
+        f"durability={registration.durability!r}, migrations for versions: {versions}, {schema}, "
+        f"retention={registration.retention!r}"
+    )
 
 
 def unregister(name: str) -> None:

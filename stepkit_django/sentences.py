@@ -335,6 +335,12 @@ def _run_forked(actor: str, data: _Data) -> str:
     return gettext("Re-run by %(actor)s from step %(step)s as a new run") % {"actor": actor, "step": data.get("step")}
 
 
+def _purged(actor: str, data: _Data) -> str:
+    if data.get("why") == "erasure":
+        return gettext("Data of the run erased by %(actor)s; who decided what and when is kept") % {"actor": actor}
+    return gettext("Data of the run purged after its retention period; who decided what and when is kept")
+
+
 #: The sentence of each audit action.
 TELLERS: dict[str, Teller] = {
     AuditAction.RUN_STARTED: _run_started,
@@ -357,6 +363,7 @@ TELLERS: dict[str, Teller] = {
     AuditAction.APPROVALS_VOIDED: _approvals_voided,
     AuditAction.RUN_FORKED: _run_forked,
     AuditAction.CHANGES_REQUESTED: _changes_requested,
+    AuditAction.PURGED: _purged,
 }
 
 

@@ -61,6 +61,8 @@ class AuditAction(models.TextChoices):
     APPROVALS_VOIDED = "approvals_voided", pgettext_lazy("audit action", "Approvals voided by a change of the data")
     RUN_FORKED = "run_forked", pgettext_lazy("audit action", "Re-run from a checkpoint")
     CHANGES_REQUESTED = "changes_requested", pgettext_lazy("audit action", "Changes requested")
+    #: The run's personal data was removed (a retention purge or an erasure): see stepkit_django.retention.
+    PURGED = "purged", pgettext_lazy("audit action", "Data purged")
 
 
 class NotificationStatus(models.TextChoices):

@@ -21,7 +21,7 @@ else:  # Django 5.2: the backport
             'The "tasks" executor needs Django 6, or the django-tasks backport on Django 5.2 (pip install django-tasks)'
         ) from exc
 
-__all__ = ["advance_run", "deliver_notification", "expire_due", "recover", "send_digests", "sweep"]
+__all__ = ["advance_run", "deliver_notification", "expire_due", "purge", "recover", "send_digests", "sweep"]
 
 
 @task()
@@ -52,6 +52,12 @@ def deliver_notification(notification_id: int) -> bool:
 def sweep() -> dict[str, int]:
     """The periodic job: deadlines, stopped workers' runs, notifications due (run it every minute)."""
     return jobs.sweep()
+
+
+@task()
+def purge() -> dict[str, int]:
+    """Retention: redact the ended runs of pipelines registered with a ``retention`` (run it daily)."""
+    return jobs.purge()
 
 
 @task()

@@ -18,7 +18,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from .. import permissions, review
+from .. import permissions, retention, review
 from ..audit import redacted
 from ..exceptions import StepkitError
 from ..models import AuditEvent, Checkpoint, PipelineRun, QueueOverview
@@ -101,7 +101,7 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
     ordering = ["-created_at"]
     list_select_related = ["started_by"]
-    actions = ["cancel_runs", "retry_runs"]
+    actions = ["cancel_runs", "retry_runs", "erase_runs"]
     inlines = [AuditEventInline]
     fieldsets = [
         (None, {"fields": ["id", "pipeline_name", "pipeline_version", "status", "started_by", "idempotency_key"]}),
@@ -259,6 +259,10 @@ class PipelineRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.action(description=_("Retry selected failed runs"), permissions=["manage"])
     def retry_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
         self._bulk(request, queryset, gettext("Retried %(done)d of %(total)d run(s)."), review.retry_run)
+
+    @admin.action(description=_("Erase the personal data of selected ended runs"), permissions=["manage"])
+    def erase_runs(self, request: HttpRequest, queryset: QuerySet[PipelineRun]) -> None:
+        self._bulk(request, queryset, gettext("Erased the data of %(done)d of %(total)d run(s)."), retention.erase)
 
 
 @admin.register(AuditEvent)

@@ -13,7 +13,7 @@ from celery import shared_task
 
 from ..execution import jobs
 
-__all__ = ["advance_run", "deliver_notification", "expire_due", "recover", "send_digests", "sweep"]
+__all__ = ["advance_run", "deliver_notification", "expire_due", "purge", "recover", "send_digests", "sweep"]
 
 
 @shared_task(name="stepkit_django.advance_run", ignore_result=True)
@@ -42,6 +42,12 @@ def deliver_notification(notification_id: int) -> bool:
 def sweep() -> dict[str, int]:
     """The periodic job: deadlines, stopped workers' runs, notifications due (run it every minute)."""
     return jobs.sweep()
+
+
+@shared_task(name="stepkit_django.purge")
+def purge() -> dict[str, int]:
+    """Retention: redact the ended runs of pipelines registered with a ``retention`` (run it daily)."""
+    return jobs.purge()
 
 
 @shared_task(name="stepkit_django.send_digests")

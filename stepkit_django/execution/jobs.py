@@ -11,13 +11,22 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from .. import review
+from .. import retention, review
 from ..notifications import delivery, digest, reminders
 from . import leases
 from .executors import dispatch
 from .runner import advance
 
-__all__ = ["advance_run", "deliver_due", "deliver_notification", "expire_due", "recover", "send_digests", "sweep"]
+__all__ = [
+    "advance_run",
+    "deliver_due",
+    "deliver_notification",
+    "expire_due",
+    "purge",
+    "recover",
+    "send_digests",
+    "sweep",
+]
 
 
 def advance_run(run_id: str) -> None:
@@ -60,6 +69,12 @@ def send_digests(now: datetime | None = None) -> int:
     """Write today's digest of every reviewer who has items waiting and send them; how many were written
     (run it once a day: a second run on the same day sends nothing)."""
     return digest.send_digests(now)
+
+
+def purge(now: datetime | None = None) -> dict[str, int]:
+    """Redact the runs of each pipeline registered with a ``retention`` that ended longer ago than it (run it
+    once a day, or every hour); counts of runs, checkpoints, events and batches (see :func:`retention.purge`)."""
+    return retention.purge(now=now)
 
 
 def sweep(now: datetime | None = None) -> dict[str, int]:

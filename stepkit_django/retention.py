@@ -1,0 +1,231 @@
+"""Retention and erasure: remove the personal data of ended runs, keep who decided what and when.
+
+:func:`purge` redacts, in batches, the runs that ended before a cutoff (``manage.py stepkit_purge``, the
+``purge`` periodic task); :func:`erase` redacts one run now (an erasure request; the admin's "Erase the
+data of selected runs"). Redacting a run empties its input, contexts, error and traceback, its
+checkpoints' contexts, edits, signed tokens, titles and summaries, and its notifications' data, and
+rewrites the data of its audit events to what :func:`redacted_data` keeps: each event keeps its action,
+actor, time, step and the keys that changed, never their values. Each redacted run gets a ``purged`` event.
+
+The audit trail stays append-only for everyone else: this module is its one sanctioned writer. Its
+UPDATE of the events' ``data`` runs in a transaction that first says so to the database — ``SET LOCAL
+stepkit.purge = 'on'`` on PostgreSQL, a row of the ``stepkit_django_audit_purge`` table on SQLite —
+and the triggers of migration 0015 let nothing else through, nor any change of another column.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from . import audit, permissions
+from .exceptions import StepkitError
+from .models import AuditEvent, Checkpoint, Notification, PipelineRun, StepkitJSONEncoder
+from .registry import get_registration, registered
+from .status import AuditAction, RunStatus, run_status_word
+
+__all__ = ["BATCH_SIZE", "RunNotEnded", "erase", "purge", "redacted_data"]
+
+#: How many runs one batch (one transaction) of :func:`purge` redacts.
+BATCH_SIZE = 500
+
+#: Keys of event data whose values are kept: steps, versions, counts, group and worker names, who was
+#: assigned (the reviewers' accountability, not the subject's data).
+KEPT = frozenset(
+    {
+        "step",
+        "version",
+        "duration_ms",
+        "via",
+        "voided",
+        "changed",
+        "edited",
+        "from",
+        "review_reopened",
+        "to_group",
+        "checkpoints",
+        "claimed_by",
+        "lease_owner",
+        "revision",
+        "group",
+        "outcome",
+        "why",
+        "cutoff",
+        "removed",
+        "events",
+    }
+)
+
+#: The audit actions whose ``before``/``after`` name reviewers or steps, not the subject's data.
+_KEEPS_BEFORE_AFTER = frozenset({AuditAction.REASSIGNED, AuditAction.RESUMED, AuditAction.RUN_RECOVERED})
+
+#: What a redaction empties (named in the ``purged`` event).
+REMOVED = (
+    "run.input",
+    "run.context",
+    "run.outer_contexts",
+    "run.error",
+    "run.traceback",
+    "checkpoint.context",
+    "checkpoint.override_data",
+    "checkpoint.token",
+    "checkpoint.title",
+    "checkpoint.summary",
+    "notification.data",
+    "event.data values",
+)
+
+_SQLITE_FLAG = "stepkit_django_audit_purge"
+
+
+class RunNotEnded(StepkitError, ValueError):
+    """Only a run that ended (completed, failed, rejected or cancelled) can be erased; nothing was changed."""
+
+
+def redacted_data(action: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """What a purge keeps of an event's ``data``: the values of :data:`KEPT`, the keys of its changes,
+    an error's exception type; the other keys are named under ``"purged_keys"``, without their values."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for key, value in data.items():
+        if key in KEPT or (key in ("before", "after") and action in _KEEPS_BEFORE_AFTER):
+            kept[key] = value
+        elif key == "changes" and isinstance(value, Mapping):
+            kept[key] = {str(changed): {} for changed in value}
+        elif key in audit.FAILURE_KEYS and isinstance(value, str):
+            kept[key] = permissions.error_type(value)
+        elif key not in ("purged", "purged_keys"):
+            dropped.append(str(key))
+    if "purged_keys" in data:
+        dropped = sorted({*dropped, *data["purged_keys"]})
+    kept["purged"] = True
+    if dropped:
+        kept["purged_keys"] = sorted(dropped)
+    return kept
+
+
+def _ended(cutoff: datetime) -> Any:
+    return PipelineRun.objects.filter(status__in=RunStatus.finished(), finished_at__lt=cutoff, purged_at__isnull=True)
+
+
+def _targets(cutoff: datetime | None, pipeline: str | None, now: datetime) -> list[tuple[Any, datetime]]:
+    """(runs to purge, their cutoff) per pipeline: the given cutoff, else each registration's ``retention``."""
+    if cutoff is not None:
+        runs = _ended(cutoff)
+        return [(runs.filter(pipeline_name=pipeline) if pipeline else runs, cutoff)]
+    names = [pipeline] if pipeline else list(registered())
+    found = []
+    for name in names:
+        retention = get_registration(name).retention
+        if retention is not None:
+            at = now - retention
+            found.append((_ended(at).filter(pipeline_name=name), at))
+    return found
+
+
+def purge(
+    cutoff: datetime | None = None,
+    *,
+    pipeline: str | None = None,
+    dry_run: bool = False,
+    batch_size: int = BATCH_SIZE,
+    now: datetime | None = None,
+) -> dict[str, int]:
+    """Redact the runs that ended before ``cutoff`` (of ``pipeline`` only, if given); counts of what was
+    (for a dry run: would be) redacted: ``runs``, ``checkpoints``, ``events``, ``batches``.
+
+    Without ``cutoff``, each registered pipeline with a ``retention`` (``register(..., retention=...)``) is
+    purged of its runs that ended more than that long before ``now``; the others are left alone. Runs
+    that are queued, running or paused are never touched. Each batch of ``batch_size`` runs is one short
+    transaction: an interrupted purge keeps the batches done and resumes with the next run left.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size!r}")
+    now = now or timezone.now()
+    counts = {"runs": 0, "checkpoints": 0, "events": 0, "batches": 0}
+    for runs, at in _targets(cutoff, pipeline, now):
+        if dry_run:
+            ids = runs.values("pk")
+            counts["runs"] += runs.count()
+            counts["checkpoints"] += Checkpoint.objects.filter(run__in=ids).count()
+            counts["events"] += AuditEvent.objects.filter(run__in=ids).count()
+            continue
+        while True:
+            batch = list(runs.order_by("finished_at", "pk").values_list("pk", flat=True)[:batch_size])
+            if not batch:
+                break
+            done = _redact(batch, None, {"why": "retention", "cutoff": at.isoformat()}, now)
+            counts["batches"] += 1
+            for key in ("runs", "checkpoints", "events"):
+                counts[key] += done[key]
+    return counts
+
+
+def erase(run: PipelineRun, by: Any = None) -> dict[str, int]:
+    """Redact ``run`` now, as a purge would (an erasure request), with a ``purged`` event by ``by``;
+    what was redacted, as :func:`purge` counts it. Raises :class:`RunNotEnded` for a run not ended."""
+    if run.status not in RunStatus.finished():
+        raise RunNotEnded(
+            gettext("Run %(run)s is %(status)s: only an ended run can be erased; cancel it first, then erase it.")
+            % {"run": str(run.pk)[:8], "status": run_status_word(run.status)}
+        )
+    return _redact([run.pk], by, {"why": "erasure"}, timezone.now())
+
+
+def _redact(run_ids: list[Any], by: Any, why: dict[str, Any], now: datetime) -> dict[str, int]:
+    """Redact these runs in one transaction (skipping those redacted meanwhile), with their ``purged`` events."""
+    with transaction.atomic():
+        runs = list(
+            PipelineRun.objects.select_for_update()
+            .filter(pk__in=run_ids, status__in=RunStatus.finished(), purged_at__isnull=True)
+            .order_by("pk")
+        )
+        ids = [run.pk for run in runs]
+        if not ids:
+            return {"runs": 0, "checkpoints": 0, "events": 0}
+        PipelineRun.objects.filter(pk__in=ids).update(
+            input={}, context={}, outer_contexts=[], error="", traceback="", purged_at=now
+        )
+        checkpoints = Checkpoint.objects.filter(run__in=ids).update(
+            context={}, override_data={}, token="", title="", summary={}
+        )
+        Notification.objects.filter(run__in=ids).update(data={})
+        events = _redact_events(ids)
+        for run in runs:
+            counted = {"checkpoints": run.checkpoints.count(), "events": run.events.count()}
+            audit.record(run, AuditAction.PURGED, actor=by, data={**why, "removed": list(REMOVED), **counted})
+        return {"runs": len(ids), "checkpoints": checkpoints, "events": events}
+
+
+def _redact_events(run_ids: Iterable[Any]) -> int:
+    """Rewrite the data of the runs' events to :func:`redacted_data`; how many events the runs have."""
+    rows = list(AuditEvent.objects.filter(run__in=list(run_ids)).values_list("pk", "action", "data"))
+    changes = []
+    for pk, action, data in rows:
+        new = redacted_data(action, data or {})
+        if new != data:
+            changes.append((json.dumps(new, cls=StepkitJSONEncoder), pk))
+    if changes:
+        table = connection.ops.quote_name(AuditEvent._meta.db_table)
+        with connection.cursor() as cursor:
+            _allow(cursor, True)
+            try:
+                cast = "::jsonb" if connection.vendor == "postgresql" else ""
+                cursor.executemany(f"UPDATE {table} SET data = %s{cast} WHERE id = %s", changes)
+            finally:
+                _allow(cursor, False)
+    return len(rows)
+
+
+def _allow(cursor: Any, on: bool) -> None:
+    """Tell the audit triggers that the purge writes, for this transaction only (or no longer)."""
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT set_config('stepkit.purge', %s, true)", ["on" if on else "off"])
+    elif connection.vendor == "sqlite":
+        cursor.execute(f"INSERT INTO {_SQLITE_FLAG} (id) VALUES (1)" if on else f"DELETE FROM {_SQLITE_FLAG}")
