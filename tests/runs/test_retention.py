@@ -296,7 +296,7 @@ def test_with_the_flag_only_the_data_may_change(change):
 
 
 @on_postgres
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_the_postgresql_flag_is_transaction_local():
     run = ended_run()
     with transaction.atomic(), connection.cursor() as cursor:
@@ -304,6 +304,7 @@ def test_the_postgresql_flag_is_transaction_local():
         cursor.execute(f"UPDATE {TABLE} SET data = '{{}}' WHERE run_id = %s", [run.pk])
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(f"UPDATE {TABLE} SET data = '{{}}' WHERE run_id = %s", [run.pk])  # the next transaction
+    assert all(data == {} for data in run.events.values_list("data", flat=True))  # the first one's change
 
 
 @pytest.mark.django_db
