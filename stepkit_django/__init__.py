@@ -29,6 +29,7 @@ from .exceptions import (
     ReviewExpired,
     ReviewMisconfigured,
     ReviewPermissionDenied,
+    RunNotEnded,
     StepkitError,
     StepTimeout,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "ReviewExpired",
     "ReviewMisconfigured",
     "ReviewPermissionDenied",
+    "RunNotEnded",
     "StepCompleteEvent",
     "StepTimeout",
     "StepkitError",

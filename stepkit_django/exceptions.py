@@ -33,6 +33,7 @@ __all__ = [
     "ReviewExpired",
     "ReviewMisconfigured",
     "ReviewPermissionDenied",
+    "RunNotEnded",
     "StepTimeout",
     "StepkitError",
 ]
@@ -171,3 +172,8 @@ class ActionLinkInvalid(StepkitError):
             raise ValueError(f"Unknown reason {reason!r}; one of {', '.join(self.REASONS)}")
         self.reason = reason
         super().__init__(message or gettext("This action link cannot be used (%(reason)s).") % {"reason": reason})
+
+
+class RunNotEnded(StepkitError, ValueError):
+    """Only a run that ended (completed, failed, rejected or cancelled) can be erased
+    (:func:`stepkit_django.retention.erase`); nothing was changed."""

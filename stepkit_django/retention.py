@@ -25,12 +25,12 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from . import audit, permissions
-from .exceptions import StepkitError
+from .exceptions import RunNotEnded
 from .models import AuditEvent, Checkpoint, Notification, PipelineRun, StepkitJSONEncoder
 from .registry import get_registration, registered
 from .status import AuditAction, RunStatus, run_status_word
 
-__all__ = ["BATCH_SIZE", "RunNotEnded", "erase", "purge", "redacted_data"]
+__all__ = ["BATCH_SIZE", "KEPT", "REMOVED", "erase", "purge", "redacted_data"]
 
 #: How many runs one batch (one transaction) of :func:`purge` redacts.
 BATCH_SIZE = 500
@@ -82,10 +82,6 @@ REMOVED = (
 )
 
 _SQLITE_FLAG = "stepkit_django_audit_purge"
-
-
-class RunNotEnded(StepkitError, ValueError):
-    """Only a run that ended (completed, failed, rejected or cancelled) can be erased; nothing was changed."""
 
 
 def redacted_data(action: str, data: Mapping[str, Any]) -> dict[str, Any]:

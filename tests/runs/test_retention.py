@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from stepkit_django import audit, retention, stepkit
+from stepkit_django import RunNotEnded, audit, retention, stepkit
 from stepkit_django.models import AuditEvent, AuditTrailImmutable, Checkpoint, PipelineRun
 from stepkit_django.status import AuditAction, RunStatus
 
@@ -223,7 +223,7 @@ def test_erase_redacts_one_run_now_with_an_event_by_who_asked(people):
 def test_erase_refuses_a_run_that_has_not_ended():
     run = ended_run(days_ago=None, status=RunStatus.PAUSED)
     before = snapshot()
-    with pytest.raises(retention.RunNotEnded, match="cancel it first"):
+    with pytest.raises(RunNotEnded, match="cancel it first"):
         retention.erase(run)
     assert snapshot() == before
 
