@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -193,10 +194,19 @@ def _redact(run_ids: list[Any], by: Any, why: dict[str, Any], now: datetime) -> 
         )
         Notification.objects.filter(run__in=ids).update(data={})
         events = _redact_events(ids)
+        per_run = {
+            "checkpoints": _count_by_run(Checkpoint.objects.filter(run__in=ids)),
+            "events": _count_by_run(AuditEvent.objects.filter(run__in=ids)),
+        }
         for run in runs:
-            counted = {"checkpoints": run.checkpoints.count(), "events": run.events.count()}
+            counted = {key: counts.get(run.pk, 0) for key, counts in per_run.items()}
             audit.record(run, AuditAction.PURGED, actor=by, data={**why, "removed": list(REMOVED), **counted})
         return {"runs": len(ids), "checkpoints": checkpoints, "events": events}
+
+
+def _count_by_run(queryset: Any) -> dict[Any, int]:
+    """How many rows of ``queryset`` each run has."""
+    return {row["run"]: row["n"] for row in queryset.order_by().values("run").annotate(n=Count("pk"))}
 
 
 def _redact_events(run_ids: Iterable[Any]) -> int:

@@ -319,3 +319,20 @@ def test_deletes_stay_refused_with_the_flag():
 def _run_key(run):
     """The run's key as the database stores it (SQLite: 32 hex digits)."""
     return run.pk.hex if connection.vendor == "sqlite" else run.pk
+
+
+@pytest.mark.django_db
+def test_the_trail_tells_a_purge_and_an_erasure_and_the_redacted_edit(people):
+    from django.utils import translation
+
+    from stepkit_django.sentences import tell
+
+    run, erased = ended_run(actor=people.bob), ended_run(days_ago=1)
+    retention.purge(NOW - timedelta(days=90))
+    retention.erase(erased, people.root)
+    edited = run.events.get(action=AuditAction.EDITED)
+    assert tell(edited, full=True).sentence == "Edited name by bob"
+    assert "retention period" in tell(run.events.get(action=AuditAction.PURGED), full=True).sentence
+    with translation.override("fr"):
+        told = tell(erased.events.get(action=AuditAction.PURGED), full=True).sentence
+    assert told == "Données de l’exécution effacées par root ; qui a décidé quoi et quand est conservé"
