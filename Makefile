@@ -14,6 +14,11 @@ DJANGO311 ?= django>=5.2,<5.3
 PYTEST_ARGS ?=
 # PostgreSQL used by the *-pg targets; pytest-django creates and drops test_<name> on it.
 PG_URL ?= postgres://postgres@127.0.0.1:5432/stepkit
+# The browser journeys run on SQLite (both Python/Django pairs): what they check is the pages, not the
+# database. The load-with-faults test (slow) runs once, on PostgreSQL with the primary pair. A -m in
+# PYTEST_ARGS comes later on the command line, so it wins.
+PG_MARKS ?= -m "not browser"
+COMPAT_PG_MARKS ?= -m "not browser and not slow"
 
 .PHONY: help venv demo demo-cli messages test lint test-main test-main-pg test-compat test-compat-pg bench bench-engine bench-workers clean
 
@@ -75,7 +80,7 @@ test-main: $(VENV)/.installed
 
 test-main-pg: $(VENV)/.installed
 	@$(VENV)/bin/python -c 'import sys, django; print("== Python %s, Django %s, PostgreSQL" % (sys.version.split()[0], django.get_version()))'
-	DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest $(PG_MARKS) $(PYTEST_ARGS)
 
 test-compat: $(VENV311)/.installed
 	@$(VENV311)/bin/python -c 'import sys, django; print("== Python %s, Django %s, SQLite" % (sys.version.split()[0], django.get_version()))'
@@ -97,7 +102,7 @@ clean:
 
 test-compat-pg: $(VENV311)/.installed
 	@$(VENV311)/bin/python -c 'import sys, django; print("== Python %s, Django %s, PostgreSQL" % (sys.version.split()[0], django.get_version()))'
-	DATABASE_URL=$(PG_URL) $(VENV311)/bin/pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_URL) $(VENV311)/bin/pytest $(COMPAT_PG_MARKS) $(PYTEST_ARGS)
 
 # Build the sdist and wheel into dist/, check their metadata and contents, install the wheel
 # into a fresh virtual environment (its dependencies from the index, nothing from the checkout)
