@@ -43,6 +43,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         errors.append(Error(str(exc), id="stepkit_django.E006"))
     errors.extend(_check_notifications(user))
     errors.extend(_check_action_links(user))
+    telemetry = user.get("TELEMETRY", DEFAULTS["TELEMETRY"])
+    if not isinstance(telemetry, bool):
+        errors.append(Error(f"STEPKIT['TELEMETRY'] must be True or False, got {telemetry!r}", id="stepkit_django.E010"))
     return errors
 
 

@@ -70,6 +70,9 @@ DEFAULTS: dict[str, Any] = {
     # "required": a link lands after login and the logged-in user must be the link's user;
     # "link": the signed link stands for its user for that one decision.
     "ACTION_LINKS_LOGIN": "required",
+    # Whether runs, steps and decisions are recorded as OpenTelemetry metrics and spans (stepkit_django.telemetry),
+    # when opentelemetry-api is installed; nothing is recorded until the host configures an SDK provider.
+    "TELEMETRY": True,
 }
 
 

@@ -39,6 +39,7 @@ from .overrides import diff, validate_override
 from .pausing import reopen_checkpoint
 from .registry import get_registration
 from .signals import run_started
+from .telemetry import metrics
 from .status import AuditAction, CheckpointStatus, RunStatus
 
 __all__ = ["rerun_from", "resume_state"]
@@ -163,6 +164,7 @@ def rerun_from(
             _review_again(run, cp, edits, actor)
         if listeners:
             run_started.send(sender=PipelineRun, run=run, user=actor)
+        metrics.run_started(run)
     if resume_now and not dispatch(run, held=held):
         run.refresh_from_db()
     return run

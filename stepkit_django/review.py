@@ -52,6 +52,7 @@ from .reruns import rerun_from
 from .reruns import resume_state as _resume_state
 from .signals import checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus, run_status_word
+from .telemetry.tracing import decision
 from .transitions import already_decided, cancel_checkpoints, lock_run, move_run, write_checkpoint
 
 __all__ = [
@@ -375,6 +376,7 @@ def edit(
     return cp
 
 
+@decision("approve")
 def approve(
     checkpoint: CheckpointRef,
     by: User,
@@ -453,6 +455,7 @@ def approve(
     return cp
 
 
+@decision("reject")
 def reject(checkpoint: CheckpointRef, by: User, comment: str = "", expected_version: int | None = None) -> Checkpoint:
     """Reject ``checkpoint``: the run ends as ``rejected`` and runs nothing more.
 
@@ -474,6 +477,7 @@ def reject(checkpoint: CheckpointRef, by: User, comment: str = "", expected_vers
     return cp
 
 
+@decision("request_changes")
 def request_changes(
     checkpoint: CheckpointRef,
     by: User,
@@ -619,6 +623,7 @@ def expire_due(now: datetime | None = None) -> int:
     return handled
 
 
+@decision("expire")
 def _expire_one(pk: Any, now: datetime) -> int:
     with transaction.atomic():
         run_id = Checkpoint.objects.filter(pk=pk).values_list("run_id", flat=True).first()

@@ -24,6 +24,7 @@ from .models import PipelineRun
 from .registry import get_pipeline, get_registration
 from .revisions import check_input
 from .signals import run_started
+from .telemetry import metrics
 from .status import AuditAction, RunStatus
 
 __all__ = ["start", "start_or_replay"]
@@ -128,6 +129,7 @@ def start_or_replay(
             insert_run(run, started)
             if listeners:
                 run_started.send(sender=PipelineRun, run=run, user=_user_or_none(user))
+            metrics.run_started(run)  # not a receiver of run_started: that would cost a transaction
     except IntegrityError as exc:
         if idempotency_key is None:
             raise

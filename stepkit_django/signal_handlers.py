@@ -6,7 +6,9 @@
 * ``connection_created`` lets Django's flush empty the audit table on SQLite, whose
   triggers refuse every DELETE (migration 0008);
 * ``checkpoint_created`` and the ``post_save`` of audit events write the notifications of the event in
-  its own transaction (see :mod:`stepkit_django.notifications.events`).
+  its own transaction (see :mod:`stepkit_django.notifications.events`);
+* ``checkpoint_created``, ``checkpoint_decided`` and ``run_finished`` feed the OpenTelemetry metrics, and
+  a decision's span (see :mod:`stepkit_django.telemetry`); they do nothing while no SDK records.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from django.db.backends.signals import connection_created
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
-from .models import AuditEvent, Checkpoint
+from .models import AuditEvent, Checkpoint, PipelineRun
 from .notifications import events as notification_events
-from .signals import checkpoint_created
+from .signals import checkpoint_created, checkpoint_decided, run_finished
+from .telemetry import metrics, tracing
 
 __all__ = ["SQLITE_AUDIT_TRIGGERS"]
 
@@ -98,3 +101,22 @@ def _notify_audit_event(sender: Any, instance: AuditEvent, created: bool, **kwar
     transaction of the change (its audit event is saved with it)."""
     if created and not kwargs.get("raw", False):
         notification_events.on_audit_event(instance)
+
+
+@receiver(checkpoint_created, dispatch_uid="stepkit_django.telemetry_checkpoint_created")
+def _measure_checkpoint_created(sender: Any, checkpoint: Checkpoint, **kwargs: Any) -> None:
+    """``stepkit.checkpoints.created``, once the pause commits."""
+    metrics.checkpoint_created(checkpoint)
+
+
+@receiver(checkpoint_decided, dispatch_uid="stepkit_django.telemetry_checkpoint_decided")
+def _measure_checkpoint_decided(sender: Any, checkpoint: Checkpoint, decision: str, **kwargs: Any) -> None:
+    """``stepkit.checkpoints.decided`` and ``stepkit.checkpoint.time_to_decision``; the decision span's outcome."""
+    metrics.checkpoint_decided(checkpoint, decision)
+    tracing.decided(checkpoint, decision)
+
+
+@receiver(run_finished, sender=PipelineRun, dispatch_uid="stepkit_django.telemetry_run_finished")
+def _measure_run_finished(sender: Any, run: PipelineRun, status: str, **kwargs: Any) -> None:
+    """``stepkit.runs.completed``, ``.failed``, ``.rejected`` or ``.cancelled``."""
+    metrics.run_finished(run, status)

@@ -25,9 +25,10 @@ __all__ = ["advance_run", "deliver_notification", "expire_due", "purge", "recove
 
 
 @task()
-def advance_run(run_id: str) -> None:
-    """Take the run's lease and execute it until it pauses or ends (only the id travels)."""
-    jobs.advance_run(run_id)
+def advance_run(run_id: str, trace_context: dict[str, str] | None = None) -> None:
+    """Take the run's lease and execute it until it pauses or ends (only the id travels, and with
+    tracing on, the W3C trace context of the span that enqueued it)."""
+    jobs.advance_run(run_id, trace_context)
 
 
 @task()

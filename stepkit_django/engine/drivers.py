@@ -17,6 +17,7 @@ import inspect
 import queue
 import threading
 from collections.abc import Callable, Generator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ class Call:
     timeout: float | None = None
     #: Set for step functions: exposed to them through ``current_step_info()``.
     info: StepInfo | None = None
+    #: The run option ``around_step``: a context manager entered around the call (with ``info``), e.g. a span.
+    around: Callable[[StepInfo], AbstractContextManager[Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -147,7 +150,10 @@ def _perform_sync(op: Op) -> Any:
     if type(op) is Call and op.info is not None:
         token = CURRENT_STEP.set(op.info)
         try:
-            return _perform_sync_call(op)
+            if op.around is None:
+                return _perform_sync_call(op)
+            with op.around(op.info):
+                return _perform_sync_call(op)
         finally:
             CURRENT_STEP.reset(token)
     if type(op) is Call:
@@ -246,7 +252,10 @@ async def _perform_async(op: Op, thread_sensitive: bool) -> Any:
     if type(op) is Call and op.info is not None:
         token = CURRENT_STEP.set(op.info)
         try:
-            return await _perform_async_call(op, thread_sensitive)
+            if op.around is None:
+                return await _perform_async_call(op, thread_sensitive)
+            with op.around(op.info):
+                return await _perform_async_call(op, thread_sensitive)
         finally:
             CURRENT_STEP.reset(token)
     if type(op) is Call:

@@ -12,7 +12,9 @@ implementations, picked by dotted path (the short names are aliases):
 
 Only the run's id travels in a message; the state lives in the database. A queued
 executor sends the message after the current transaction commits, so a worker never
-looks for a run that is not there yet. Whatever the executor, a worker ends up in
+looks for a run that is not there yet. With tracing on (:mod:`stepkit_django.telemetry`),
+the message also carries ``trace_context``: the W3C trace context current when the run was
+dispatched (a decision, a request), which the worker's span links to. Whatever the executor, a worker ends up in
 :func:`stepkit_django.execution.jobs.advance_run`.
 """
 
@@ -29,6 +31,7 @@ from django.utils.module_loading import import_string
 from ..conf import settings
 from ..models import PipelineRun
 from ..status import RunStatus
+from ..telemetry import tracing
 
 __all__ = [
     "ALIASES",
@@ -74,7 +77,8 @@ class BaseExecutor:
     def dispatch(self, run: PipelineRun, *, held: bool = False) -> bool:
         """Have ``run`` advanced; True when it was executed here and ``run`` holds its state afterwards."""
         run_id = str(run.pk)
-        transaction.on_commit(lambda: self.enqueue(run_id))
+        # Sent in the trace context current now, even if the commit comes after its span ended.
+        transaction.on_commit(tracing.in_current_context(lambda: self.enqueue(run_id)))
         return False
 
 
@@ -106,7 +110,9 @@ class TasksExecutor(BaseExecutor):
 
     def enqueue(self, run_id: str) -> None:
         task = import_string(self.task)
-        task.using(backend=settings.TASKS_BACKEND, queue_name=settings.TASKS_QUEUE).enqueue(run_id)
+        trace = tracing.carrier()  # empty unless tracing is on: then the message is the same as ever
+        queued = task.using(backend=settings.TASKS_BACKEND, queue_name=settings.TASKS_QUEUE)
+        queued.enqueue(run_id, **({"trace_context": trace} if trace else {}))
 
     def enqueue_notification(self, notification_id: int) -> None:
         task = import_string(self.notification_task)
@@ -123,7 +129,11 @@ class CeleryExecutor(BaseExecutor):
 
     def enqueue(self, run_id: str) -> None:
         queue = settings.CELERY_QUEUE
-        import_string(self.task).apply_async(args=[run_id], **({"queue": queue} if queue else {}))
+        trace = tracing.carrier()  # empty unless tracing is on: then the message is the same as ever
+        options: dict[str, Any] = {"queue": queue} if queue else {}
+        if trace:
+            options["kwargs"] = {"trace_context": trace}
+        import_string(self.task).apply_async(args=[run_id], **options)
 
     def enqueue_notification(self, notification_id: int) -> None:
         queue = settings.CELERY_QUEUE

@@ -6,6 +6,7 @@ and the management commands wrap these same functions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from django.db import transaction
@@ -29,10 +30,13 @@ __all__ = [
 ]
 
 
-def advance_run(run_id: str) -> None:
+def advance_run(run_id: str, trace_context: Mapping[str, str] | None = None) -> None:
     """Take the run's lease and execute it until it pauses or ends; a run that another process
-    holds, or that is not queued, is left alone (so a duplicated message does nothing)."""
-    advance(run_id)
+    holds, or that is not queued, is left alone (so a duplicated message does nothing).
+
+    ``trace_context``: the W3C trace context the executor sent with the id (when tracing is on),
+    which the advance's span links to."""
+    advance(run_id, trace_context=trace_context)
 
 
 def expire_due(now: datetime | None = None) -> int:

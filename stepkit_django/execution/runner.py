@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping
 from contextvars import ContextVar
 from functools import partial
 from typing import Any
@@ -36,6 +37,7 @@ from ..review_spec import Review
 from ..revisions import check_step_output, decision_keys
 from ..signals import run_finished, step_completed
 from ..status import AuditAction, RunStatus
+from ..telemetry import metrics, tracing
 from ..transitions import move_run
 from .leases import HEARTBEAT, lease_duration, new_owner, take
 from .progress import save_run, save_step, single_statement
@@ -79,14 +81,21 @@ def resume_run(run: PipelineRun, *, force: bool = False) -> PipelineRun:
     return advanced
 
 
-def advance(run_id: Any, *, force: bool = False, run: PipelineRun | None = None) -> PipelineRun | None:
+def advance(
+    run_id: Any,
+    *,
+    force: bool = False,
+    run: PipelineRun | None = None,
+    trace_context: Mapping[str, str] | None = None,
+) -> PipelineRun | None:
     """Take the run's lease and execute it until it pauses or ends; None if it cannot be taken.
 
     This is what every worker calls (through :func:`stepkit_django.jobs.advance_run`). A run
     that another process holds, or that is not queued, is left alone, so a duplicated message
     does nothing. ``force`` takes a running run whose lease is still valid. ``run`` (the
     caller's current instance of it, e.g. just created) saves reading it back; it is then
-    updated in place and returned.
+    updated in place and returned. ``trace_context`` (W3C headers sent with the run's id) is the
+    span that enqueued the run: the advance's span links to it (:mod:`stepkit_django.telemetry.tracing`).
     """
     owner = new_owner()
     taken = take(run_id, owner, force=force)
@@ -97,15 +106,21 @@ def advance(run_id: Any, *, force: bool = False, run: PipelineRun | None = None)
     else:
         run.status, run.lease_owner, run.lease_expires_at, run.updated_at = RunStatus.RUNNING, owner, *taken
         run.started_at = run.started_at or taken[1]
-    return execute_held(run)
+    return execute_held(run, trace_context)
 
 
-def execute_held(run: PipelineRun) -> PipelineRun:
+def execute_held(run: PipelineRun, trace_context: Mapping[str, str] | None = None) -> PipelineRun:
     """Execute ``run``, which this process holds already (running, under ``run.lease_owner``).
 
     :func:`advance` calls it once it took the lease; the inline executor calls it directly
-    for a run whose own write took the lease (``executors.hold()``).
+    for a run whose own write took the lease (``executors.hold()``). The ``stepkit.advance`` span
+    wraps it (a child of the current span, linked to ``trace_context`` when one came with the run).
     """
+    with tracing.advancing(run, trace_context):
+        return _execute_held(run)
+
+
+def _execute_held(run: PipelineRun) -> PipelineRun:
     owner = run.lease_owner
     HEARTBEAT.hold(run.pk, owner)
     token = CURRENT_RUN.set(str(run.pk))
@@ -196,12 +211,17 @@ def saved_resume_point(run: PipelineRun, pipeline: Pipeline) -> Resume | None:
 def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | None) -> PipelineRun:
     progress = Progress(run, owner, pipeline, buffered=get_registration(run.pipeline_name).durability == "pause")
     failed_step: list[str] = []
-    config = {
-        "on_step_complete": progress.step_completed,
-        "on_error": lambda step, exc: failed_step.append(step),
+    # With metrics on, the handlers count steps and their duration too (the same handlers otherwise).
+    on_complete, on_error = metrics.step_handlers(run, progress.step_completed, lambda step, exc: failed_step.append(step))
+    config: dict[str, Any] = {
+        "on_step_complete": on_complete,
+        "on_error": on_error,
         # The next step sees each output as the database gives it back (as after a pause or a crash).
         "prepare_output": to_json_ready,
     }
+    around_step = tracing.step_spans(run)
+    if around_step is not None:  # a span around each call of a step function
+        config["around_step"] = around_step
     current = _PROGRESS.set(progress)
     try:
         context = run_sync(pipeline, run.input if resume is None else None, resume, config)

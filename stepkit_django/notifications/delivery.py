@@ -24,6 +24,7 @@ from django.utils import timezone
 from ..conf import settings
 from ..models import Notification
 from ..status import NotificationStatus
+from ..telemetry import metrics
 from .messages import build
 from .notifiers import get_notifier
 
@@ -77,7 +78,9 @@ def deliver(pk: Any, now: datetime | None = None) -> bool:
 def _failed(notification: Notification, attempt: int, exc: BaseException, now: datetime) -> None:
     error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
     row = Notification.objects.filter(pk=notification.pk, status=NotificationStatus.PENDING, attempts=attempt)
-    if attempt >= int(settings.NOTIFY_MAX_ATTEMPTS):
+    final = attempt >= int(settings.NOTIFY_MAX_ATTEMPTS)
+    metrics.notification_failed(notification, final=final)
+    if final:
         row.update(status=NotificationStatus.FAILED, last_error=error)
         logger.warning("Notification %s failed for good after %s attempts: %s", notification.pk, attempt, error)
         return

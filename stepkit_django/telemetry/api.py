@@ -1,0 +1,114 @@
+"""The OpenTelemetry API, if installed: which providers stepkit_django records with, and its attribute names.
+
+``opentelemetry-api`` is optional (``pip install stepkit-django[otel]``). Without it,
+or with ``STEPKIT["TELEMETRY"] = False``, or while no SDK provider is configured (the
+API's own proxy and no-op providers), :func:`tracer` and :func:`meter_provider` answer
+None and nothing is recorded: the callers then skip their work, so the runner's hot
+path pays for one check per run advance, none per step.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..conf import settings
+
+try:
+    from opentelemetry import metrics as otel_metrics
+    from opentelemetry import trace as otel_trace
+except ImportError:  # the package works without it: nothing is recorded
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import Tracer, TracerProvider
+
+__all__ = [
+    "ACTION",
+    "ATTEMPT",
+    "AVAILABLE",
+    "CHECKPOINT_ID",
+    "ITEM",
+    "NAME",
+    "OUTCOME",
+    "PIPELINE",
+    "RUN_ID",
+    "RUN_STATUS",
+    "STEP",
+    "meter_provider",
+    "tracer",
+    "use",
+]
+
+#: The instrumentation scope's name (of the tracer and the meter).
+NAME = "stepkit_django"
+
+# The attributes of spans and metrics. Names and ids only: never a value of a run's context.
+RUN_ID = "stepkit.run.id"
+RUN_STATUS = "stepkit.run.status"
+PIPELINE = "stepkit.pipeline"
+STEP = "stepkit.step"
+ATTEMPT = "stepkit.step.attempt"
+ITEM = "stepkit.step.item"
+CHECKPOINT_ID = "stepkit.checkpoint.id"
+ACTION = "stepkit.decision.action"
+OUTCOME = "stepkit.decision.outcome"
+
+# Providers given to use() (None: OpenTelemetry's global ones), and what was made from them.
+_chosen: dict[str, Any] = {"tracer_provider": None, "meter_provider": None}
+_tracer: tuple[Any, Tracer] | None = None
+
+
+def use(*, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None) -> None:
+    """Record with these providers instead of OpenTelemetry's global ones (None: the global ones again).
+
+    For a host that keeps its providers apart from the global ones, and for tests: the global
+    providers can be set only once per process.
+    """
+    global _tracer
+    _chosen["tracer_provider"], _chosen["meter_provider"] = tracer_provider, meter_provider
+    _tracer = None
+
+
+def _off() -> bool:
+    return not AVAILABLE or not settings.TELEMETRY
+
+
+def tracer() -> Tracer | None:
+    """The tracer to record spans with; None when no span would be recorded (see the module)."""
+    global _tracer
+    if _off():
+        return None
+    provider = _chosen["tracer_provider"] or otel_trace.get_tracer_provider()
+    if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
+        return None
+    made = _tracer
+    if made is not None and made[0] is provider:
+        return made[1]
+    from .. import __version__
+
+    made = (provider, provider.get_tracer(NAME, __version__))
+    _tracer = made
+    return made[1]
+
+
+def _unset_meter_providers() -> tuple[type, ...]:
+    """The API's own providers, which record nothing: its no-op one, and the proxy it answers before one is set."""
+    internal = getattr(otel_metrics, "_internal", None)
+    proxy = getattr(internal, "_ProxyMeterProvider", None)
+    return (otel_metrics.NoOpMeterProvider, *((proxy,) if isinstance(proxy, type) else ()))
+
+
+def meter_provider() -> MeterProvider | None:
+    """The meter provider to record metrics with; None when nothing would be recorded (see the module)."""
+    if _off():
+        return None
+    provider: MeterProvider = _chosen["meter_provider"] or otel_metrics.get_meter_provider()
+    if isinstance(provider, _UNSET_METER_PROVIDERS):
+        return None
+    return provider
+
+
+_UNSET_METER_PROVIDERS: tuple[type, ...] = _unset_meter_providers() if AVAILABLE else ()

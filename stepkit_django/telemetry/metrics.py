@@ -1,0 +1,258 @@
+"""Metrics: counters and histograms of runs, steps, checkpoints, decisions and notifications, and the
+gauges of what waits for review (the names, units and attributes are listed in
+``docs/how-to/prometheus-and-tracing.md``).
+
+The instruments are made on first use from the provider :func:`stepkit_django.telemetry.api.meter_provider`
+answers, once per provider. Every function here does nothing when it answers None. Attributes are
+names only (pipeline, step, outcome, notification event and channel), never a context value, and few
+enough for Prometheus: a pipeline's steps are declared in code.
+
+The two gauges are observed when the metrics are collected (a Prometheus scrape, an export period):
+each runs one aggregate query, ``GROUP BY`` pipeline and step over the pending checkpoints
+(``stepkit_cp_queue`` serves the pending count from the index alone; ``stepkit_cp_expiry`` the
+overdue ones), in whatever thread collects; a connection that collection opened is closed again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from . import api
+from .api import OUTCOME, PIPELINE, STEP
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import CallbackOptions, Counter, Histogram, MeterProvider, Observation
+
+    from ..engine.events import StepCompleteEvent
+    from ..models import Checkpoint, Notification, PipelineRun
+
+__all__ = [
+    "Instruments",
+    "checkpoint_created",
+    "checkpoint_decided",
+    "instruments",
+    "notification_failed",
+    "run_finished",
+    "run_started",
+    "step_handlers",
+]
+
+logger = logging.getLogger("stepkit_django")
+
+#: Bucket boundaries of ``stepkit.step.duration`` (seconds): a millisecond to a quarter of an hour.
+STEP_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+#: Bucket boundaries of ``stepkit.checkpoint.time_to_decision`` (seconds): a minute to a week.
+DECISION_BUCKETS = (60, 300, 900, 1800, 3600, 4 * 3600, 8 * 3600, 24 * 3600, 2 * 86400, 7 * 86400)
+
+#: The run counters by end state (``run_finished``'s ``status``).
+_ENDS = ("completed", "failed", "rejected", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Instruments:
+    """The instruments made from one meter provider."""
+
+    provider: Any
+    runs_started: Counter
+    runs_ended: dict[str, Counter]
+    steps_completed: Counter
+    steps_failed: Counter
+    step_duration: Histogram
+    checkpoints_created: Counter
+    checkpoints_decided: Counter
+    time_to_decision: Histogram
+    notifications_failed: Counter
+
+
+_made: Instruments | None = None
+
+
+def instruments() -> Instruments | None:
+    """The instruments to record with; None when nothing would be recorded."""
+    global _made
+    provider = api.meter_provider()
+    if provider is None:
+        return None
+    made = _made
+    if made is None or made.provider is not provider:
+        made = _made = _make(provider)
+    return made
+
+
+def _make(provider: MeterProvider) -> Instruments:
+    from .. import __version__
+
+    meter = provider.get_meter(api.NAME, __version__)
+    runs = "{run}"
+    ended = {
+        end: meter.create_counter(f"stepkit.runs.{end}", runs, f"Runs that ended {end}, per pipeline")
+        for end in _ENDS
+    }
+    meter.create_observable_gauge(
+        "stepkit.checkpoints.pending",
+        [_observe_pending],
+        "{checkpoint}",
+        "Checkpoints waiting for review, per pipeline and step",
+    )
+    meter.create_observable_gauge(
+        "stepkit.checkpoints.overdue",
+        [_observe_overdue],
+        "{checkpoint}",
+        "Checkpoints waiting for review past their deadline, per pipeline and step",
+    )
+    return Instruments(
+        provider=provider,
+        runs_started=meter.create_counter("stepkit.runs.started", runs, "Runs created, per pipeline"),
+        runs_ended=ended,
+        steps_completed=meter.create_counter("stepkit.steps.completed", "{step}", "Steps that completed"),
+        steps_failed=meter.create_counter("stepkit.steps.failed", "{step}", "Steps that failed, retries spent"),
+        step_duration=meter.create_histogram(
+            "stepkit.step.duration",
+            "s",
+            "How long a completed step took, its retries included",
+            explicit_bucket_boundaries_advisory=STEP_BUCKETS,
+        ),
+        checkpoints_created=meter.create_counter(
+            "stepkit.checkpoints.created", "{checkpoint}", "Checkpoints created: runs paused for review"
+        ),
+        checkpoints_decided=meter.create_counter(
+            "stepkit.checkpoints.decided", "{checkpoint}", "Checkpoints decided, per outcome"
+        ),
+        time_to_decision=meter.create_histogram(
+            "stepkit.checkpoint.time_to_decision",
+            "s",
+            "From a checkpoint's creation to its decision",
+            explicit_bucket_boundaries_advisory=DECISION_BUCKETS,
+        ),
+        notifications_failed=meter.create_counter(
+            "stepkit.notifications.failed", "{notification}", "Failed attempts at sending a notification"
+        ),
+    )
+
+
+# -- runs and steps -------------------------------------------------------------------------------
+
+
+def run_started(run: PipelineRun) -> None:
+    """A run was created (``start()``, a re-run from a checkpoint): counted once its transaction commits."""
+    made = instruments()
+    if made is None:
+        return
+    from django.db import transaction
+
+    attributes = {PIPELINE: run.pipeline_name}
+    transaction.on_commit(lambda: made.runs_started.add(1, attributes), robust=True)
+
+
+def run_finished(run: PipelineRun, status: str) -> None:
+    """``run_finished``: a run ended (completed, failed, rejected, cancelled)."""
+    made = instruments()
+    counter = made.runs_ended.get(str(status)) if made is not None else None
+    if counter is not None:
+        counter.add(1, {PIPELINE: run.pipeline_name})
+
+
+def step_handlers(
+    run: PipelineRun, on_complete: Callable[[StepCompleteEvent], None], on_error: Callable[[str, Exception], None]
+) -> tuple[Callable[[StepCompleteEvent], None], Callable[[str, Exception], None]]:
+    """The engine's ``on_step_complete`` and ``on_error`` for ``run``, counting steps and their duration;
+    the handlers themselves when nothing would be recorded (the hot path stays as it is)."""
+    made = instruments()
+    if made is None:
+        return on_complete, on_error
+    pipeline = run.pipeline_name
+    completed, failed, duration = made.steps_completed, made.steps_failed, made.step_duration
+
+    def completed_step(event: StepCompleteEvent) -> None:
+        attributes = {PIPELINE: pipeline, STEP: event.step_name}
+        duration.record(event.duration, attributes)
+        completed.add(1, attributes)
+        on_complete(event)
+
+    def failed_step(step: str, exc: Exception) -> None:
+        failed.add(1, {PIPELINE: pipeline, STEP: step})
+        on_error(step, exc)
+
+    return completed_step, failed_step
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+
+def checkpoint_created(checkpoint: Checkpoint) -> None:
+    """``checkpoint_created`` (inside the pause's transaction): counted once that commits."""
+    made = instruments()
+    if made is None:
+        return
+    from django.db import transaction
+
+    attributes = {PIPELINE: checkpoint.pipeline_name, STEP: checkpoint.step}
+    transaction.on_commit(lambda: made.checkpoints_created.add(1, attributes), robust=True)
+
+
+def checkpoint_decided(checkpoint: Checkpoint, decision: str, now: datetime | None = None) -> None:
+    """``checkpoint_decided``: count the decision by outcome, and the time it took since the checkpoint."""
+    made = instruments()
+    if made is None:
+        return
+    from django.utils import timezone
+
+    attributes = {PIPELINE: checkpoint.pipeline_name, STEP: checkpoint.step, OUTCOME: str(decision)}
+    made.checkpoints_decided.add(1, attributes)
+    decided_at = checkpoint.decided_at or now or timezone.now()
+    made.time_to_decision.record(max((decided_at - checkpoint.created_at).total_seconds(), 0.0), attributes)
+
+
+def notification_failed(notification: Notification, *, final: bool) -> None:
+    """An attempt at sending ``notification`` failed; ``final``: it will not be tried again."""
+    made = instruments()
+    if made is not None:
+        attributes = {
+            "stepkit.notification.event": notification.event,
+            "stepkit.notification.channel": notification.channel,
+            "stepkit.notification.final": final,
+        }
+        made.notifications_failed.add(1, attributes)
+
+
+# -- the gauges -----------------------------------------------------------------------------------
+
+
+def _observe_pending(options: CallbackOptions) -> Iterable[Observation]:
+    from ..models import Checkpoint
+    from ..status import CheckpointStatus
+
+    return _observe(lambda: Checkpoint.objects.filter(status=CheckpointStatus.PENDING))
+
+
+def _observe_overdue(options: CallbackOptions) -> Iterable[Observation]:
+    from django.utils import timezone
+
+    from ..models import Checkpoint
+    from ..status import CheckpointStatus
+
+    return _observe(lambda: Checkpoint.objects.filter(status=CheckpointStatus.PENDING, expires_at__lt=timezone.now()))
+
+
+def _observe(rows: Callable[[], Any]) -> list[Observation]:
+    """Counts per pipeline and step of the checkpoints ``rows`` selects, in one ``GROUP BY``; nothing if the
+    database cannot answer (a collection must not fail because of it)."""
+    from django.db import connection
+    from django.db.models import Count
+    from opentelemetry.metrics import Observation
+
+    # A thread of the exporter's (no request around it) opens a connection here: close it when done.
+    opened = connection.connection is None and not connection.in_atomic_block
+    try:
+        counts = rows().order_by().values_list("pipeline_name", "step").annotate(n=Count("pk"))
+        return [Observation(n, {PIPELINE: pipeline, STEP: step}) for pipeline, step, n in counts]
+    except Exception:
+        logger.exception("Could not count the pending checkpoints for the metrics")
+        return []
+    finally:
+        if opened:
+            connection.close()
