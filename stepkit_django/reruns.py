@@ -39,8 +39,8 @@ from .overrides import diff, validate_override
 from .pausing import reopen_checkpoint
 from .registry import get_registration
 from .signals import run_started
-from .telemetry import metrics
 from .status import AuditAction, CheckpointStatus, RunStatus
+from .telemetry import metrics
 
 __all__ = ["rerun_from", "resume_state"]
 

@@ -24,8 +24,8 @@ from .models import PipelineRun
 from .registry import get_pipeline, get_registration
 from .revisions import check_input
 from .signals import run_started
-from .telemetry import metrics
 from .status import AuditAction, RunStatus
+from .telemetry import metrics
 
 __all__ = ["start", "start_or_replay"]
 

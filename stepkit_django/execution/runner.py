@@ -212,7 +212,9 @@ def _execute(run: PipelineRun, owner: str, pipeline: Pipeline, resume: Resume | 
     progress = Progress(run, owner, pipeline, buffered=get_registration(run.pipeline_name).durability == "pause")
     failed_step: list[str] = []
     # With metrics on, the handlers count steps and their duration too (the same handlers otherwise).
-    on_complete, on_error = metrics.step_handlers(run, progress.step_completed, lambda step, exc: failed_step.append(step))
+    on_complete, on_error = metrics.step_handlers(
+        run, progress.step_completed, lambda step, exc: failed_step.append(step)
+    )
     config: dict[str, Any] = {
         "on_step_complete": on_complete,
         "on_error": on_error,

@@ -89,8 +89,7 @@ def _make(provider: MeterProvider) -> Instruments:
     meter = provider.get_meter(api.NAME, __version__)
     runs = "{run}"
     ended = {
-        end: meter.create_counter(f"stepkit.runs.{end}", runs, f"Runs that ended {end}, per pipeline")
-        for end in _ENDS
+        end: meter.create_counter(f"stepkit.runs.{end}", runs, f"Runs that ended {end}, per pipeline") for end in _ENDS
     }
     meter.create_observable_gauge(
         "stepkit.checkpoints.pending",
@@ -211,7 +210,7 @@ def notification_failed(notification: Notification, *, final: bool) -> None:
     """An attempt at sending ``notification`` failed; ``final``: it will not be tried again."""
     made = instruments()
     if made is not None:
-        attributes = {
+        attributes: dict[str, str | bool] = {
             "stepkit.notification.event": notification.event,
             "stepkit.notification.channel": notification.channel,
             "stepkit.notification.final": final,

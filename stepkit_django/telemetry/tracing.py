@@ -151,9 +151,7 @@ def decision(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 
 def _describe(span: Span, checkpoint: Checkpoint) -> None:
-    span.set_attributes(
-        {RUN_ID: str(checkpoint.run_id), PIPELINE: checkpoint.pipeline_name, STEP: checkpoint.step}
-    )
+    span.set_attributes({RUN_ID: str(checkpoint.run_id), PIPELINE: checkpoint.pipeline_name, STEP: checkpoint.step})
 
 
 def decided(checkpoint: Checkpoint, decision: str) -> None:

@@ -260,3 +260,70 @@ def test_arun_runs_sync_steps_outside_the_event_loop_thread():
 
     asyncio.run(stepkit().step("s", sync_step).arun({}))
     assert seen == {"loop": False}
+
+
+def around_recorder():
+    """An ``around_step`` that records each call it wraps: (step, item, attempt, entered in the step's thread)."""
+    from contextlib import contextmanager
+
+    from stepkit_django.engine.current import current_step_info
+
+    seen = []
+
+    @contextmanager
+    def around(info):
+        entered = threading.get_ident()
+        try:
+            yield
+        finally:  # a failed attempt too
+            seen.append((info.step, info.item, info.attempt, current_step_info() == info, entered))
+
+    return seen, around
+
+
+def _fails_once():
+    calls = []
+
+    def step(ctx):
+        calls.append(threading.get_ident())
+        if len(calls) == 1:
+            raise ConnectionError("first attempt")
+        return {"n": len(calls), "thread": calls[-1]}
+
+    return step
+
+
+def test_around_step_wraps_each_attempt_and_each_item_in_the_thread_that_runs_it():
+    seen, around = around_recorder()
+    p = (
+        stepkit()
+        .step("flaky", _fails_once(), retries=1)
+        .step("fan", lambda c: {"a": threading.get_ident()}, lambda c: {"b": threading.get_ident()})
+        .transform("reshape", lambda c: c)
+    )
+    result = p.run({}, around_step=around)
+    steps = sorted((step, item, attempt, current) for step, item, attempt, current, _ in seen)
+    assert steps == [
+        ("fan", 0, 1, True),
+        ("fan", 1, 1, True),
+        ("flaky", None, 1, True),
+        ("flaky", None, 2, True),
+        ("reshape", None, 1, True),
+    ]
+    threads = {(step, item): thread for step, item, _a, _c, thread in seen}
+    assert threads[("fan", 0)] == result["a"] and threads[("fan", 1)] == result["b"]  # parallel items: their threads
+
+
+def test_around_step_wraps_async_steps_too():
+    seen, around = around_recorder()
+
+    async def fetch(ctx):
+        return {"x": 1}
+
+    asyncio.run(stepkit().step("fetch", fetch).arun({}, around_step=around))
+    assert [(step, attempt, current) for step, _i, attempt, current, _t in seen] == [("fetch", 1, True)]
+
+
+def test_around_step_must_be_callable():
+    with pytest.raises(TypeError, match="around_step must be callable"):
+        stepkit().step("s", lambda c: {}).run({}, around_step="span")

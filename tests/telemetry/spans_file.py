@@ -32,7 +32,9 @@ def describe(span: ReadableSpan) -> dict[str, Any]:
         "trace_id": f"{context.trace_id:032x}",
         "span_id": f"{context.span_id:016x}",
         "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
-        "links": [{"trace_id": f"{x.context.trace_id:032x}", "span_id": f"{x.context.span_id:016x}"} for x in span.links],
+        "links": [
+            {"trace_id": f"{x.context.trace_id:032x}", "span_id": f"{x.context.span_id:016x}"} for x in span.links
+        ],
         "attributes": dict(span.attributes or {}),
         "kind": span.kind.name,
     }
