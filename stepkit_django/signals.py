@@ -1,5 +1,5 @@
-"""Signals sent by stepkit_django (declarations only; its own receiver, of ``checkpoint_created``, is in
-:mod:`stepkit_django.signal_handlers`).
+"""Signals sent by stepkit_django (declarations only; its own receivers, of ``checkpoint_created``,
+``checkpoint_decided`` and ``run_finished``, are in :mod:`stepkit_django.signal_handlers`).
 
 Every signal is sent with keyword arguments only; connect with
 ``@receiver(signal)`` and accept ``**kwargs``.
