@@ -72,17 +72,14 @@ def use(*, tracer_provider: TracerProvider | None = None, meter_provider: MeterP
     _tracer = None
 
 
-def _off() -> bool:
-    return not AVAILABLE or not settings.TELEMETRY
-
-
 def tracer() -> Tracer | None:
     """The tracer to record spans with; None when no span would be recorded (see the module)."""
     global _tracer
-    if _off():
+    if not AVAILABLE:
         return None
     provider = _chosen["tracer_provider"] or otel_trace.get_tracer_provider()
-    if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
+    # The provider first: with none set (the usual case without an SDK) the setting is not even read.
+    if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)) or not settings.TELEMETRY:
         return None
     made = _tracer
     if made is not None and made[0] is provider:
@@ -103,10 +100,10 @@ def _unset_meter_providers() -> tuple[type, ...]:
 
 def meter_provider() -> MeterProvider | None:
     """The meter provider to record metrics with; None when nothing would be recorded (see the module)."""
-    if _off():
+    if not AVAILABLE:
         return None
     provider: MeterProvider = _chosen["meter_provider"] or otel_metrics.get_meter_provider()
-    if isinstance(provider, _UNSET_METER_PROVIDERS):
+    if isinstance(provider, _UNSET_METER_PROVIDERS) or not settings.TELEMETRY:
         return None
     return provider
 
