@@ -51,7 +51,6 @@ def test_each_completed_step_is_counted_with_its_duration_in_seconds(otel, pipel
     assert set(durations) == {attrs(pipeline="two-steps", step="a"), attrs(pipeline="two-steps", step="b")}
     for count, total in durations.values():
         assert count == 2 and 0 < total < 1  # seconds, not milliseconds
-    assert otel.values("stepkit.steps.completed") == dict.fromkeys(durations, 2)
     [metric] = [
         m
         for r in otel.reader.get_metrics_data().resource_metrics
