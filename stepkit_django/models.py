@@ -302,6 +302,13 @@ class Checkpoint(models.Model):
             models.Index(fields=["status", "title"], name="stepkit_cp_title"),
             # The queue under "All": pending items first, then oldest first (the admin adds -pk to be total).
             models.Index(PENDING_FIRST, F("created_at"), F("id").desc(), name="stepkit_cp_pending_first"),
+            # The overview's decisions per day: a range of decision times, with what the visibility filter
+            # reads (as stepkit_cp_queue), so that PostgreSQL counts a month of decisions from this index.
+            models.Index(
+                fields=["decided_at", "status", "permission", "assigned", "run", "id"],
+                name="stepkit_cp_decided",
+                condition=Q(decided_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -451,6 +458,9 @@ class AuditEvent(models.Model):
             models.Index(fields=["action", "timestamp"], name="stepkit_event_action"),
             models.Index(fields=["pipeline_name", "timestamp"], name="stepkit_event_pipeline"),
             models.Index(fields=["actor", "timestamp"], name="stepkit_event_actor"),
+            # The whole trail in time order (the API's GET events/, by cursor): without it, the first page
+            # sorts every event.
+            models.Index(fields=["timestamp", "id"], name="stepkit_event_time"),
         ]
 
     def __str__(self) -> str:

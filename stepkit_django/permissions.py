@@ -201,12 +201,19 @@ def runs_for(queryset: QuerySet[Any], user: Any, queue: QuerySet[Any]) -> QueryS
 
 
 def events_for(queryset: QuerySet[Any], user: Any, queue: QuerySet[Any]) -> QuerySet[Any]:
-    """Events of runs ``user`` started, or that have a checkpoint in ``queue``; all for run managers."""
+    """Events of runs ``user`` started, or that have a checkpoint in ``queue``; all for run managers.
+
+    Written with ``EXISTS`` per event and an ``IN`` on the indexed starter, no join: PostgreSQL then
+    reads the trail in the order asked and stops at a page, rather than listing every run of the queue.
+    """
     if not is_active_user(user):
         return queryset.none()
     if is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION):
         return queryset
-    return queryset.filter(Q(run__in=queue.values("run_id")) | Q(run__started_by=user))
+    runs = queryset.model._meta.get_field("run").related_model._default_manager  # type: ignore[union-attr]
+    in_queue = Exists(queue.filter(run_id=OuterRef("run_id")))
+    started = Q(run_id__in=runs.filter(started_by=user).values("pk"))
+    return queryset.filter(in_queue | started)
 
 
 def notifications_for(queryset: QuerySet[Any], user: Any, runs: QuerySet[Any], queue: QuerySet[Any]) -> QuerySet[Any]:

@@ -37,7 +37,7 @@ from . import serializers as s
 from .conditional import etag, if_match_version
 from .exceptions import Conflict, api_error
 from .filters import AuditEventFilter, CheckpointFilter, RunFilter, StrictOrderingFilter
-from .pagination import StepkitPagination
+from .pagination import CountedRows, StepkitPagination, TrailPagination
 from .parsers import StepkitJSONParser
 from .schema import ERRORS, ETAG, RERUN_ERRORS, RUN_ERRORS, StepkitAutoSchema, decision
 
@@ -122,8 +122,9 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # The queue page is read far more than anything else: rows come from values(), not model
         # instances, and are shaped like CheckpointSerializer (which documents them).
+        # Counted on the filtered table alone: the row's columns join the users' table for their names.
         queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset.values(*rows.QUEUE_FIELDS))
+        page = self.paginate_queryset(CountedRows(queryset.values(*rows.QUEUE_FIELDS), counted=queryset))
         page_rows = list(page or [])
         return self.get_paginated_response(rows.queue_rows(page_rows))
 
@@ -351,11 +352,19 @@ class RunViewSet(  # type: ignore[misc]
 
 
 @extend_schema_view(
-    list=extend_schema(summary="The audit trail you may see"),
+    list=extend_schema(
+        summary="The audit trail you may see, oldest first, by cursor",
+        description=(
+            "Pages of events in time order, followed by their `next` and `previous` links (a `cursor`); "
+            "there is no `count` and no page number: the trail grows without end, and a cursor costs the "
+            "same on any page."
+        ),
+    ),
     retrieve=extend_schema(summary="One audit event"),
 )
 class AuditEventViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[AuditEvent]):  # type: ignore[misc]
     serializer_class = s.AuditEventSerializer
+    pagination_class = TrailPagination
     lookup_value_regex = "[^/]+"
     filter_backends = [DjangoFilterBackend, StrictOrderingFilter]
     filterset_class = AuditEventFilter
