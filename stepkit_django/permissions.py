@@ -132,7 +132,10 @@ def _assigned_to(queryset: QuerySet[Any], user: Any) -> Q:
     model: Any = queryset.model
     users = model.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
     groups = model.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
-    mine = Exists(users.filter(user_id=user.pk)) | Exists(groups.filter(group__user=user))
+    # The user's groups from the membership table alone: ``group__user`` would join the groups' table too,
+    # for every assignment row PostgreSQL hashes to check a page of the queue.
+    memberships = Group.user_set.through.objects.filter(user_id=user.pk).values("group_id")
+    mine = Exists(users.filter(user_id=user.pk)) | Exists(groups.filter(group_id__in=memberships))
     return Q(assigned=False) | mine
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.pagination import CursorPagination
 from rest_framework.serializers import Serializer
 
 from . import serializers as s
@@ -34,6 +35,13 @@ def error_body(code: str) -> type[Serializer[Any]]:
 
 class StepkitAutoSchema(AutoSchema):
     """Adds the errors every operation may answer, with their bodies, to each operation's responses."""
+
+    def get_paginated_name(self, serializer_name: str) -> str:
+        # A page by cursor (the audit trail) has no count: it needs a component of its own, apart from the
+        # numbered pages of the same items (a run's events).
+        if isinstance(self._get_paginator(), CursorPagination):  # type: ignore[no-untyped-call]
+            return f"CursorPaginated{serializer_name}List"
+        return super().get_paginated_name(serializer_name)
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:
         responses: dict[str, Any] = super()._get_response_bodies(direction)
