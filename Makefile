@@ -20,7 +20,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/stepkit
 PG_MARKS ?= -m "not browser"
 COMPAT_PG_MARKS ?= -m "not browser and not slow"
 
-.PHONY: help venv demo demo-cli messages test lint test-main test-main-pg test-compat test-compat-pg bench bench-engine bench-workers clean
+.PHONY: help venv demo demo-cli messages test lint test-main test-main-pg test-compat test-compat-pg bench bench-engine bench-workers bench-scale clean
 
 help:
 	@echo "make demo          serve the demo on 127.0.0.1:8000 (creates .venv, migrates SQLite, seeds users and runs)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench-engine  print the engine's per-step overhead"
 	@echo "make bench-workers runs/s and per-step latency of 1, 2 and 4 db_worker processes on PostgreSQL"
 	@echo "make bench         this app against LangGraph, DBOS and raw psycopg; writes benchmarks/results.md"
+	@echo "make bench-scale   the million-row queue alone (seeds stepkit_scale once); rewrites its section of results.md"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,7 +93,13 @@ bench-engine: $(VENV)/.installed
 bench-workers: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/workers.py
 
-# Side by side with LangGraph and DBOS on the local PostgreSQL; writes benchmarks/results.md.
+# The million-row queue alone: 1,000,000 checkpoints and 10,000,000 audit events in stepkit_scale (seeded once,
+# about 3 minutes, kept between runs; SCALE_DATABASE_URL picks another database); rewrites its section of results.md.
+bench-scale: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/scale.py
+
+# Side by side with LangGraph and DBOS on the local PostgreSQL; writes benchmarks/results.md (the scale
+# scenario included, run in a subprocess on its own database).
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install --quiet --group bench
 	$(VENV)/bin/python benchmarks/bench.py

@@ -313,6 +313,9 @@ def main() -> None:
     from benchmarks import decision_bench
 
     lines += decision_bench.scenario_approval(quick=QUICK)
+    from benchmarks import scale
+
+    lines += scale.run_section(quick=QUICK)  # in a subprocess: it has its own database
     lines += targets(queue_bench.MEASURED, load_bench.MEASURED, decision_bench.MEASURED)
     text = "\n".join(lines)
     print(text)

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results.md"
 HEADING = "## 6. A million-row queue"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/stepkit_scale"
+JIT = os.environ.get("SCALE_JIT", "off") == "on"
 #: A payee whose 50 checkpoints are all pending and assigned to the reviewer's group: a full page.
 SEARCHED = "Supplier 01230"
 #: request -> its p95 target in seconds (the issue's: lists 50 ms, a search 100 ms, the overview 200 ms)
@@ -188,7 +189,8 @@ def scenario(quick: bool = False) -> list[str]:
         f"{HEADING} ({CHECKPOINTS:,} checkpoints, {seed['events']:,} audit events)",
         "",
         f"`python benchmarks/scale.py` (`make bench-scale`), Django's test client in process, on the database "
-        f"`stepkit_scale` ({seed_note}; `generate_series` in SQL, then `VACUUM ANALYZE`). A run and a "
+        f"`stepkit_scale` ({seed_note}; `generate_series` in SQL, then `VACUUM ANALYZE`), PostgreSQL's JIT "
+        f"{'on (the server default)' if JIT else 'off (as advised below)'}. A run and a "
         "checkpoint per `i`, created over a year: a fifth pending, the rest decided within two days; half "
         "assigned to nobody, 30% to the reviewer's group, 10% to the reviewer, 10% to another group; ten audit "
         f"events per run. The reviewer may see 90% of the queue; the title search finds {SEARCHED!r} (50 "
@@ -232,6 +234,9 @@ def setup(url: str) -> None:
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
+        # JIT off, as docs/explanation/performance.md advises for the app's connections (SCALE_JIT=on: the
+        # server's default, to see what compiling costs these short queries).
+        conn.execute(f'ALTER DATABASE "{name}" SET jit = {"on" if JIT else "off"}')
     import django
 
     django.setup()
