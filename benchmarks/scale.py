@@ -74,8 +74,9 @@ def _clients() -> dict[str, Any]:
     from django.contrib.auth.models import User
     from django.test import Client
 
+    User.objects.get_or_create(username="scale-admin", defaults={"is_superuser": True, "is_staff": True})
     clients = {}
-    for name in ("scale-reviewer", "scale-manager"):
+    for name in ("scale-reviewer", "scale-manager", "scale-admin"):
         client = Client()
         client.force_login(User.objects.get(username=name))
         clients[name] = client
@@ -166,6 +167,14 @@ def scenario(quick: bool = False) -> list[str]:
             _get(reviewer, "/admin/stepkit_django/checkpoint/overview/", lambda r: b"<svg" in r.content),
             0.2,
         ),
+        "queue overview as a superuser (no visibility rule: for comparison)": (
+            _get(clients["scale-admin"], "/admin/stepkit_django/checkpoint/overview/", lambda r: b"<svg" in r.content),
+            None,
+        ),
+        "admin changelist as a superuser (for comparison)": (
+            _get(clients["scale-admin"], "/admin/stepkit_django/checkpoint/", _rows(page)),
+            None,
+        ),
         "API `GET events/` as a run manager (first page)": (first_events, 0.05),
         "API `GET events/` as a run manager (the next page, by its cursor)": (
             _get(manager, following, _results(page)),
@@ -184,7 +193,8 @@ def scenario(quick: bool = False) -> list[str]:
         samples, queries = measure(fn, max(5, rounds // 4) if "purge" in name else rounds)
         MEASURED[name] = (statistics.median(samples), percentile(samples, 0.95), queries)
         TARGETS[name] = target
-        print(f"  {name}: median {MEASURED[name][0] * 1e3:.1f} ms, p95 {MEASURED[name][1] * 1e3:.1f} ms", file=sys.stderr)
+        median, p95 = MEASURED[name][0] * 1e3, MEASURED[name][1] * 1e3
+        print(f"  {name}: median {median:.1f} ms, p95 {p95:.1f} ms", file=sys.stderr)
     lines = [
         f"{HEADING} ({CHECKPOINTS:,} checkpoints, {seed['events']:,} audit events)",
         "",
@@ -254,7 +264,7 @@ def run_section(quick: bool) -> list[str]:
     sys.stderr.write(done.stderr)
     if done.returncode != 0:
         return [HEADING, "", f"The scale scenario failed (exit status {done.returncode}); see its output.", ""]
-    return done.stdout.rstrip("\n").split("\n") + [""]
+    return [*done.stdout.rstrip("\n").split("\n"), ""]
 
 
 def main() -> None:

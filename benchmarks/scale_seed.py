@@ -233,7 +233,7 @@ def ensure_seeded(say: Callable[[str], None] = print) -> dict[str, Any]:
             say(f"  seeded runs {first:,}–{last:,} ({time.perf_counter() - started:.0f} s)")
         cursor.execute("SET LOCAL session_replication_role = DEFAULT")
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
-        for name, definition in indexes:
+        for _name, definition in indexes:
             cursor.execute(definition)
         say(f"  indexes re-created ({time.perf_counter() - started:.0f} s)")
         # The identity sequences past the rows written with their defaults.

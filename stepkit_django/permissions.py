@@ -213,7 +213,7 @@ def events_for(queryset: QuerySet[Any], user: Any, queue: QuerySet[Any]) -> Quer
         return queryset.none()
     if is_superuser(user) or user.has_perm(MANAGE_RUNS_PERMISSION):
         return queryset
-    runs = queryset.model._meta.get_field("run").related_model._default_manager  # type: ignore[union-attr]
+    runs = queryset.model._meta.get_field("run").related_model._default_manager
     in_queue = Exists(queue.filter(run_id=OuterRef("run_id")))
     started = Q(run_id__in=runs.filter(started_by=user).values("pk"))
     return queryset.filter(in_queue | started)

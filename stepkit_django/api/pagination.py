@@ -9,7 +9,6 @@ order: :class:`TrailPagination` walks it by cursor (``cursor``, no ``count``), f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django.db.models import QuerySet
@@ -32,9 +31,7 @@ def _checked_page_size(request: Request, param: str, most: int) -> None:
     The length is checked before int(), which refuses more than 4,300 digits (ValueError, a 500).
     """
     raw = request.query_params.get(param)
-    usable = raw is None or (
-        raw.isascii() and raw.isdigit() and len(raw) <= len(str(most)) and 1 <= int(raw) <= most
-    )
+    usable = raw is None or (raw.isascii() and raw.isdigit() and len(raw) <= len(str(most)) and 1 <= int(raw) <= most)
     if not usable:
         message = gettext("Use a whole number from 1 to %(max)d.") % {"max": most}
         raise ValidationError({"page_size": [message]})
@@ -52,7 +49,7 @@ def _links_required(paginated: dict[str, Any]) -> dict[str, Any]:
     return paginated
 
 
-class CountedRows(Sequence[Any]):
+class CountedRows:
     """Rows to paginate (``rows``, e.g. a ``values()`` queryset) counted on another queryset (``counted``).
 
     A ``values()`` that reads a related column (``claimed_by__username``) joins its table, and
@@ -120,7 +117,7 @@ class TrailPagination(CursorPagination):
             raise ValidationError({self.cursor_query_param: [message]}) from None
         if cursor is not None and cursor.position is not None:
             try:
-                valid = parse_datetime(cursor.position) is not None
+                valid = parse_datetime(str(cursor.position)) is not None
             except ValueError:
                 valid = False
             if not valid:

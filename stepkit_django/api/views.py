@@ -124,7 +124,8 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         # instances, and are shaped like CheckpointSerializer (which documents them).
         # Counted on the filtered table alone: the row's columns join the users' table for their names.
         queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(CountedRows(queryset.values(*rows.QUEUE_FIELDS), counted=queryset))
+        counted: Any = CountedRows(queryset.values(*rows.QUEUE_FIELDS), counted=queryset)  # a QuerySet to DRF
+        page: Any = self.paginate_queryset(counted)
         page_rows = list(page or [])
         return self.get_paginated_response(rows.queue_rows(page_rows))
 
@@ -364,7 +365,7 @@ class RunViewSet(  # type: ignore[misc]
 )
 class AuditEventViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[AuditEvent]):  # type: ignore[misc]
     serializer_class = s.AuditEventSerializer
-    pagination_class = TrailPagination
+    pagination_class = TrailPagination  # type: ignore[assignment]
     lookup_value_regex = "[^/]+"
     filter_backends = [DjangoFilterBackend, StrictOrderingFilter]
     filterset_class = AuditEventFilter

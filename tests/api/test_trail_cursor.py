@@ -64,7 +64,7 @@ def test_following_next_gives_every_event_once_in_time_order(people, trail, size
 def test_previous_walks_back_to_the_first_page(people, trail):
     client = client_for(people.root)
     url = f"{API}/events/?page_size=3"
-    last = None
+    last: dict = {}
     while url:  # to the last page
         last = client.get(url).json()
         url = last["next"]
