@@ -184,7 +184,7 @@ def scenario(quick: bool = False) -> list[str]:
             _get(reviewer, "/api/stepkit/events/", _results(page)),
             0.05,
         ),
-        "a purge batch of 500 runs (5,500 events), rolled back": (_purge_batch(500), None),
+        "a purge batch of 500 runs (5,000 events redacted, 500 written), rolled back": (_purge_batch(500), None),
     }
     skipped = [part for part in os.environ.get("SCALE_SKIP", "").split(",") if part]
     for name, (fn, target) in requests.items():
