@@ -64,3 +64,12 @@ def test_what_a_reviewer_may_not_see_is_not_counted(people):
     assert overview_context(Checkpoint.objects.for_user(people.bob))["pending_total"] == 0
     dave = overview_context(Checkpoint.objects.for_user(people.dave))
     assert dave["pending_total"] == 1 and dave["decisions_total"] == 0
+
+
+def test_overdue_items_are_counted_per_step(people):
+    late, on_time, _none = paused(people, 3)
+    Checkpoint.objects.filter(pk=late.pk).update(expires_at=timezone.now() - timedelta(hours=1))
+    Checkpoint.objects.filter(pk=on_time.pk).update(expires_at=timezone.now() + timedelta(hours=1))
+    overview = overview_context(Checkpoint.objects.for_user(people.bob))
+    assert [(row["step"], row["count"], row["overdue"]) for row in overview["per_step"]] == [("generate", 3, 1)]
+    assert overview["overdue_total"] == 1 and overview["pending_total"] == 3
