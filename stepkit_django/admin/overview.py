@@ -37,11 +37,12 @@ def overview_context(queryset: QuerySet[Checkpoint], days: int = 30) -> dict[str
     pending = queryset.filter(status=CheckpointStatus.PENDING)
     # The counts and the oldest from the queue index alone; the overdue ones apart, from the deadline index
     # (the deadline is not in the queue index: counting it with the rest would read every pending row).
-    per_step = list(
-        pending.values("pipeline_name", "step")
+    per_step: list[dict[str, Any]] = [
+        dict(row)
+        for row in pending.values("pipeline_name", "step")
         .annotate(count=Count("pk"), oldest=Min("created_at"))
         .order_by("pipeline_name", "step")
-    )
+    ]
     overdue = {
         (row["pipeline_name"], row["step"]): row["n"]
         for row in pending.filter(expires_at__lt=now).values("pipeline_name", "step").annotate(n=Count("pk")).order_by()
@@ -60,8 +61,8 @@ def overview_context(queryset: QuerySet[Checkpoint], days: int = 30) -> dict[str
         .order_by()
     )
     per_day: dict[Any, dict[str, int]] = {since + timedelta(days=i): {} for i in range(days)}
-    for row in decided:
-        per_day.setdefault(row["day"], {})[row["status"]] = row["count"]
+    for day in decided:
+        per_day.setdefault(day["day"], {})[day["status"]] = day["count"]
     return {
         "per_step": per_step,
         "pending_total": sum(r["count"] for r in per_step),
