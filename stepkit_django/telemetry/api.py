@@ -37,9 +37,12 @@ __all__ = [
     "RUN_ID",
     "RUN_STATUS",
     "STEP",
+    "choose",
+    "configured_meter_provider",
+    "is_global",
+    "is_global_proxy",
     "meter_provider",
     "tracer",
-    "use",
 ]
 
 #: The instrumentation scope's name (of the tracer and the meter).
@@ -56,17 +59,13 @@ CHECKPOINT_ID = "stepkit.checkpoint.id"
 ACTION = "stepkit.decision.action"
 OUTCOME = "stepkit.decision.outcome"
 
-# Providers given to use() (None: OpenTelemetry's global ones), and what was made from them.
+# Providers given to use() (through choose()) (None: OpenTelemetry's global ones), and what was made from them.
 _chosen: dict[str, Any] = {"tracer_provider": None, "meter_provider": None}
 _tracer: tuple[Any, Tracer] | None = None
 
 
-def use(*, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None) -> None:
-    """Record with these providers instead of OpenTelemetry's global ones (None: the global ones again).
-
-    For a host that keeps its providers apart from the global ones, and for tests: the global
-    providers can be set only once per process.
-    """
+def choose(*, tracer_provider: TracerProvider | None = None, meter_provider: MeterProvider | None = None) -> None:
+    """Choose the providers to record with (what :func:`stepkit_django.telemetry.use` does, but the gauges)."""
     global _tracer
     _chosen["tracer_provider"], _chosen["meter_provider"] = tracer_provider, meter_provider
     _tracer = None
@@ -96,6 +95,29 @@ def _unset_meter_providers() -> tuple[type, ...]:
     internal = getattr(otel_metrics, "_internal", None)
     proxy = getattr(internal, "_ProxyMeterProvider", None)
     return (otel_metrics.NoOpMeterProvider, *((proxy,) if isinstance(proxy, type) else ()))
+
+
+def configured_meter_provider() -> MeterProvider | None:
+    """The meter provider chosen with ``use()``, else the global one, the API's proxy included (it hands
+    what is made on it on to the provider set later); None without the API or with its no-op provider."""
+    if not AVAILABLE:
+        return None
+    provider: MeterProvider = _chosen["meter_provider"] or otel_metrics.get_meter_provider()
+    return None if isinstance(provider, otel_metrics.NoOpMeterProvider) else provider
+
+
+def is_global_proxy(provider: object) -> bool:
+    """Whether ``provider`` is the API's proxy, which stands for the global provider until one is set."""
+    return (
+        AVAILABLE
+        and not isinstance(provider, otel_metrics.NoOpMeterProvider)
+        and (isinstance(provider, _UNSET_METER_PROVIDERS))
+    )
+
+
+def is_global(provider: object) -> bool:
+    """Whether ``provider`` is OpenTelemetry's global meter provider (set with ``set_meter_provider``)."""
+    return AVAILABLE and provider is otel_metrics.get_meter_provider()
 
 
 def meter_provider() -> MeterProvider | None:

@@ -5,6 +5,7 @@ from datetime import timedelta
 from typing import ClassVar
 
 import pytest
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -159,3 +160,81 @@ def test_nothing_is_recorded_with_the_setting_off(otel, pipelines, people):
         review.approve(run.checkpoints.get(), people.bob)
         assert otel.metrics() == {}
     assert otel.spans() == []
+
+
+class Undo(Exception):
+    """Raised to roll back the test's transaction, as an error in an ``ATOMIC_REQUESTS`` view does."""
+
+
+def test_decisions_and_run_ends_rolled_back_with_the_caller_s_transaction_are_not_counted(otel, pipelines, people):
+    approved, rejected, cancelled = (start("reviewed", {}, user=people.alice) for _ in range(3))
+    decisions = [
+        lambda: review.approve(approved.checkpoints.get(), people.bob),  # the inline executor completes the run
+        lambda: review.reject(rejected.checkpoints.get(), people.bob, comment="no"),
+        lambda: review.cancel_run(cancelled, people.root),
+    ]
+    for decide in decisions:
+        with pytest.raises(Undo), transaction.atomic():
+            decide()
+            raise Undo
+    assert Checkpoint.objects.filter(status="pending").count() == 3  # all three undone
+    assert otel.values("stepkit.checkpoints.decided") == {}
+    assert otel.values("stepkit.checkpoint.time_to_decision") == {}
+    for end in ("completed", "rejected", "cancelled"):
+        assert otel.values(f"stepkit.runs.{end}") == {}
+    with transaction.atomic():  # committed this time: counted once the commit happens
+        review.approve(approved.checkpoints.get(), people.bob)
+        assert otel.values("stepkit.checkpoints.decided") == {}
+    assert otel.values("stepkit.checkpoints.decided") == {
+        attrs(pipeline="reviewed", step="draft", outcome="approved"): 1
+    }
+    assert otel.values("stepkit.runs.completed") == {attrs(pipeline="reviewed"): 1}
+    [(count, _)] = otel.values("stepkit.checkpoint.time_to_decision").values()
+    assert count == 1
+
+
+def test_cancelled_and_expired_runs_are_counted_by_their_end(otel, registered_pipelines, people):
+    for rule in ("reject", "fail", "approve"):
+        registered_pipelines(
+            stepkit(f"on-{rule}")
+            .step("draft", lambda c: {}, review=Review(timeout=timedelta(hours=1), on_timeout=rule))
+            .step("send", lambda c: {})
+        )
+    runs = {rule: start(f"on-{rule}", {}, user=people.alice) for rule in ("reject", "fail", "approve")}
+    cancelled = start("on-reject", {}, user=people.alice)
+    review.cancel_run(cancelled, people.root)
+    Checkpoint.objects.filter(run__in=runs.values()).update(expires_at=timezone.now() - timedelta(minutes=1))
+    assert review.expire_due() == 3
+    assert otel.values("stepkit.runs.cancelled") == {attrs(pipeline="on-reject"): 1}
+    assert otel.values("stepkit.runs.rejected") == {attrs(pipeline="on-reject"): 1}
+    assert otel.values("stepkit.runs.failed") == {attrs(pipeline="on-fail"): 1}
+    assert otel.values("stepkit.runs.completed") == {attrs(pipeline="on-approve"): 1}
+    assert otel.values("stepkit.checkpoints.decided") == {
+        attrs(pipeline="on-reject", step="draft", outcome="cancelled"): 1,
+        attrs(pipeline="on-reject", step="draft", outcome="expired"): 1,
+        attrs(pipeline="on-fail", step="draft", outcome="expired"): 1,
+        attrs(pipeline="on-approve", step="draft", outcome="approved"): 1,
+    }
+    assert otel.values("stepkit.checkpoints.pending") == {}
+
+
+def test_with_the_api_and_no_sdk_a_run_s_steps_cost_nothing_more(registered_pipelines, monkeypatch):
+    from stepkit_django.execution import runner
+    from stepkit_django.telemetry import api
+
+    assert api.tracer() is None and api.meter_provider() is None  # opentelemetry-api, no SDK provider
+    handed = []
+    run_sync = runner.run_sync  # type: ignore[attr-defined]
+
+    def watch(pipeline, input, resume, config):  # the engine itself still runs the steps
+        handed.append(dict(config))
+        return run_sync(pipeline, input, resume, config)
+
+    monkeypatch.setattr(runner, "run_sync", watch)
+    registered_pipelines(stepkit("plain").step("a", lambda c: {}).step("b", lambda c: {}))
+    assert start("plain", {}).status == "completed"
+    [config] = handed
+    assert "around_step" not in config  # no span around each step
+    # The runner's own handlers, not the counting ones that wrap them.
+    assert config["on_step_complete"].__func__ is runner.Progress.step_completed
+    assert config["on_error"].__qualname__.startswith("_execute.")
