@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -52,6 +53,7 @@ from .reruns import rerun_from
 from .reruns import resume_state as _resume_state
 from .signals import checkpoint_decided, run_finished
 from .status import AuditAction, CheckpointStatus, RunStatus, run_status_word
+from .telemetry import tracing
 from .telemetry.tracing import decision
 from .transitions import already_decided, cancel_checkpoints, lock_run, move_run, write_checkpoint
 
@@ -623,26 +625,30 @@ def expire_due(now: datetime | None = None) -> int:
     return handled
 
 
-@decision("expire")
 def _expire_one(pk: Any, now: datetime) -> int:
-    with transaction.atomic():
-        run_id = Checkpoint.objects.filter(pk=pk).values_list("run_id", flat=True).first()
-        if run_id is None:
-            return 0
-        lock_run(run_id)  # the run first, then the checkpoint: the lock order of every decision
-        rows = Checkpoint.objects.filter(pk=pk, status=CheckpointStatus.PENDING, expires_at__lte=now)
-        if not list(rows.select_for_update(no_key=True).values_list("pk", flat=True)):
-            return 0  # decided meanwhile, or another sweeper handled it
-        cp = _load(pk)
-        action = _apply_timeout(cp, now)
-    decision = CheckpointStatus.APPROVED if action == "approve" else CheckpointStatus.EXPIRED
-    if action == "escalate":
-        return 1
-    checkpoint_decided.send(sender=Checkpoint, checkpoint=cp, run=cp.run, decision=decision, user=None)
-    if action == "approve":
-        dispatch(cp.run)
-    else:
-        run_finished.send(sender=PipelineRun, run=cp.run, status=cp.run.status)
+    # The decision's span opens once the checkpoint is locked and still due: an expiry another sweeper
+    # (or a decision) got to first is no decision of this process's, and has no span.
+    with ExitStack() as traced:
+        with transaction.atomic():
+            run_id = Checkpoint.objects.filter(pk=pk).values_list("run_id", flat=True).first()
+            if run_id is None:
+                return 0
+            lock_run(run_id)  # the run first, then the checkpoint: the lock order of every decision
+            rows = Checkpoint.objects.filter(pk=pk, status=CheckpointStatus.PENDING, expires_at__lte=now)
+            if not list(rows.select_for_update(no_key=True).values_list("pk", flat=True)):
+                return 0  # decided meanwhile, or another sweeper handled it
+            traced.enter_context(tracing.deciding("expire", pk))
+            cp = _load(pk)
+            action = _apply_timeout(cp, now)
+        if action == "escalate":
+            tracing.decided(cp, "escalated")  # not decided: sent to another group, with a new deadline
+            return 1
+        decision = CheckpointStatus.APPROVED if action == "approve" else CheckpointStatus.EXPIRED
+        checkpoint_decided.send(sender=Checkpoint, checkpoint=cp, run=cp.run, decision=decision, user=None)
+        if action == "approve":
+            dispatch(cp.run)
+        else:
+            run_finished.send(sender=PipelineRun, run=cp.run, status=cp.run.status)
     return 1
 
 

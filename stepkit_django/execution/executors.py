@@ -20,6 +20,8 @@ dispatched (a decision, a request), which the worker's span links to. Whatever t
 
 from __future__ import annotations
 
+import inspect
+import logging
 from functools import cache
 from typing import Any, ClassVar
 
@@ -39,12 +41,15 @@ __all__ = [
     "CeleryExecutor",
     "InlineExecutor",
     "TasksExecutor",
+    "accepts_trace_context",
     "dispatch",
     "get_executor",
     "held_fields",
     "hold",
     "load_executor",
 ]
+
+logger = logging.getLogger("stepkit_django")
 
 #: The short names ``STEPKIT["EXECUTOR"]`` accepts, and the backends they stand for.
 ALIASES = {
@@ -110,7 +115,7 @@ class TasksExecutor(BaseExecutor):
 
     def enqueue(self, run_id: str) -> None:
         task = import_string(self.task)
-        trace = tracing.carrier()  # empty unless tracing is on: then the message is the same as ever
+        trace = _trace_for(self.task)  # empty unless tracing is on: then the message is the same as ever
         queued = task.using(backend=settings.TASKS_BACKEND, queue_name=settings.TASKS_QUEUE)
         queued.enqueue(run_id, **({"trace_context": trace} if trace else {}))
 
@@ -129,15 +134,45 @@ class CeleryExecutor(BaseExecutor):
 
     def enqueue(self, run_id: str) -> None:
         queue = settings.CELERY_QUEUE
-        trace = tracing.carrier()  # empty unless tracing is on: then the message is the same as ever
+        task = import_string(self.task)
+        trace = _trace_for(self.task)  # empty unless tracing is on: then the message is the same as ever
         options: dict[str, Any] = {"queue": queue} if queue else {}
         if trace:
             options["kwargs"] = {"trace_context": trace}
-        import_string(self.task).apply_async(args=[run_id], **options)
+        task.apply_async(args=[run_id], **options)
 
     def enqueue_notification(self, notification_id: int) -> None:
         queue = settings.CELERY_QUEUE
         import_string(self.notification_task).apply_async(args=[notification_id], **({"queue": queue} if queue else {}))
+
+
+def _trace_for(path: str) -> dict[str, str]:
+    """The trace context to send with a run's id to the task named ``path``: none when tracing is off, or
+    when the task does not take ``trace_context`` (a custom task written before it existed)."""
+    trace = tracing.carrier()
+    return trace if trace and accepts_trace_context(path) else {}
+
+
+@cache
+def accepts_trace_context(path: str) -> bool:
+    """Whether the task named ``path`` (of Django's tasks framework, of Celery, or a function) takes a
+    ``trace_context`` keyword argument; checked once per task, with a warning when it does not (the run's
+    id is then sent alone, and its worker's span links to nothing)."""
+    task = import_string(path)
+    function = getattr(task, "func", None) or getattr(task, "run", None) or task
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: send what every task takes, the id alone
+        accepted = False
+    else:
+        accepted = any(p.name == "trace_context" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    if not accepted:
+        logger.warning(
+            "The task %s does not accept trace_context: runs are sent to it without their trace context "
+            "(add trace_context=None to it and pass it to jobs.advance_run to link its spans)",
+            path,
+        )
+    return accepted
 
 
 @cache

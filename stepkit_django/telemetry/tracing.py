@@ -13,7 +13,8 @@ that travels with a run's id to the worker that advances it.
   ``stepkit.step.attempt``, and ``stepkit.step.item`` for an item of a parallel step).
 * ``stepkit.decision``: an approval, a rejection, a request for changes, an expiry
   (``stepkit.decision.action``, ``stepkit.checkpoint.id``, and once decided ``stepkit.run.id``,
-  ``stepkit.pipeline``, ``stepkit.step``, ``stepkit.decision.outcome``).
+  ``stepkit.pipeline``, ``stepkit.step``, ``stepkit.decision.outcome``). An expiry has a span only when
+  this process applies it (not when another sweeper did first); an escalation's outcome is ``escalated``.
 
 No attribute, event or status holds a value of a run's context; a failure is recorded by its
 exception's type only (``error.type``), since its message may quote the context.
@@ -24,19 +25,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
-from functools import wraps
+from functools import cache, wraps
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from . import api
 from .api import ACTION, ATTEMPT, CHECKPOINT_ID, ITEM, OUTCOME, PIPELINE, RUN_ID, RUN_STATUS, STEP
 
 if TYPE_CHECKING:
+    from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.trace import Span, Tracer
 
     from ..engine.current import StepInfo
     from ..models import Checkpoint, PipelineRun
 
-__all__ = ["advancing", "carrier", "decided", "decision", "in_current_context", "step_spans"]
+__all__ = ["advancing", "carrier", "decided", "deciding", "decision", "in_current_context", "step_spans"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -75,10 +77,10 @@ def _links(trace_context: Mapping[str, str] | None) -> list[Any]:
     """A link to the span whose context ``trace_context`` carries (W3C ``traceparent``), if there is one."""
     if not trace_context:
         return []
-    from opentelemetry import propagate, trace
+    from opentelemetry import trace
     from opentelemetry.trace import Link
 
-    span_context = trace.get_current_span(propagate.extract(dict(trace_context))).get_span_context()
+    span_context = trace.get_current_span(_propagator().extract(dict(trace_context))).get_span_context()
     return [Link(span_context)] if span_context.is_valid else []
 
 
@@ -127,20 +129,14 @@ def decision(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(service: Callable[P, R]) -> Callable[P, R]:
         @wraps(service)
         def traced(*args: P.args, **kwargs: P.kwargs) -> R:
-            tracer = api.tracer()
-            if tracer is None:
+            if api.tracer() is None:
                 return service(*args, **kwargs)
             checkpoint = args[0] if args else kwargs.get("checkpoint")
-            attributes = {ACTION: action, CHECKPOINT_ID: str(getattr(checkpoint, "pk", checkpoint))}
-            with _span(tracer, "stepkit.decision", attributes) as span:
-                token = _DECISION.set(span)
-                try:
-                    result = service(*args, **kwargs)
-                finally:
-                    _DECISION.reset(token)
+            with deciding(action, checkpoint) as span:
+                result = service(*args, **kwargs)
                 from ..models import Checkpoint
 
-                if isinstance(result, Checkpoint):  # "pending": an approval that did not complete the quorum
+                if span is not None and isinstance(result, Checkpoint):  # "pending": short of the quorum
                     _describe(span, result)
                     span.set_attribute(OUTCOME, str(result.status))
                 return result
@@ -148,6 +144,28 @@ def decision(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return traced
 
     return decorate
+
+
+def deciding(action: str, checkpoint: Any) -> AbstractContextManager[Span | None]:
+    """A ``stepkit.decision`` span (``action``, ``checkpoint``: a Checkpoint or its id) around a decision, for a
+    service that opens it only once it knows there is something to decide (an expiry another sweeper has
+    not applied yet); :func:`decided` completes it. A context manager that does nothing (``None``) when no
+    span would be recorded."""
+    tracer = api.tracer()
+    if tracer is None:
+        return _NOTHING
+    return _decision_span(tracer, action, checkpoint)
+
+
+@contextmanager
+def _decision_span(tracer: Tracer, action: str, checkpoint: Any) -> Iterator[Span]:
+    attributes = {ACTION: action, CHECKPOINT_ID: str(getattr(checkpoint, "pk", checkpoint))}
+    with _span(tracer, "stepkit.decision", attributes) as span:
+        token = _DECISION.set(span)
+        try:
+            yield span
+        finally:
+            _DECISION.reset(token)
 
 
 def _describe(span: Span, checkpoint: Checkpoint) -> None:
@@ -182,12 +200,21 @@ def in_current_context(enqueue: Callable[[], None]) -> Callable[[], None]:
 
 
 def carrier() -> dict[str, str]:
-    """The current trace context as W3C headers (``traceparent``…), to send with a run's id; empty when
-    there is none or no span would be recorded (the message is then what it always was)."""
+    """The current trace context as W3C Trace Context headers (``traceparent``, ``tracestate``), to send
+    with a run's id; never the baggage. Empty when there is none or no span would be recorded (the message
+    is then what it always was)."""
     if api.tracer() is None:
         return {}
-    from opentelemetry import propagate
-
     headers: dict[str, str] = {}
-    propagate.inject(headers)
+    _propagator().inject(headers)
     return headers
+
+
+@cache
+def _propagator() -> TextMapPropagator:
+    """W3C Trace Context alone (``traceparent``, ``tracestate``), whatever the host's global propagator: the
+    carrier is stored with the task (in the database, in the broker), and the global one usually includes W3C
+    baggage, which may hold anything the host put there (a user's email)."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from datetime import timedelta
+from importlib.util import find_spec
 
 import pytest
 from django.conf import settings
@@ -13,17 +14,22 @@ from django.utils import timezone
 from opentelemetry.trace import SpanKind, StatusCode
 
 from stepkit_django import Review, review, start, stepkit
+from stepkit_django.execution import jobs
+from stepkit_django.execution.executors import TasksExecutor, accepts_trace_context
 from stepkit_django.models import Checkpoint
 from stepkit_django.status import RunStatus
+from stepkit_django.telemetry import tracing
 from tests.processes import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-IMMEDIATE = (
-    "django.tasks.backends.immediate.ImmediateBackend"
-    if __import__("importlib.util").util.find_spec("django.tasks")
-    else "django_tasks.backends.immediate.ImmediateBackend"
-)
+TASKS_PACKAGE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+IMMEDIATE = f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"
+DUMMY = f"{TASKS_PACKAGE}.backends.dummy.DummyBackend"
+if find_spec("django.tasks") is not None:
+    from django.tasks import task
+else:  # Django 5.2: the backport
+    from django_tasks import task  # type: ignore[no-redef,unused-ignore]
 
 SECRET = "s3cr3t-ctx-value"
 
@@ -197,19 +203,143 @@ def test_no_span_and_no_metric_holds_a_context_value(otel, pipelines, people):
 
 
 def test_without_opentelemetry_installed_the_package_works_and_records_nothing():
-    script = """
+    script = (
+        f"IMMEDIATE = {IMMEDIATE!r}\n"
+        + """
 import sys
 sys.modules["opentelemetry"] = None  # as if opentelemetry-api were not installed
 import django
 django.setup()
+from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.test import override_settings
 call_command("migrate", verbosity=0)
-from stepkit_django import register, start, stepkit, telemetry
+from stepkit_django import Review, register, review, start, stepkit, telemetry
 assert telemetry.AVAILABLE is False
 register(stepkit("plain").step("a", lambda c: {"a": 1}))
 assert start("plain", {}).status == "completed"
+register(stepkit("reviewed").step("draft", lambda c: {}, review=Review()).step("send", lambda c: {}))
+root = User.objects.create_superuser("root", password="pw")
+run = start("reviewed", {})
+review.approve(run.checkpoints.get(), root)  # a decision, and the inline resume
+run.refresh_from_db()
+assert run.status == "completed", run.status
+tasks = {"default": {"BACKEND": IMMEDIATE, "QUEUES": ["default"]}}
+with override_settings(STEPKIT={"EXECUTOR": "tasks"}, TASKS=tasks):
+    run = start("reviewed", {})  # enqueued with the tasks executor (run by the immediate backend)
+    run.refresh_from_db()
+    assert run.status == "paused", run.status
+    review.approve(run.checkpoints.get(), root)
+run.refresh_from_db()
+assert run.status == "completed", run.status
 print("ok")
 """
+    )
     env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": "sqlite:///:memory:", "PATH": ""}
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_the_trace_context_sent_with_a_run_never_carries_the_baggage(otel, pipelines, people):
+    from django_tasks_db.models import DBTaskResult
+    from opentelemetry import baggage, context
+
+    token = context.attach(baggage.set_baggage("user.email", "ada@example.com"))  # the host's own baggage
+    try:
+        with otel.tracer_provider.get_tracer("test").start_as_current_span("request"):
+            sent = tracing.carrier()
+            with override_settings(STEPKIT={**settings.STEPKIT, "EXECUTOR": "tasks"}):
+                start("traced", {}, user=people.alice)  # django-tasks-db stores the task's arguments
+    finally:
+        context.detach(token)
+    assert set(sent) == {"traceparent"}
+    [stored] = DBTaskResult.objects.values_list("args_kwargs", flat=True)
+    assert set(stored["kwargs"]["trace_context"]) == {"traceparent"}
+    assert "ada@example.com" not in json.dumps(stored)
+
+
+def test_a_worker_given_no_trace_context_starts_a_trace_of_its_own(otel, pipelines, people):
+    from stepkit_django.tasks import advance_run
+
+    tasks = {"default": {"BACKEND": DUMMY, "QUEUES": ["default"]}, "now": {"BACKEND": IMMEDIATE, "QUEUES": ["default"]}}
+    with override_settings(STEPKIT={**settings.STEPKIT, "EXECUTOR": "tasks"}, TASKS=tasks):
+        with otel.tracer_provider.get_tracer("test").start_as_current_span("request"):
+            run = start("traced", {}, user=people.alice)  # the message, kept by the dummy backend
+        assert run.status == RunStatus.QUEUED
+        advance_run.using(backend="now").enqueue(str(run.pk))  # as sent by a sender with tracing off
+    run.refresh_from_db()
+    assert run.status == RunStatus.PAUSED
+    [advance] = otel.spans("stepkit.advance")
+    assert list(advance.links) == [] and advance.parent is None and advance.kind == SpanKind.INTERNAL
+    assert advance.attributes["stepkit.run.status"] == "paused"
+
+
+@task()
+def advance_run_without_trace_context(run_id: str) -> None:
+    """A custom task written before ``trace_context`` existed."""
+    jobs.advance_run(run_id)
+
+
+class OwnTasksExecutor(TasksExecutor):
+    task = f"{__name__}.advance_run_without_trace_context"
+
+
+def test_a_custom_task_that_takes_no_trace_context_is_sent_the_run_s_id_alone(otel, pipelines, people, caplog):
+    accepts_trace_context.cache_clear()
+    tasks = {"default": {"BACKEND": IMMEDIATE, "QUEUES": ["default"]}}
+    executor = f"{__name__}.OwnTasksExecutor"
+    with override_settings(STEPKIT={**settings.STEPKIT, "EXECUTOR": executor}, TASKS=tasks):
+        with otel.tracer_provider.get_tracer("test").start_as_current_span("request"):
+            run = start("traced", {}, user=people.alice)
+        review.approve(run.checkpoints.get(), people.bob)
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED  # both advances went through
+    warned = [r.getMessage() for r in caplog.records if "does not accept trace_context" in r.getMessage()]
+    assert warned == [
+        f"The task {__name__}.advance_run_without_trace_context does not accept trace_context: runs are sent "
+        "to it without their trace context (add trace_context=None to it and pass it to jobs.advance_run "
+        "to link its spans)"
+    ]  # once, not once per run
+    assert [list(s.links) for s in otel.spans("stepkit.advance")] == [[], []]
+
+
+def advance_with_any_keywords(run_id, **options):
+    """A function taking any keyword (a Celery task's own wrapper)."""
+
+
+def test_which_tasks_take_the_trace_context_is_read_from_their_signature():
+    accepts_trace_context.cache_clear()
+    assert accepts_trace_context("stepkit_django.tasks.advance_run")
+    assert accepts_trace_context("stepkit_django.contrib.celery.advance_run")  # a Celery task's run()
+    assert accepts_trace_context(f"{__name__}.advance_with_any_keywords")
+    assert not accepts_trace_context(f"{__name__}.advance_run_without_trace_context")
+
+
+def test_an_expiry_another_sweeper_applied_first_has_no_decision_span(otel, pipelines, people):
+    from stepkit_django.review import _expire_one
+
+    run = start("traced", {}, user=people.alice)
+    checkpoint = run.checkpoints.get()
+    review.reject(checkpoint, people.bob, comment="no")  # decided after a sweeper listed it as due
+    otel.exporter.clear()
+    assert _expire_one(checkpoint.pk, timezone.now() + timedelta(days=1)) == 0  # that sweeper's turn
+    assert otel.spans("stepkit.decision") == []
+
+
+def test_an_escalation_s_decision_span_says_escalated(otel, registered_pipelines, people):
+    review_rule = Review(timeout=timedelta(hours=1), on_timeout="escalate", escalate_to_group="managers")
+    registered_pipelines(stepkit("escalates").step("draft", lambda c: {}, review=review_rule))
+    run = start("escalates", {}, user=people.alice)
+    checkpoint = run.checkpoints.get()
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert review.expire_due() == 1
+    [decision] = otel.spans("stepkit.decision")
+    assert dict(decision.attributes) == {
+        "stepkit.decision.action": "expire",
+        "stepkit.checkpoint.id": str(checkpoint.pk),
+        "stepkit.run.id": str(run.pk),
+        "stepkit.pipeline": "escalates",
+        "stepkit.step": "draft",
+        "stepkit.decision.outcome": "escalated",
+    }
+    assert otel.values("stepkit.checkpoints.decided") == {}  # still pending: not a decision
