@@ -28,9 +28,10 @@ from typing import Any
 
 from . import permissions
 from .models import AuditEvent, PipelineRun
+from .redaction import FAILURE_KEYS
 from .status import AuditAction
 
-__all__ = ["EVENT_FIELDS", "event", "record", "redacted", "step_rows", "system_row", "via"]
+__all__ = ["EVENT_FIELDS", "FAILURE_KEYS", "event", "record", "redacted", "step_rows", "system_row", "via"]
 
 #: The columns of an audit event row, in the order of :func:`system_row`.
 EVENT_FIELDS = ("run", "checkpoint", "pipeline_name", "action", "actor", "timestamp", "data", "note")
@@ -107,10 +108,6 @@ def step_rows(run: PipelineRun, events: list[tuple[str, float, datetime]]) -> li
         system_row(run, AuditAction.STEP_COMPLETED, at, {"step": step, "duration_ms": duration_ms})
         for step, duration_ms, at in events
     ]
-
-
-#: Keys of event data that hold a failure's message (which may quote personal data).
-FAILURE_KEYS = ("error", "previous_error")
 
 
 def redacted(data: Mapping[str, Any], *, full: bool) -> dict[str, Any]:

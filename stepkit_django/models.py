@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, router
+from django.db import models, router, transaction
 from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import permissions
+from . import chain, permissions
 from .exceptions import StepkitError
 from .quorum import declared_or_none
 from .status import AuditAction, CheckpointStatus, NotificationEvent, NotificationStatus, RunStatus, run_status_word
@@ -38,6 +38,7 @@ __all__ = [
     "StepkitJSONEncoder",
     "TextJSONEncoder",
     "approvals_count",
+    "chain_events",
 ]
 
 
@@ -113,6 +114,9 @@ class PipelineRun(models.Model):
         on_delete=models.PROTECT,
         related_name="reruns",
     )
+    #: The ``chain`` of the run's last audit event (:mod:`stepkit_django.chain`); None before its first.
+    #: Written only with the events: ``save()`` leaves it out of its UPDATE.
+    audit_head = models.BinaryField(_("audit trail head"), null=True, blank=True, editable=False)
 
     objects = PipelineRunQuerySet.as_manager()
 
@@ -136,6 +140,15 @@ class PipelineRun(models.Model):
             "id": str(self.id)[:8],
             "status": run_status_word(self.status),
         }
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save the run; an UPDATE leaves ``audit_head`` alone (only the events' writes move it, under the
+        row's lock: a stale instance must not rewind it)."""
+        if not self._state.adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "audit_head"
+            ]
+        super().save(*args, **kwargs)
 
     @property
     def is_finished(self) -> bool:
@@ -410,7 +423,12 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         """Insert events; ``update_conflicts=True`` (an upsert, which rewrites the events it meets) is refused."""
         if update_conflicts:
             raise AuditTrailImmutable("Audit events cannot be updated: bulk_create(update_conflicts=True) refused")
-        return super().bulk_create(objs, batch_size, ignore_conflicts, update_conflicts, update_fields, unique_fields)
+        objs = list(objs)
+        with transaction.atomic(using=self.db):
+            chain_events(objs, self.db)
+            return super().bulk_create(
+                objs, batch_size, ignore_conflicts, update_conflicts, update_fields, unique_fields
+            )
 
     def visible_to(self, user: Any) -> AuditEventQuerySet:
         """Events of runs the user started, or that have a checkpoint in the user's queue."""
@@ -443,6 +461,11 @@ class AuditEvent(models.Model):
     timestamp = models.DateTimeField(_("time"), default=timezone.now)
     data = _json_field(verbose_name=_("data"), default=dict, blank=True)
     note = models.TextField(_("note"), blank=True)
+    #: HMAC of the previous event's chain and this event's kept fields (:mod:`stepkit_django.chain`);
+    #: None for the events written before the chain existed (migration 0016).
+    chain = models.BinaryField(_("chain"), null=True, blank=True, editable=False)
+    #: Keyed digest of the full ``data`` as written; a purge leaves it, the chain covers it.
+    data_digest = models.BinaryField(_("data digest"), null=True, blank=True, editable=False)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -491,7 +514,9 @@ class AuditEvent(models.Model):
         using = using or router.db_for_write(type(self), instance=self)
         if self.pk is not None and type(self)._base_manager.using(using).filter(pk=self.pk).exists():
             raise AuditTrailImmutable(f"Audit event {self.pk} exists already: events cannot be changed once written")
-        super().save(force_insert=force_insert or True, using=using)
+        with transaction.atomic(using=using):
+            chain_events([self], using)
+            super().save(force_insert=force_insert or True, using=using)
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AuditTrailImmutable("Audit events cannot be deleted")
@@ -499,6 +524,41 @@ class AuditEvent(models.Model):
     @property
     def data_json(self) -> str:
         return json.dumps(self.data, indent=2, sort_keys=True, cls=DjangoJSONEncoder)
+
+
+def chain_events(events: Sequence[AuditEvent], using: str) -> None:
+    """Chain new ``events`` (in order) to their runs' trails, inside the transaction that inserts them: lock
+    each run's row (``FOR NO KEY UPDATE``, runs by key), set each event's ``chain`` and ``data_digest``
+    and move the run's ``audit_head`` to the last one. The hot path does the same in SQL
+    (:mod:`stepkit_django.execution.progress`).
+
+    On SQLite, which has no row locks, the head's UPDATE takes the database's write lock; a writer that
+    committed between the read and it makes this transaction fail rather than fork the chain.
+    """
+    if not events:
+        return
+    key = chain.signing_key()
+    by_run: dict[Any, list[AuditEvent]] = {}
+    for event in events:
+        by_run.setdefault(event.run_id, []).append(event)
+    runs = PipelineRun._base_manager.using(using)
+    for run_id in sorted(by_run, key=str):
+        head = runs.select_for_update(no_key=True).filter(pk=run_id).values_list("audit_head", flat=True).first()
+        previous = bytes(head) if head is not None else None
+        for event in by_run[run_id]:
+            event.data_digest, text = chain.seal(
+                key,
+                run=run_id,
+                checkpoint=event.checkpoint_id,
+                pipeline_name=event.pipeline_name,
+                action=event.action,
+                actor=event.actor_id,
+                timestamp=event.timestamp,
+                note=event.note,
+                data=event.data or {},
+            )
+            event.chain = previous = chain.link(key, previous, text)
+        runs.filter(pk=run_id).update(audit_head=previous)
 
 
 class NotificationQuerySet(models.QuerySet["Notification"]):

@@ -16,7 +16,7 @@ and the triggers of migration 0015 let nothing else through, nor any change of a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +25,10 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from . import audit, permissions
+from . import audit
 from .exceptions import RunNotEnded
 from .models import AuditEvent, Checkpoint, Notification, PipelineRun, StepkitJSONEncoder
+from .redaction import KEPT, redacted_data
 from .registry import get_registration, registered
 from .status import AuditAction, RunStatus, run_status_word
 
@@ -35,36 +36,6 @@ __all__ = ["BATCH_SIZE", "KEPT", "REMOVED", "erase", "purge", "redacted_data"]
 
 #: How many runs one batch (one transaction) of :func:`purge` redacts.
 BATCH_SIZE = 500
-
-#: Keys of event data whose values are kept: steps, versions, counts, group and worker names, who was
-#: assigned (the reviewers' accountability, not the subject's data).
-KEPT = frozenset(
-    {
-        "step",
-        "version",
-        "duration_ms",
-        "via",
-        "voided",
-        "changed",
-        "edited",
-        "from",
-        "review_reopened",
-        "to_group",
-        "checkpoints",
-        "claimed_by",
-        "lease_owner",
-        "revision",
-        "group",
-        "outcome",
-        "why",
-        "cutoff",
-        "removed",
-        "events",
-    }
-)
-
-#: The audit actions whose ``before``/``after`` name reviewers or steps, not the subject's data.
-_KEEPS_BEFORE_AFTER = frozenset({AuditAction.REASSIGNED, AuditAction.RESUMED, AuditAction.RUN_RECOVERED})
 
 #: What a redaction empties (named in the ``purged`` event).
 REMOVED = (
@@ -83,28 +54,6 @@ REMOVED = (
 )
 
 _SQLITE_FLAG = "stepkit_django_audit_purge"
-
-
-def redacted_data(action: str, data: Mapping[str, Any]) -> dict[str, Any]:
-    """What a purge keeps of an event's ``data``: the values of :data:`KEPT`, the keys of its changes,
-    an error's exception type; the other keys are named under ``"purged_keys"``, without their values."""
-    kept: dict[str, Any] = {}
-    dropped: list[str] = []
-    for key, value in data.items():
-        if key in KEPT or (key in ("before", "after") and action in _KEEPS_BEFORE_AFTER):
-            kept[key] = value
-        elif key == "changes" and isinstance(value, Mapping):
-            kept[key] = {str(changed): {} for changed in value}
-        elif key in audit.FAILURE_KEYS and isinstance(value, str):
-            kept[key] = permissions.error_type(value)
-        elif key not in ("purged", "purged_keys"):
-            dropped.append(str(key))
-    if "purged_keys" in data:
-        dropped = sorted({*dropped, *data["purged_keys"]})
-    kept["purged"] = True
-    if dropped:
-        kept["purged_keys"] = sorted(dropped)
-    return kept
 
 
 def _ended(cutoff: datetime) -> Any:

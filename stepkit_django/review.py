@@ -233,6 +233,8 @@ def claim_next(by: User, queryset: QuerySet[Checkpoint] | None = None, **filters
             passed_over.append(cp.pk)
             if not permissions.can_review(cp, reviewer) or _quorum_refuses(cp, reviewer):
                 continue
+            if skip_locked and not lock_run(cp.run_id, skip_locked=True):
+                continue  # its run is busy (a decision, a cancellation): the lock order is the run's first
             try:
                 took_over = _take_over(cp, reviewer)
                 event = audit.event(

@@ -27,7 +27,9 @@ deadline sweeper lock the run first (``SELECT … FOR NO KEY UPDATE``, which doe
 wait for the key-share locks that inserting audit events takes), so no two
 transactions wait for each other in a cycle. Claiming with an UPDATE first (rather
 than reading with ``select_for_update()``) also serialises writers on SQLite, which
-has no row locks: the first UPDATE takes the database's write lock.
+has no row locks: the first UPDATE takes the database's write lock. Appending audit
+events locks the run too (they move its hash chain's head, :mod:`stepkit_django.chain`):
+:func:`write_checkpoint` locks it first when it does not claim it.
 """
 
 from __future__ import annotations
@@ -229,9 +231,13 @@ def move_run(
         _saved(run, written)
 
 
-def lock_run(run_id: Any) -> None:
-    """Lock the run's row for this transaction (first, by the lock order above); no-op where rows are not locked."""
-    list(PipelineRun.objects.select_for_update(no_key=True).filter(pk=run_id).values_list("pk", flat=True))
+def lock_run(run_id: Any, *, skip_locked: bool = False) -> bool:
+    """Lock the run's row for this transaction (first, by the lock order above); no-op where rows are not locked.
+
+    With ``skip_locked``, do not wait: False if another transaction holds it (where rows are locked).
+    """
+    runs = PipelineRun.objects.select_for_update(no_key=True, skip_locked=skip_locked).filter(pk=run_id)
+    return bool(list(runs.values_list("pk", flat=True)))
 
 
 def _conflict(checkpoint: Checkpoint, run_source: str | None) -> ReviewConflict:
@@ -276,6 +282,8 @@ def write_checkpoint(
     now = timezone.now()
     with transaction.atomic(), _Restored(checkpoint, checkpoint.run if run is not None else None):
         run_written = None
+        if run is None and events:
+            lock_run(checkpoint.run_id)  # the events move the run's chain head: the run first, by the lock order
         if run is not None:
             run_written = _claim_run(checkpoint.run, run[0], run[1], {"updated_at": now, **run[2]}, {})
             if run_written is None:

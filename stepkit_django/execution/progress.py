@@ -9,14 +9,21 @@ the UPDATE of the run and the INSERT of its events
 are one statement (a data-modifying ``WITH``), atomic without a transaction
 block; elsewhere they are two, in a transaction. ``post_save`` is not sent for
 these audit events (listen to ``step_completed`` instead).
+
+The events extend the run's hash chain (:mod:`stepkit_django.chain`) in the same statement: on
+PostgreSQL the UPDATE computes their links from the run's ``audit_head`` as it finds it under its row
+lock (so a decision written meanwhile through the ORM is chained before them, never forked), and moves
+the head; the messages and digests, which need no database value, are computed here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+from .. import chain
 from ..audit import EVENT_FIELDS, step_rows
 from ..models import AuditEvent, PipelineRun
 from ..status import RunStatus
@@ -27,12 +34,29 @@ __all__ = ["insert_run", "save_run", "save_step", "single_statement"]
 
 single_statement = sql.single_statement
 
+#: The columns of the hot path's event rows: :data:`~stepkit_django.audit.EVENT_FIELDS` and the data's digest.
+_SEALED_FIELDS = (*EVENT_FIELDS, "data_digest")
+
 
 def insert_run(run: PipelineRun, started: AuditEvent) -> None:
     """Insert the new ``run`` and its ``run_started`` event (one statement on PostgreSQL).
 
-    Call it inside ``atomic()`` where statements are not one (:func:`single_statement`).
+    Call it inside ``atomic()`` where statements are not one (:func:`single_statement`). The run is new,
+    so its chain starts here: the event's link is computed here, and is the run's ``audit_head``.
     """
+    key = chain.signing_key()
+    started.data_digest, text = chain.seal(
+        key,
+        run=run.pk,
+        checkpoint=started.checkpoint_id,
+        pipeline_name=started.pipeline_name,
+        action=started.action,
+        actor=started.actor_id,
+        timestamp=started.timestamp,
+        note=started.note,
+        data=started.data or {},
+    )
+    started.chain = run.audit_head = chain.link(key, None, text)
     sql.write([], [sql.Insert.of([run]), sql.Insert.of([started])])
     run._state.adding, run._state.db = False, sql.alias()
 
@@ -62,7 +86,27 @@ def save_run(
         check_run(status, target)
         moved = {"status": target, **values}
         saving = sql.Update(PipelineRun, run.pk, moved, {"status": status, "lease_owner": owner}, merge=merged)
-    return sql.write([saving], [sql.Insert(AuditEvent, EVENT_FIELDS, rows)]) is None
+    if not rows:
+        return sql.write([saving]) is None
+    key = chain.signing_key()
+    sealed, messages = [], []
+    for run_id, checkpoint, pipeline_name, action, actor, at, data, note in rows:
+        data_digest, text = chain.seal(
+            key,
+            run=run_id,
+            checkpoint=checkpoint,
+            pipeline_name=pipeline_name,
+            action=action,
+            actor=actor,
+            timestamp=at,
+            note=note,
+            data=data,
+        )
+        sealed.append((run_id, checkpoint, pipeline_name, action, actor, at, data, note, data_digest))
+        messages.append(text)
+    inner, outer = chain.pads(key)
+    links = sql.Chain("audit_head", "chain", tuple(messages), inner, outer, partial(chain.links, key))
+    return sql.write([saving], [sql.Insert(AuditEvent, _SEALED_FIELDS, sealed)], links) is None
 
 
 def save_step(

@@ -1,0 +1,174 @@
+"""The audit trail's hash chain: what each event's ``chain`` and ``data_digest`` hold, and the keys.
+
+Each event of a run stores ``chain = HMAC-SHA256(key, previous chain || message)``, where the previous
+chain is that of the run's event before it (none for the first: the empty string) and the run's
+``audit_head`` holds the last one. The ``message`` (:func:`message`) is a canonical byte string of what a
+purge keeps of the event: its run, checkpoint, pipeline, action, actor, time and note, the data a purge
+keeps (:func:`stepkit_django.redaction.redacted_data`), and ``data_digest``, a keyed digest of the full
+data (:func:`digest`). So the values are protected before a purge (the digest no longer matches a
+changed value), and the chain still verifies after one: the purge rewrites the data to its redacted form,
+which redacts to itself, and leaves the digest as it is (a keyed one, so that it cannot confirm a guess of
+an erased value without the key).
+
+The key is derived from ``SECRET_KEY`` with the salt :data:`SALT`; a trail written before a rotation
+verifies with the old key in ``SECRET_KEY_FALLBACKS`` (:func:`verifying_keys`). Who holds the key can
+rewrite a chain: it proves that someone with access to the database but not to the key changed nothing
+(docs/explanation/audit-chain.md says what it proves and what it does not).
+
+The hot path computes the same HMAC in PostgreSQL, in the statement that writes the events
+(:mod:`stepkit_django.execution._sql`), with the key's padded forms of :func:`pads` as parameters:
+``HMAC(K, m) = sha256((K xor opad) || sha256((K xor ipad) || m))`` (RFC 2104), no extension needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.encoding import force_bytes
+
+from .redaction import redacted_data
+
+__all__ = [
+    "SALT",
+    "VERSION",
+    "canonical",
+    "derive",
+    "digest",
+    "link",
+    "links",
+    "message",
+    "pads",
+    "seal",
+    "signing_key",
+    "verifying_keys",
+]
+
+#: The salt the chain's key is derived with from ``SECRET_KEY`` (and each of ``SECRET_KEY_FALLBACKS``).
+SALT = "stepkit_django.audit.chain"
+
+#: The first element of every message: a later format can be told apart.
+VERSION = "stepkit-audit-chain-1"
+
+_DATA = b"stepkit-audit-data-1\x00"  # what a data digest starts with, so it is never a message's HMAC
+
+
+@lru_cache(maxsize=16)
+def derive(secret: str | bytes) -> bytes:
+    """The chain's 32-byte key for one secret."""
+    return hashlib.sha256(force_bytes(SALT) + force_bytes(secret)).digest()
+
+
+def signing_key() -> bytes:
+    """The key new events are chained with: derived from ``SECRET_KEY``."""
+    return derive(settings.SECRET_KEY)
+
+
+def verifying_keys() -> list[bytes]:
+    """The keys a chain may have been written with: ``SECRET_KEY``'s, then ``SECRET_KEY_FALLBACKS``'s."""
+    keys = [signing_key()]
+    for secret in getattr(settings, "SECRET_KEY_FALLBACKS", []):
+        key = derive(secret)
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+@lru_cache(maxsize=16)
+def pads(key: bytes) -> tuple[bytes, bytes]:
+    """The key's inner and outer padded forms (64 bytes each), for computing its HMAC-SHA256 in SQL."""
+    block = key.ljust(64, b"\x00")
+    return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
+
+
+def _normal(value: Any) -> Any:
+    """``value`` as JSON gives it back from the database: integral floats as ints (jsonb writes 1e16 as an
+    integer), tuples as lists, other types as their JSON text (the encoder's), keys as strings."""
+    if isinstance(value, str | bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, Mapping):
+        return {str(k): _normal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normal(v) for v in value]
+    return _normal(json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)))
+
+
+def canonical(value: Any) -> bytes:
+    """``value`` as canonical JSON: sorted keys, no spaces, UTF-8, integral numbers as integers."""
+    return json.dumps(
+        _normal(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
+
+
+def digest(key: bytes, data: Mapping[str, Any]) -> bytes:
+    """The keyed digest of an event's full ``data`` (its ``data_digest``)."""
+    return hmac.new(key, _DATA + canonical(data), hashlib.sha256).digest()
+
+
+def _time(at: datetime) -> str:
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC)
+    return at.isoformat(timespec="microseconds")
+
+
+def _key(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def message(
+    *,
+    run: Any,
+    checkpoint: Any,
+    pipeline_name: str,
+    action: str,
+    actor: Any,
+    timestamp: datetime,
+    note: str,
+    data: Mapping[str, Any],
+    data_digest: bytes,
+) -> bytes:
+    """The bytes an event's chain covers: the fields a purge keeps (``run``, ``checkpoint``, ``actor``: keys),
+    the kept projection of ``data`` and the digest of the full data."""
+    fields = [
+        VERSION,
+        str(run),
+        _key(checkpoint),
+        pipeline_name,
+        str(action),
+        _key(actor),
+        _time(timestamp),
+        note,
+        redacted_data(str(action), data),
+        data_digest.hex(),
+    ]
+    return canonical(fields)
+
+
+def seal(key: bytes, **fields: Any) -> tuple[bytes, bytes]:
+    """An event's ``data_digest`` and the message its chain covers (``fields``: those of :func:`message`
+    but ``data_digest``)."""
+    data_digest = digest(key, fields["data"])
+    return data_digest, message(data_digest=data_digest, **fields)
+
+
+def link(key: bytes, previous: bytes | None, text: bytes) -> bytes:
+    """One event's chain: ``HMAC(key, previous || text)`` (``previous`` None: the run's first chained event)."""
+    return hmac.new(key, (previous or b"") + text, hashlib.sha256).digest()
+
+
+def links(key: bytes, previous: bytes | None, messages: Sequence[bytes]) -> list[bytes]:
+    """The chains of events in order, after ``previous``."""
+    found = []
+    for text in messages:
+        previous = link(key, previous, text)
+        found.append(previous)
+    return found

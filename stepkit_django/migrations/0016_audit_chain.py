@@ -1,0 +1,114 @@
+"""The audit trail's hash chain: ``AuditEvent.chain`` and ``data_digest``, ``PipelineRun.audit_head``.
+
+Events written before this migration have no chain (``stepkit_verify`` reports them as unchained); each
+run's chain starts with its first event written after it. The append-only triggers are re-created so
+that the purge, the one writer allowed to change an event, cannot change these two columns either:
+
+* PostgreSQL: the trigger function of 0015, with ``chain`` and ``data_digest`` among the columns an
+  UPDATE under ``stepkit.purge = 'on'`` must leave as they are;
+* SQLite: the UPDATE trigger of 0015 (same name), with the same two columns.
+
+The columns are nullable and have no default, so SQLite adds them with ``ALTER TABLE ... ADD COLUMN``
+rather than rebuilding the table: the triggers of 0008 and 0015 are kept.
+"""
+
+from django.db import migrations, models
+
+PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION stepkit_django_audit_append_only() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND current_setting('stepkit.purge', true) = 'on'
+        AND NEW.id = OLD.id AND NEW.run_id = OLD.run_id
+        AND NEW.checkpoint_id IS NOT DISTINCT FROM OLD.checkpoint_id
+        AND NEW.pipeline_name = OLD.pipeline_name AND NEW.action = OLD.action
+        AND NEW.actor_id IS NOT DISTINCT FROM OLD.actor_id AND NEW.timestamp = OLD.timestamp
+        AND NEW.note = OLD.note
+        AND NEW.chain IS NOT DISTINCT FROM OLD.chain AND NEW.data_digest IS NOT DISTINCT FROM OLD.data_digest THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION USING
+        MESSAGE = 'stepkit_django audit events are append-only: ' || TG_OP || ' refused',
+        ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+PG_FUNCTION_BEFORE = """
+CREATE OR REPLACE FUNCTION stepkit_django_audit_append_only() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND current_setting('stepkit.purge', true) = 'on'
+        AND NEW.id = OLD.id AND NEW.run_id = OLD.run_id
+        AND NEW.checkpoint_id IS NOT DISTINCT FROM OLD.checkpoint_id
+        AND NEW.pipeline_name = OLD.pipeline_name AND NEW.action = OLD.action
+        AND NEW.actor_id IS NOT DISTINCT FROM OLD.actor_id AND NEW.timestamp = OLD.timestamp
+        AND NEW.note = OLD.note THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION USING
+        MESSAGE = 'stepkit_django audit events are append-only: ' || TG_OP || ' refused',
+        ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql;
+"""
+
+SQLITE_UPDATE = """
+CREATE TRIGGER stepkit_django_audit_no_update
+BEFORE UPDATE ON stepkit_django_auditevent
+WHEN NOT EXISTS (SELECT 1 FROM stepkit_django_audit_purge)
+    OR NEW.id IS NOT OLD.id OR NEW.run_id IS NOT OLD.run_id OR NEW.checkpoint_id IS NOT OLD.checkpoint_id
+    OR NEW.pipeline_name IS NOT OLD.pipeline_name OR NEW.action IS NOT OLD.action
+    OR NEW.actor_id IS NOT OLD.actor_id OR NEW.timestamp IS NOT OLD.timestamp OR NEW.note IS NOT OLD.note
+    OR NEW.chain IS NOT OLD.chain OR NEW.data_digest IS NOT OLD.data_digest
+BEGIN
+    SELECT RAISE(ABORT, 'stepkit_django audit events are append-only: UPDATE refused');
+END
+"""
+
+SQLITE_UPDATE_BEFORE = """
+CREATE TRIGGER stepkit_django_audit_no_update
+BEFORE UPDATE ON stepkit_django_auditevent
+WHEN NOT EXISTS (SELECT 1 FROM stepkit_django_audit_purge)
+    OR NEW.id IS NOT OLD.id OR NEW.run_id IS NOT OLD.run_id OR NEW.checkpoint_id IS NOT OLD.checkpoint_id
+    OR NEW.pipeline_name IS NOT OLD.pipeline_name OR NEW.action IS NOT OLD.action
+    OR NEW.actor_id IS NOT OLD.actor_id OR NEW.timestamp IS NOT OLD.timestamp OR NEW.note IS NOT OLD.note
+BEGIN
+    SELECT RAISE(ABORT, 'stepkit_django audit events are append-only: UPDATE refused');
+END
+"""
+
+
+def _triggers(function: str, sqlite: str):  # type: ignore[no-untyped-def]
+    def apply(apps, schema_editor):  # type: ignore[no-untyped-def]
+        vendor = schema_editor.connection.vendor
+        if vendor == "postgresql":
+            schema_editor.execute(function)
+        elif vendor == "sqlite":
+            schema_editor.execute("DROP TRIGGER IF EXISTS stepkit_django_audit_no_update")
+            schema_editor.execute(sqlite)
+
+    return apply
+
+
+class Migration(migrations.Migration):
+    dependencies = [("stepkit_django", "0015_retention")]
+
+    operations = [
+        migrations.AddField(
+            model_name="auditevent",
+            name="chain",
+            field=models.BinaryField(blank=True, editable=False, null=True, verbose_name="chain"),
+        ),
+        migrations.AddField(
+            model_name="auditevent",
+            name="data_digest",
+            field=models.BinaryField(blank=True, editable=False, null=True, verbose_name="data digest"),
+        ),
+        migrations.AddField(
+            model_name="pipelinerun",
+            name="audit_head",
+            field=models.BinaryField(blank=True, editable=False, null=True, verbose_name="audit trail head"),
+        ),
+        migrations.RunPython(
+            _triggers(PG_FUNCTION, SQLITE_UPDATE), _triggers(PG_FUNCTION_BEFORE, SQLITE_UPDATE_BEFORE)
+        ),
+    ]
