@@ -1,0 +1,268 @@
+"""Verifying the audit trail's hash chains (:mod:`stepkit_django.chain`): ``manage.py stepkit_verify``.
+
+:func:`verify` walks each run's events in the order they were written (by id), recomputes each link
+from the previous one and the event's kept fields, and compares it with the stored ``chain``; it checks
+each event's data against its digest, that data redacted to what a purge keeps is followed by the
+run's ``purged`` event (the purge is the one sanctioned writer), and that the run's ``audit_head`` is
+the last event's link. What it finds is a :class:`Report` of :class:`Problem` sentences:
+
+* a changed event breaks its own link (a kept field changed) or only its digest (a removed value);
+* a removed event breaks the link of the event after it, and a removed last event the run's head;
+* events written before the chain existed (migration 0016) are counted as unchained, not as problems.
+
+It reads runs in batches by key and streams their events, so it runs on millions of events in a
+bounded amount of memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from itertools import groupby
+from typing import Any
+
+from django.utils.translation import gettext, ngettext
+
+from . import chain
+from .models import AuditEvent, PipelineRun
+from .redaction import is_redacted
+from .status import AuditAction
+
+__all__ = ["BATCH_SIZE", "PROBLEMS", "Problem", "Report", "verify"]
+
+#: How many runs :func:`verify` reads at a time (their events are streamed in chunks of the same size).
+BATCH_SIZE = 500
+
+#: The kinds of :class:`Problem`, and what each means.
+PROBLEMS = {
+    "changed": "an event's link does not verify: a field the chain covers changed, or an event before it was removed",
+    "data_changed": "an event's data does not match its digest: a value was changed or removed",
+    "redacted": "an event's data was redacted, and no purge of the run follows it",
+    "unchained": "an event without a chain follows chained events: written around stepkit, or its chain removed",
+    "truncated": "the run's head is not its last event's link: events at the end were removed, or the head changed",
+    "key": "no event of the run verifies with SECRET_KEY or SECRET_KEY_FALLBACKS",
+}
+
+_FIELDS = (
+    "pk",
+    "run_id",
+    "checkpoint_id",
+    "pipeline_name",
+    "action",
+    "actor_id",
+    "timestamp",
+    "note",
+    "data",
+    "chain",
+    "data_digest",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Something :func:`verify` found: the run, the event (None: the run's head), a kind of
+    :data:`PROBLEMS` and a sentence for people."""
+
+    run: Any
+    event: int | None
+    kind: str
+    message: str
+
+
+@dataclasses.dataclass
+class Report:
+    """What :func:`verify` checked and found; ``ok`` when it found nothing wrong."""
+
+    runs: int = 0
+    events: int = 0
+    chained: int = 0
+    unchained: int = 0
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        """One sentence: what was verified and how many problems were found."""
+        checked = gettext(
+            "Verified %(runs)s run(s) and %(events)s audit event(s): %(chained)s chained, "
+            "%(unchained)s written before the chain existed."
+        ) % {"runs": self.runs, "events": self.events, "chained": self.chained, "unchained": self.unchained}
+        if self.ok:
+            return checked + " " + gettext("No problem found.")
+        runs = len({problem.run for problem in self.problems})
+        found = ngettext(
+            "%(count)s problem found in %(runs)s run(s).", "%(count)s problems found in %(runs)s run(s).", runs
+        )
+        return checked + " " + found % {"count": len(self.problems), "runs": runs}
+
+
+def verify(run: PipelineRun | Any = None, *, batch_size: int = BATCH_SIZE) -> Report:
+    """Verify the chains of every run's trail, or of ``run`` (an instance or its key) only."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size!r}")
+    report = Report()
+    keys = chain.verifying_keys()
+    for heads in _runs(run, batch_size):
+        ids = list(heads)
+        events = AuditEvent.objects.filter(run__in=ids).order_by("run_id", "pk").values_list(*_FIELDS)
+        seen = set()
+        for run_id, rows in groupby(events.iterator(chunk_size=batch_size), key=lambda row: row[1]):
+            seen.add(run_id)
+            _verify_run(run_id, heads[run_id], rows, keys, report)
+        for run_id in ids:
+            report.runs += 1
+            if run_id not in seen and heads[run_id] is not None:
+                report.problems.append(
+                    Problem(run_id, None, "truncated", gettext("The run records a chain, but it has no event left."))
+                )
+    return report
+
+
+def _runs(run: Any, batch_size: int) -> Iterator[dict[Any, bytes | None]]:
+    """The runs to verify with their heads, a batch at a time, by key."""
+    runs = PipelineRun.objects.order_by("pk")
+    if run is not None:
+        runs = runs.filter(pk=getattr(run, "pk", run))
+    last = None
+    while True:
+        page = runs if last is None else runs.filter(pk__gt=last)
+        batch = list(page.values_list("pk", "audit_head")[:batch_size])
+        if not batch:
+            return
+        yield {pk: bytes(head) if head is not None else None for pk, head in batch}
+        last = batch[-1][0]
+
+
+def _when(at: datetime) -> str:
+    return (at.astimezone(UTC) if at.tzinfo else at).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _event(pk: int, action: str, at: datetime) -> str:
+    return gettext("Event %(id)s (%(action)s at %(time)s)") % {"id": pk, "action": action, "time": _when(at)}
+
+
+def _verify_run(
+    run_id: Any, head: bytes | None, rows: Iterator[tuple[Any, ...]], keys: list[bytes], report: Report
+) -> None:
+    """Walk one run's events (in id order) and add what is wrong to ``report``."""
+    previous: bytes | None = None
+    chained = verified = 0
+    found: list[Problem] = []
+    redacted: list[tuple[int, str, datetime]] = []  # waiting for a purge after them
+    for pk, _, checkpoint, pipeline_name, action, actor, at, note, data, stored, data_digest in rows:
+        report.events += 1
+        data = data if isinstance(data, dict) else {}
+        if stored is None:
+            if chained:
+                found.append(
+                    Problem(
+                        run_id,
+                        pk,
+                        "unchained",
+                        gettext(
+                            "%(event)s has no chain, but chained events come before it: it was written around "
+                            "stepkit, or its chain was removed."
+                        )
+                        % {"event": _event(pk, action, at)},
+                    )
+                )
+            else:
+                report.unchained += 1
+            continue
+        chained += 1
+        stored = bytes(stored)
+        digest = bytes(data_digest) if data_digest is not None else b""
+        text = chain.message(
+            run=run_id,
+            checkpoint=checkpoint,
+            pipeline_name=pipeline_name,
+            action=action,
+            actor=actor,
+            timestamp=at,
+            note=note,
+            data=data,
+            data_digest=digest,
+        )
+        key = next((k for k in keys if hmac.compare_digest(chain.link(k, previous, text), stored)), None)
+        previous = stored  # the next link is checked against what is stored: one change, one problem
+        if key is None:
+            found.append(
+                Problem(
+                    run_id,
+                    pk,
+                    "changed",
+                    gettext(
+                        "%(event)s does not match its chain: its action, actor, time, note, checkpoint or kept "
+                        "data changed, or the event before it was removed."
+                    )
+                    % {"event": _event(pk, action, at)},
+                )
+            )
+            continue
+        verified += 1
+        if is_redacted(action, data):
+            redacted.append((pk, action, at))
+        elif not hmac.compare_digest(chain.digest(key, data), digest):
+            found.append(
+                Problem(
+                    run_id,
+                    pk,
+                    "data_changed",
+                    gettext("The data of %(event)s is not the data it was written with.")
+                    % {"event": _event(pk, action, at)},
+                )
+            )
+        if action == AuditAction.PURGED:
+            redacted = []  # a purge (chained: sanctioned) redacted what came before it
+    if chained and not verified:
+        found = [p for p in found if p.kind != "changed"]
+        found.insert(
+            0,
+            Problem(
+                run_id,
+                None,
+                "key",
+                gettext(
+                    "None of the run's %(count)s chained events verifies with SECRET_KEY or SECRET_KEY_FALLBACKS: "
+                    "the key changed without its old value in SECRET_KEY_FALLBACKS, or the whole trail was rewritten."
+                )
+                % {"count": chained},
+            ),
+        )
+    for pk, action, at in redacted:
+        found.append(
+            Problem(
+                run_id,
+                pk,
+                "redacted",
+                gettext("The data of %(event)s was redacted, but no purge of the run follows it.")
+                % {"event": _event(pk, action, at)},
+            )
+        )
+    if chained and head != previous:
+        found.append(
+            Problem(
+                run_id,
+                None,
+                "truncated",
+                gettext(
+                    "The run's head does not match its last event: events at the end of its trail were removed, "
+                    "or the head was changed."
+                ),
+            )
+        )
+    elif not chained and head is not None:
+        found.append(
+            Problem(
+                run_id,
+                None,
+                "truncated",
+                gettext("The run records a chain, but none of its events has one: its chained events were removed."),
+            )
+        )
+    report.chained += chained
+    report.problems += found
