@@ -212,7 +212,7 @@ def _verify_run(
                     run_id,
                     pk,
                     "data_changed",
-                    gettext("The data of %(event)s is not the data it was written with.")
+                    gettext("%(event)s: its data is not the data it was written with.")
                     % {"event": _event(pk, action, at)},
                 )
             )
@@ -239,7 +239,7 @@ def _verify_run(
                 run_id,
                 pk,
                 "redacted",
-                gettext("The data of %(event)s was redacted, but no purge of the run follows it.")
+                gettext("%(event)s: its data was redacted, but no purge of the run follows it.")
                 % {"event": _event(pk, action, at)},
             )
         )

@@ -39,6 +39,8 @@ __all__ = [
     "TextJSONEncoder",
     "approvals_count",
     "chain_events",
+    "locked_head",
+    "seal_events",
 ]
 
 
@@ -526,39 +528,50 @@ class AuditEvent(models.Model):
         return json.dumps(self.data, indent=2, sort_keys=True, cls=DjangoJSONEncoder)
 
 
+def locked_head(run_id: Any, using: str | None = None) -> bytes | None:
+    """The chain head of the run, its row locked for this transaction (``FOR NO KEY UPDATE``; SQLite: read)."""
+    runs = PipelineRun._base_manager.using(using).select_for_update(no_key=True).filter(pk=run_id)
+    head = runs.values_list("audit_head", flat=True).first()
+    return bytes(head) if head is not None else None
+
+
+def seal_events(events: Sequence[AuditEvent], previous: bytes | None) -> bytes | None:
+    """Set the ``chain`` and ``data_digest`` of one run's new ``events`` (in order) after the link
+    ``previous``; the last link, the run's new head."""
+    key = chain.signing_key()
+    for event in events:
+        event.data_digest, text = chain.seal(
+            key,
+            run=event.run_id,
+            checkpoint=event.checkpoint_id,
+            pipeline_name=event.pipeline_name,
+            action=event.action,
+            actor=event.actor_id,
+            timestamp=event.timestamp,
+            note=event.note,
+            data=event.data or {},
+        )
+        event.chain = previous = chain.link(key, previous, text)
+    return previous
+
+
 def chain_events(events: Sequence[AuditEvent], using: str) -> None:
     """Chain new ``events`` (in order) to their runs' trails, inside the transaction that inserts them: lock
-    each run's row (``FOR NO KEY UPDATE``, runs by key), set each event's ``chain`` and ``data_digest``
-    and move the run's ``audit_head`` to the last one. The hot path does the same in SQL
-    (:mod:`stepkit_django.execution.progress`).
+    each run's row (runs by key: :func:`locked_head`), set each event's ``chain`` and ``data_digest``
+    (:func:`seal_events`) and move the run's ``audit_head`` to the last one. Events sealed already (by
+    :func:`stepkit_django.transitions.write_checkpoint`, which moves the head with the run's own UPDATE)
+    are left as they are. The hot path does the same in SQL (:mod:`stepkit_django.execution.progress`).
 
     On SQLite, which has no row locks, the head's UPDATE takes the database's write lock; a writer that
     committed between the read and it makes this transaction fail rather than fork the chain.
     """
-    if not events:
-        return
-    key = chain.signing_key()
     by_run: dict[Any, list[AuditEvent]] = {}
     for event in events:
-        by_run.setdefault(event.run_id, []).append(event)
-    runs = PipelineRun._base_manager.using(using)
+        if event.chain is None:
+            by_run.setdefault(event.run_id, []).append(event)
     for run_id in sorted(by_run, key=str):
-        head = runs.select_for_update(no_key=True).filter(pk=run_id).values_list("audit_head", flat=True).first()
-        previous = bytes(head) if head is not None else None
-        for event in by_run[run_id]:
-            event.data_digest, text = chain.seal(
-                key,
-                run=run_id,
-                checkpoint=event.checkpoint_id,
-                pipeline_name=event.pipeline_name,
-                action=event.action,
-                actor=event.actor_id,
-                timestamp=event.timestamp,
-                note=event.note,
-                data=event.data or {},
-            )
-            event.chain = previous = chain.link(key, previous, text)
-        runs.filter(pk=run_id).update(audit_head=previous)
+        head = seal_events(by_run[run_id], locked_head(run_id, using))
+        PipelineRun._base_manager.using(using).filter(pk=run_id).update(audit_head=head)
 
 
 class NotificationQuerySet(models.QuerySet["Notification"]):

@@ -29,7 +29,8 @@ transactions wait for each other in a cycle. Claiming with an UPDATE first (rath
 than reading with ``select_for_update()``) also serialises writers on SQLite, which
 has no row locks: the first UPDATE takes the database's write lock. Appending audit
 events locks the run too (they move its hash chain's head, :mod:`stepkit_django.chain`):
-:func:`write_checkpoint` locks it first when it does not claim it.
+:func:`write_checkpoint` locks it first and chains its events, then moves the head with the run's
+UPDATE, or with one of its own when the run does not move.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
 from .exceptions import IllegalTransition, ReviewConflict
-from .models import Approval, AuditEvent, Checkpoint, PipelineRun
+from .models import Approval, AuditEvent, Checkpoint, PipelineRun, locked_head, seal_events
 from .status import RUN_TRANSITIONS, CheckpointStatus, run_status_word
 
 __all__ = [
@@ -280,12 +281,17 @@ def write_checkpoint(
     if run is not None:
         check_run(run[0], run[1])
     now = timezone.now()
-    with transaction.atomic(), _Restored(checkpoint, checkpoint.run if run is not None else None):
+    # The events too: a caller that tries again after a conflict chains them anew.
+    with transaction.atomic(), _Restored(checkpoint, checkpoint.run if run is not None else None, *events):
         run_written = None
-        if run is None and events:
-            lock_run(checkpoint.run_id)  # the events move the run's chain head: the run first, by the lock order
+        head = None
+        if events:  # they move the run's chain head: the run is locked first (the lock order)
+            if any(event.run_id != checkpoint.run_id for event in events):
+                raise ValueError("write_checkpoint() appends events of the checkpoint's run only")
+            head = {"audit_head": seal_events(events, locked_head(checkpoint.run_id))}
         if run is not None:
-            run_written = _claim_run(checkpoint.run, run[0], run[1], {"updated_at": now, **run[2]}, {})
+            fields = {"updated_at": now, **run[2], **(head or {})}  # the head moves with the run's one UPDATE
+            run_written = _claim_run(checkpoint.run, run[0], run[1], fields, {})
             if run_written is None:
                 raise _conflict(checkpoint, run[0])
         written = _claim_checkpoint(checkpoint, {**changes, "updated_at": now})
@@ -296,4 +302,6 @@ def write_checkpoint(
             _saved(checkpoint.run, run_written)
         if void:
             Approval.objects.filter(pk__in=list(void), checkpoint_id=checkpoint.pk).delete()
+        if head is not None and run is None:
+            PipelineRun.objects.filter(pk=checkpoint.run_id).update(**head)
         _insert([*approvals, *events])
