@@ -88,30 +88,38 @@ def pads(key: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
 
 
+_PLAIN = frozenset({str, bool, int, type(None)})
+
+
 def _normal(value: Any) -> Any:
     """``value`` as JSON gives it back from the database: integral floats as ints (jsonb writes 1e16 as an
     integer), tuples as lists, other types as their JSON text (the encoder's), keys as strings."""
-    if isinstance(value, str | bool | int) or value is None:
+    kind = type(value)  # by exact type first: this runs for every event of the hot path
+    if kind in _PLAIN:
         return value
-    if isinstance(value, float):
+    if kind is float:
         return int(value) if value.is_integer() else value
-    if isinstance(value, Mapping):
-        return {str(k): _normal(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if kind is dict or isinstance(value, Mapping):
+        return {k if type(k) is str else str(k): _normal(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
         return [_normal(v) for v in value]
+    if isinstance(value, str | bool | int | float | list | tuple) or value is None:  # subclasses
+        return _normal(json.loads(json.dumps(value, allow_nan=False)))
     return _normal(json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)))
+
+
+#: One encoder for every call: ``json.dumps()`` with options builds a new one each time.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def canonical(value: Any) -> bytes:
     """``value`` as canonical JSON: sorted keys, no spaces, UTF-8, integral numbers as integers."""
-    return json.dumps(
-        _normal(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
+    return _CANONICAL.encode(_normal(value)).encode()
 
 
 def digest(key: bytes, data: Mapping[str, Any]) -> bytes:
     """The keyed digest of an event's full ``data`` (its ``data_digest``)."""
-    return hmac.new(key, _DATA + canonical(data), hashlib.sha256).digest()
+    return hmac.digest(key, _DATA + canonical(data), "sha256")
 
 
 def _time(at: datetime) -> str:
@@ -142,15 +150,15 @@ def message(
         VERSION,
         str(run),
         _key(checkpoint),
-        pipeline_name,
+        str(pipeline_name),
         str(action),
         _key(actor),
         _time(timestamp),
-        note,
-        redacted_data(str(action), data),
+        str(note),
+        _normal(redacted_data(str(action), data)),
         data_digest.hex(),
     ]
-    return canonical(fields)
+    return _CANONICAL.encode(fields).encode()  # strings and one normalised object: nothing else to normalise
 
 
 def seal(key: bytes, **fields: Any) -> tuple[bytes, bytes]:
@@ -162,7 +170,7 @@ def seal(key: bytes, **fields: Any) -> tuple[bytes, bytes]:
 
 def link(key: bytes, previous: bytes | None, text: bytes) -> bytes:
     """One event's chain: ``HMAC(key, previous || text)`` (``previous`` None: the run's first chained event)."""
-    return hmac.new(key, (previous or b"") + text, hashlib.sha256).digest()
+    return hmac.digest(key, (previous or b"") + text, "sha256")
 
 
 def links(key: bytes, previous: bytes | None, messages: Sequence[bytes]) -> list[bytes]:

@@ -395,14 +395,17 @@ def _write_pg(
     params: list[Any] = []
     shape = []
     count = len(chain.messages) if chain is not None else 0
-    if count > 1:  # the CTEs h (the head, locked) and c (the links), before the UPDATE
+    head_params: list[Any] = []  # the head's HMAC, in the first UPDATE: after its values, before its key
+    if chain is not None and count > 1:  # the CTEs h (the head, locked) and c (the links), before the UPDATE
         u = updates[0]
-        params += [prep(u.model, u.model._meta.pk.name, u.pk), chain.outer, chain.inner, list(chain.messages)]  # type: ignore[union-attr]
+        params += [prep(u.model, u.model._meta.pk.name, u.pk), chain.outer, chain.inner, list(chain.messages)]
+    elif chain is not None:
+        head_params = [chain.outer, chain.inner, chain.messages[0]]
     for index, u in enumerate(updates):
         conditions, update_params = _update_params(u.model, u.pk, u.values, u.where)
         shape.append((u.model, tuple(u.values), u.increment, conditions, u.merge))
-        if count == 1 and index == 0:  # the head's HMAC: after the values, before the key and conditions
-            update_params[len(u.values) : len(u.values)] = [chain.outer, chain.inner, chain.messages[0]]  # type: ignore[union-attr]
+        if index == 0 and head_params:
+            update_params[len(u.values) : len(u.values)] = head_params
         params += update_params
     for i in inserts:
         params += _row_params(i.model, i.names, i.rows)
