@@ -426,7 +426,8 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         if update_conflicts:
             raise AuditTrailImmutable("Audit events cannot be updated: bulk_create(update_conflicts=True) refused")
         objs = list(objs)
-        with transaction.atomic(using=self.db):
+        # No savepoint: an error ends the caller's transaction anyway, and a decision's events are sealed already.
+        with transaction.atomic(using=self.db, savepoint=False):
             chain_events(objs, self.db)
             return super().bulk_create(
                 objs, batch_size, ignore_conflicts, update_conflicts, update_fields, unique_fields
@@ -516,7 +517,7 @@ class AuditEvent(models.Model):
         using = using or router.db_for_write(type(self), instance=self)
         if self.pk is not None and type(self)._base_manager.using(using).filter(pk=self.pk).exists():
             raise AuditTrailImmutable(f"Audit event {self.pk} exists already: events cannot be changed once written")
-        with transaction.atomic(using=using):
+        with transaction.atomic(using=using, savepoint=False):
             chain_events([self], using)
             super().save(force_insert=force_insert or True, using=using)
 
@@ -572,6 +573,10 @@ def chain_events(events: Sequence[AuditEvent], using: str) -> None:
     for run_id in sorted(by_run, key=str):
         head = seal_events(by_run[run_id], locked_head(run_id, using))
         PipelineRun._base_manager.using(using).filter(pk=run_id).update(audit_head=head)
+        for event in by_run[run_id]:  # the run instances the events hold know the head (the hot path uses it)
+            cached = event._state.fields_cache.get("run")
+            if cached is not None:
+                cached.audit_head = head
 
 
 class NotificationQuerySet(models.QuerySet["Notification"]):

@@ -304,4 +304,7 @@ def write_checkpoint(
             Approval.objects.filter(pk__in=list(void), checkpoint_id=checkpoint.pk).delete()
         if head is not None and run is None:
             PipelineRun.objects.filter(pk=checkpoint.run_id).update(**head)
+            cached = checkpoint._state.fields_cache.get("run")
+            if cached is not None:
+                cached.audit_head = head["audit_head"]
         _insert([*approvals, *events])

@@ -10,10 +10,13 @@ are one statement (a data-modifying ``WITH``), atomic without a transaction
 block; elsewhere they are two, in a transaction. ``post_save`` is not sent for
 these audit events (listen to ``step_completed`` instead).
 
-The events extend the run's hash chain (:mod:`stepkit_django.chain`) in the same statement: on
-PostgreSQL the UPDATE computes their links from the run's ``audit_head`` as it finds it under its row
-lock (so a decision written meanwhile through the ORM is chained before them, never forked), and moves
-the head; the messages and digests, which need no database value, are computed here.
+The events extend the run's hash chain (:mod:`stepkit_django.chain`) in the same statement. Their links
+are computed here from the head this process last wrote (``run.audit_head``), and the UPDATE moves the
+head only if the run's head is still that one: a condition checked under the row's lock, so a decision
+written meanwhile through the ORM is never forked off. When it is not (another writer appended an event),
+the statement is sent again computing the links in SQL, from the head it finds under the lock (on
+PostgreSQL: ``sha256()``, see :class:`~stepkit_django.execution._sql.Chain`). That second form costs
+more in the database (a recursive CTE for several events), hence the first.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ single_statement = sql.single_statement
 
 #: The columns of the hot path's event rows: :data:`~stepkit_django.audit.EVENT_FIELDS` and the data's digest.
 _SEALED_FIELDS = (*EVENT_FIELDS, "data_digest")
+_LINKED_FIELDS = (*_SEALED_FIELDS, "chain")
 
 
 def insert_run(run: PipelineRun, started: AuditEvent) -> None:
@@ -104,9 +108,30 @@ def save_run(
         )
         sealed.append((run_id, checkpoint, pipeline_name, action, actor, at, data, note, data_digest))
         messages.append(text)
+    # Linked here from the head this process last wrote or read, on condition (in the same UPDATE, under the
+    # row's lock) that the run's head is still that one: the usual case, the cheapest statement.
+    known = bytes(run.audit_head) if run.audit_head is not None else None
+    found = chain.links(key, known, messages)
+    expected = sql.Update(
+        saving.model,
+        saving.pk,
+        {**saving.values, "audit_head": found[-1]},
+        {**saving.where, "audit_head": known},
+        merge=saving.merge,
+    )
+    linked = [(*row, link) for row, link in zip(sealed, found, strict=True)]
+    if sql.write([expected], [sql.Insert(AuditEvent, _LINKED_FIELDS, linked)]) is None:
+        run.audit_head = found[-1]
+        return True
+    # Another writer appended an event meanwhile (or the run is no longer ours): link in the statement, from
+    # the head the database holds under the row's lock.
     inner, outer = chain.pads(key)
     links = sql.Chain("audit_head", "chain", tuple(messages), inner, outer, partial(chain.links, key))
-    return sql.write([saving], [sql.Insert(AuditEvent, _SEALED_FIELDS, sealed)], links) is None
+    if sql.write([saving], [sql.Insert(AuditEvent, _SEALED_FIELDS, sealed)], links) is not None:
+        return False
+    head = PipelineRun.objects.filter(pk=run.pk).values_list("audit_head", flat=True).first()
+    run.audit_head = bytes(head) if head is not None else None
+    return True
 
 
 def save_step(

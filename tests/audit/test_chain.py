@@ -9,6 +9,7 @@ import time
 import pytest
 from django.db import connection, connections
 from django.test import override_settings
+from django.utils import timezone
 
 from stepkit_django import Review, audit, chain, integrity, review, start, stepkit
 from stepkit_django.execution.jobs import advance_run
@@ -120,6 +121,53 @@ def test_a_pause_with_buffered_steps_and_the_decisions_after_it_are_chained(peop
     assert_chained(run)
     actions = set(run.events.values_list("action", flat=True))
     assert {"paused", "claimed", "edited", "approved", "resumed", "run_completed"} <= actions
+
+
+def test_a_step_written_after_another_writer_moved_the_head_is_chained_after_its_event(registered_pipelines):
+    """The hot path links its events from the head it last wrote, on condition that the run's head is still
+    that one; when another writer appended an event meanwhile, it links them from the head in the database."""
+    from stepkit_django.execution.progress import save_step
+
+    registered_pipelines(stepkit("chained-stale").step("a", lambda c: {"a": 1}))
+    run = start("chained-stale", {})
+    PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, lease_owner="me")
+    run.refresh_from_db()
+    audit.record(PipelineRun.objects.get(pk=run.pk), AuditAction.EDITED, data={"by": "someone else"})  # run is stale
+    now = timezone.now()
+    for events in ([("b", 1.0, now)], [("c", 1.0, now), ("d", 2.0, now)]):
+        assert save_step(
+            run, "me", context={}, outer_contexts=[], position=[], step="x", events=events, now=now, lease_until=None
+        )
+    assert run.audit_head == bytes(PipelineRun.objects.get(pk=run.pk).audit_head)  # known again
+    assert_chained(run)
+    assert list(run.events.order_by("pk").values_list("action", flat=True))[-4:] == [
+        "edited",
+        "step_completed",
+        "step_completed",
+        "step_completed",
+    ]
+
+
+def test_a_step_of_a_run_no_longer_held_writes_nothing(registered_pipelines):
+    from stepkit_django.execution.progress import save_step
+
+    registered_pipelines(stepkit("chained-lost").step("a", lambda c: {"a": 1}))
+    run = start("chained-lost", {})
+    PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, lease_owner="other")
+    count, now = run.events.count(), timezone.now()
+    assert not save_step(
+        run,
+        "me",
+        context={},
+        outer_contexts=[],
+        position=[],
+        step="x",
+        events=[("b", 1.0, now)],
+        now=now,
+        lease_until=None,
+    )
+    assert run.events.count() == count
+    assert_chained(run)
 
 
 def test_a_rejection_is_chained(people):

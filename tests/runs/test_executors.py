@@ -357,8 +357,7 @@ def test_on_postgresql_later_steps_send_only_the_changed_keys_and_the_stored_con
     assert run.context["big"] == big and run.context["n"] == 3 and run.context["nested"] == {"deep": [3]}
     assert "when" not in run.context and run.context["amount"] == "1.50"
     # One write per step; the last step ("f") is written by the run's end, with the completion.
-    # (The end writes two events: their chain links are computed by the recursive CTE before the UPDATE.)
-    saves = [(sql, params) for sql, params in queries if sql.startswith(('WITH u0 AS (UPDATE "stepkit', "WITH RECURSIVE"))]
+    saves = [(sql, params) for sql, params in queries if sql.startswith('WITH u0 AS (UPDATE "stepkit')]
     merged = [params for sql, params in saves if '"context" = "context" ||' in sql]
     assert len(saves) == 10 and 0 < len(merged) < len(saves)
     assert "completed" in saves[-1][1] and "step_completed" in saves[-1][1]
