@@ -5,7 +5,8 @@ chain is that of the run's event before it (none for the first: the empty string
 ``audit_head`` holds the last one. The ``message`` (:func:`message`) is a canonical byte string of what a
 purge keeps of the event: its run, checkpoint, pipeline, action, actor, time and note, the data a purge
 keeps (:func:`stepkit_django.redaction.redacted_data`), and ``data_digest``, a keyed digest of the full
-data (:func:`digest`). So the values are protected before a purge (the digest no longer matches a
+data (:func:`digest`; empty when a purge keeps all of it, the chain covering every value then). So the
+values are protected before a purge (the digest no longer matches a
 changed value), and the chain still verifies after one: the purge rewrites the data to its redacted form,
 which redacts to itself, and leaves the digest as it is (a keyed one, so that it cannot confirm a guess of
 an erased value without the key).
@@ -23,7 +24,6 @@ The hot path computes the same HMAC in PostgreSQL, in the statement that writes 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -108,18 +108,53 @@ def _normal(value: Any) -> Any:
     return _normal(json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)))
 
 
-#: One encoder for every call: ``json.dumps()`` with options builds a new one each time.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _encoder() -> Any:
+    """One canonical JSON encoder for every call (``json.dumps()`` with options builds a new one each time;
+    the C encoder, built once, skips the Python layers around it)."""
+    from json import encoder
+
+    if encoder.c_make_encoder is not None:
+        made = encoder.c_make_encoder(None, None, encoder.c_encode_basestring, None, ":", ",", True, False, False)
+        return lambda value: "".join(made(value, 0))
+    return json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+#: Canonical JSON of a normalised value (:func:`_normal`): sorted keys, no spaces, NaN refused.
+_encode = _encoder()
 
 
 def canonical(value: Any) -> bytes:
     """``value`` as canonical JSON: sorted keys, no spaces, UTF-8, integral numbers as integers."""
-    return _CANONICAL.encode(_normal(value)).encode()
+    return _encode(_normal(value)).encode()
+
+
+@lru_cache(maxsize=16)
+def _states(key: bytes) -> tuple[Any, Any]:
+    """The key's HMAC-SHA256 inner and outer hash states, computed once (RFC 2104)."""
+    inner, outer = pads(key)
+    return hashlib.sha256(inner), hashlib.sha256(outer)
+
+
+def _mac(key: bytes, text: bytes) -> bytes:
+    """HMAC-SHA256 of ``text`` (the same as ``hmac.digest(key, text, "sha256")``, from the key's saved states)."""
+    inner, outer = _states(key)
+    first = inner.copy()
+    first.update(text)
+    second = outer.copy()
+    second.update(first.digest())
+    return second.digest()
 
 
 def digest(key: bytes, data: Mapping[str, Any]) -> bytes:
     """The keyed digest of an event's full ``data`` (its ``data_digest``)."""
-    return hmac.digest(key, _DATA + canonical(data), "sha256")
+    return _mac(key, _DATA + canonical(data))
+
+
+def _whole(action: str, data: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
+    """Whether a purge keeps all of ``data`` (its kept projection is the data, marked purged)."""
+    return len(kept) == len(data) + (0 if "purged" in data else 1) and all(
+        key in kept and kept[key] == value for key, value in data.items() if key != "purged"
+    )
 
 
 def _time(at: datetime) -> str:
@@ -146,6 +181,21 @@ def message(
 ) -> bytes:
     """The bytes an event's chain covers: the fields a purge keeps (``run``, ``checkpoint``, ``actor``: keys),
     the kept projection of ``data`` and the digest of the full data."""
+    kept = redacted_data(str(action), data)
+    return _message(run, checkpoint, pipeline_name, action, actor, timestamp, note, kept, data_digest)
+
+
+def _message(
+    run: Any,
+    checkpoint: Any,
+    pipeline_name: str,
+    action: str,
+    actor: Any,
+    timestamp: datetime,
+    note: str,
+    kept: Mapping[str, Any],
+    data_digest: bytes,
+) -> bytes:
     fields = [
         VERSION,
         str(run),
@@ -155,22 +205,38 @@ def message(
         _key(actor),
         _time(timestamp),
         str(note),
-        _normal(redacted_data(str(action), data)),
+        _normal(kept),
         data_digest.hex(),
     ]
-    return _CANONICAL.encode(fields).encode()  # strings and one normalised object: nothing else to normalise
+    return _encode(fields).encode()  # strings and one normalised object: nothing else to normalise
 
 
-def seal(key: bytes, **fields: Any) -> tuple[bytes, bytes]:
-    """An event's ``data_digest`` and the message its chain covers (``fields``: those of :func:`message`
-    but ``data_digest``)."""
-    data_digest = digest(key, fields["data"])
-    return data_digest, message(data_digest=data_digest, **fields)
+def seal(
+    key: bytes,
+    *,
+    run: Any,
+    checkpoint: Any,
+    pipeline_name: str,
+    action: str,
+    actor: Any,
+    timestamp: datetime,
+    note: str,
+    data: Mapping[str, Any],
+) -> tuple[bytes, bytes]:
+    """An event's ``data_digest`` and the message its chain covers (the fields of :func:`message` but
+    ``data_digest``).
+
+    The digest is empty when a purge keeps all of the data (the steps' events, claims…): the chain covers
+    every value then, and a digest would only cost its time.
+    """
+    kept = redacted_data(str(action), data)
+    data_digest = b"" if _whole(action, data, kept) else digest(key, data)
+    return data_digest, _message(run, checkpoint, pipeline_name, action, actor, timestamp, note, kept, data_digest)
 
 
 def link(key: bytes, previous: bytes | None, text: bytes) -> bytes:
     """One event's chain: ``HMAC(key, previous || text)`` (``previous`` None: the run's first chained event)."""
-    return hmac.digest(key, (previous or b"") + text, "sha256")
+    return _mac(key, (previous or b"") + text)
 
 
 def links(key: bytes, previous: bytes | None, messages: Sequence[bytes]) -> list[bytes]:

@@ -37,7 +37,8 @@ def recomputed(run):
             data=event.data,
             data_digest=bytes(event.data_digest),
         )
-        assert bytes(event.data_digest) == chain.digest(key, event.data), event.action
+        kept_whole = redacted_data(event.action, event.data) == {**event.data, "purged": True}
+        assert bytes(event.data_digest) == (b"" if kept_whole else chain.digest(key, event.data)), event.action
         previous = chain.link(key, previous, text)
         assert bytes(event.chain) == previous, f"event {event.pk} ({event.action})"
         links.append(previous)
