@@ -16,8 +16,10 @@ verifies with the old key in ``SECRET_KEY_FALLBACKS`` (:func:`verifying_keys`). 
 rewrite a chain: it proves that someone with access to the database but not to the key changed nothing
 (docs/explanation/audit-chain.md says what it proves and what it does not).
 
-The hot path computes the same HMAC in PostgreSQL, in the statement that writes the events
-(:mod:`stepkit_django.execution._sql`), with the key's padded forms of :func:`pads` as parameters:
+The hot path links its events here too, from the head it wrote last, and its UPDATE moves the head only
+if it is still that one; when another writer appended an event meanwhile, it computes the same HMAC in
+PostgreSQL, in the statement that writes the events (:mod:`stepkit_django.execution._sql`), with the
+key's padded forms of :func:`pads` as parameters:
 ``HMAC(K, m) = sha256((K xor opad) || sha256((K xor ipad) || m))`` (RFC 2104), no extension needed.
 """
 
