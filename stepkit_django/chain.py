@@ -160,7 +160,7 @@ def _whole(action: str, data: Mapping[str, Any], kept: Mapping[str, Any]) -> boo
 
 
 def _time(at: datetime) -> str:
-    if at.tzinfo is not None:
+    if at.tzinfo is not None and at.tzinfo is not UTC:
         at = at.astimezone(UTC)
     return at.isoformat(timespec="microseconds")
 
