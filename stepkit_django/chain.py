@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -110,19 +110,20 @@ def _normal(value: Any) -> Any:
     return _normal(json.loads(json.dumps(value, cls=DjangoJSONEncoder, allow_nan=False)))
 
 
-def _encoder() -> Any:
+def _encoder() -> Callable[[Any], str]:
     """One canonical JSON encoder for every call (``json.dumps()`` with options builds a new one each time;
     the C encoder, built once, skips the Python layers around it)."""
     from json import encoder
 
-    if encoder.c_make_encoder is not None:
-        made = encoder.c_make_encoder(None, None, encoder.c_encode_basestring, None, ":", ",", True, False, False)
+    make: Any = getattr(encoder, "c_make_encoder", None)
+    if make is not None:
+        made = make(None, None, encoder.c_encode_basestring, None, ":", ",", True, False, False)  # type: ignore[attr-defined]
         return lambda value: "".join(made(value, 0))
     return json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 #: Canonical JSON of a normalised value (:func:`_normal`): sorted keys, no spaces, NaN refused.
-_encode = _encoder()
+_encode: Callable[[Any], str] = _encoder()
 
 
 def canonical(value: Any) -> bytes:
@@ -131,7 +132,7 @@ def canonical(value: Any) -> bytes:
 
 
 @lru_cache(maxsize=16)
-def _states(key: bytes) -> tuple[Any, Any]:
+def _states(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
     """The key's HMAC-SHA256 inner and outer hash states, computed once (RFC 2104)."""
     inner, outer = pads(key)
     return hashlib.sha256(inner), hashlib.sha256(outer)
