@@ -133,20 +133,18 @@ def test_a_step_written_after_another_writer_moved_the_head_is_chained_after_its
     run = start("chained-stale", {})
     PipelineRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, lease_owner="me")
     run.refresh_from_db()
-    audit.record(PipelineRun.objects.get(pk=run.pk), AuditAction.EDITED, data={"by": "someone else"})  # run is stale
     now = timezone.now()
-    for events in ([("b", 1.0, now)], [("c", 1.0, now), ("d", 2.0, now)]):
+    for events in ([("b", 1.0, now)], [("c", 1.0, now), ("d", 2.0, now)]):  # one event; several (a recursive CTE)
+        other = PipelineRun.objects.get(pk=run.pk)
+        audit.record(other, AuditAction.EDITED, data={"by": "someone else"})  # `run` is stale now
+        assert run.audit_head != bytes(PipelineRun.objects.get(pk=run.pk).audit_head)
         assert save_step(
             run, "me", context={}, outer_contexts=[], position=[], step="x", events=events, now=now, lease_until=None
         )
-    assert run.audit_head == bytes(PipelineRun.objects.get(pk=run.pk).audit_head)  # known again
+        assert run.audit_head == bytes(PipelineRun.objects.get(pk=run.pk).audit_head)  # known again
     assert_chained(run)
-    assert list(run.events.order_by("pk").values_list("action", flat=True))[-4:] == [
-        "edited",
-        "step_completed",
-        "step_completed",
-        "step_completed",
-    ]
+    actions = list(run.events.order_by("pk").values_list("action", flat=True))
+    assert actions[-5:] == ["edited", "step_completed", "edited", "step_completed", "step_completed"]
 
 
 def test_a_step_of_a_run_no_longer_held_writes_nothing(registered_pipelines):
