@@ -8,7 +8,7 @@ the last event's link. What it finds is a :class:`Report` of :class:`Problem` se
 
 * a changed event breaks its own link (a kept field changed) or only its digest (a removed value);
 * a removed event breaks the link of the event after it, and a removed last event the run's head;
-* events written before the chain existed (migration 0016) are counted as unchained, not as problems.
+* events written before the chain existed (migration 0017) are counted as unchained, not as problems.
 
 It reads runs in batches by key and streams their events, so it runs on millions of events in a
 bounded amount of memory.

@@ -149,7 +149,7 @@ def test_a_changed_secret_key_is_reported_and_its_fallback_verifies(people, sett
 
 def test_events_written_before_the_chain_are_unchained_and_the_chain_starts_after_them(people):
     run = PipelineRun.objects.create(pipeline_name="old", status=RunStatus.COMPLETED)
-    insert_unchained(run, "run_started")  # as written before migration 0016: no chain, no head
+    insert_unchained(run, "run_started")  # as written before migration 0017: no chain, no head
     report = integrity.verify(run)
     assert report.ok and report.unchained == 1 and report.chained == 0
     audit.record(run, AuditAction.PURGED, data={"why": "erasure"})

@@ -90,7 +90,7 @@ def _triggers(function: str, sqlite: str):  # type: ignore[no-untyped-def]
 
 
 class Migration(migrations.Migration):
-    dependencies = [("stepkit_django", "0015_retention")]
+    dependencies = [("stepkit_django", "0016_queue_indexes")]
 
     operations = [
         migrations.AddField(
