@@ -30,6 +30,7 @@ from .status import AuditAction, CheckpointStatus, NotificationEvent, Notificati
 __all__ = [
     "PENDING_FIRST",
     "Approval",
+    "Audience",
     "AuditEvent",
     "AuditTrailImmutable",
     "Checkpoint",
@@ -157,6 +158,31 @@ class PipelineRun(models.Model):
         return self.status in RunStatus.finished()
 
 
+class Audience(models.Model):
+    """One distinct set of assignees (users and groups), shared by every checkpoint assigned to that set.
+
+    ``Checkpoint.audience`` points here so that the queue tells who may see a checkpoint from the queue
+    index (``audience_id IN`` the few audiences of a user and their groups) rather than from a row per
+    assignment. It holds groups, not their members: a change of membership counts at once. Kept by
+    :mod:`stepkit_django.audiences` whenever an assignment changes; never edited by hand.
+    """
+
+    #: A digest of the sorted user and group ids (see :func:`stepkit_django.audiences.key_of`).
+    key = models.CharField(_("key"), max_length=64, unique=True, editable=False)
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="stepkit_audiences", verbose_name=_("users")
+    )
+    groups = models.ManyToManyField(Group, blank=True, related_name="stepkit_audiences", verbose_name=_("groups"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("audience")
+        verbose_name_plural = _("audiences")
+
+    def __str__(self) -> str:
+        return f"audience {self.pk}"
+
+
 class CheckpointQuerySet(models.QuerySet["Checkpoint"]):
     def pending(self) -> CheckpointQuerySet:
         return self.filter(status=CheckpointStatus.PENDING)
@@ -274,6 +300,17 @@ class Checkpoint(models.Model):
     #: False only for a checkpoint created assigned to nobody, so that the queue skips the assignment
     #: lookups for it; any assignment added through the ORM sets it (see signal_handlers._assignment_added).
     assigned = models.BooleanField(_("may be assigned"), default=True, editable=False)
+    #: The set of its assignees (None: none left, or assigned to nobody), kept by :mod:`stepkit_django.audiences`:
+    #: the queue reads who may see the checkpoint from this column, in its index.
+    audience = models.ForeignKey(
+        Audience,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="checkpoints",
+        verbose_name=_("audience"),
+        editable=False,
+    )
     #: The checkpoint of the same step whose reviewer requested the changes this one answers (None: the first).
     revision_of = models.ForeignKey(
         "self",
@@ -305,7 +342,17 @@ class Checkpoint(models.Model):
             # assigned, the run of a starter, the id of an assignment lookup): PostgreSQL can count a
             # reviewer's queue from this index alone.
             models.Index(
-                fields=["status", "pipeline_name", "step", "created_at", "permission", "assigned", "run", "id"],
+                fields=[
+                    "status",
+                    "pipeline_name",
+                    "step",
+                    "created_at",
+                    "permission",
+                    "assigned",
+                    "audience",
+                    "run",
+                    "id",
+                ],
                 name="stepkit_cp_queue",
             ),
             models.Index(fields=["status", "created_at"], name="stepkit_cp_status_age"),
@@ -320,7 +367,7 @@ class Checkpoint(models.Model):
             # The overview's decisions per day: a range of decision times, with what the visibility filter
             # reads (as stepkit_cp_queue), so that PostgreSQL counts a month of decisions from this index.
             models.Index(
-                fields=["decided_at", "status", "permission", "assigned", "run", "id"],
+                fields=["decided_at", "status", "permission", "assigned", "audience", "run", "id"],
                 name="stepkit_cp_decided",
                 condition=Q(decided_at__isnull=False),
             ),
@@ -332,6 +379,17 @@ class Checkpoint(models.Model):
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self.permission:
             self.permission = str((self.review or {}).get("permission") or "")
+        if (
+            not self._state.adding
+            and not args
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+        ):
+            # The audience is written by stepkit_django.audiences alone: a stale instance saved in full
+            # must not hand the checkpoint back to assignees it no longer has.
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "audience"
+            ]
         super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:

@@ -122,29 +122,34 @@ def review_permission_of(checkpoint: Any) -> str:
 # -- querysets -----------------------------------------------------------------------------
 
 
+def _audience_model(queryset: QuerySet[Any]) -> Any:
+    return queryset.model._meta.get_field("audience").related_model
+
+
 def _assigned_to(queryset: QuerySet[Any], user: Any) -> Q:
     """Assigned to nobody (a checkpoint created so), or to ``user`` directly or through a group.
 
-    A checkpoint created with assignees keeps ``assigned=True`` when they are deleted, and then
-    matches no one here (fail closed). ``assigned=False`` comes first, so that the lookups in the
-    assignment tables run only for the others.
+    Read from ``Checkpoint.audience`` (the set of its assignees, kept by :mod:`stepkit_django.audiences`
+    from the assignment tables): the checkpoint's audience is one of those that hold ``user`` or one of
+    their groups — a few ids, computed once per query, which PostgreSQL checks against the column in the
+    queue index. A checkpoint created with assignees keeps ``assigned=True`` when they are all removed or
+    deleted, and then matches no one here (fail closed). The groups are read from the membership table at
+    each query: joining or leaving a group counts at once.
     """
-    model: Any = queryset.model
-    users = model.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
-    groups = model.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
-    # The user's groups from the membership table alone: ``group__user`` would join the groups' table too,
-    # for every assignment row PostgreSQL hashes to check a page of the queue.
+    audience = _audience_model(queryset)
     memberships = Group.user_set.through.objects.filter(user_id=user.pk).values("group_id")
-    mine = Exists(users.filter(user_id=user.pk)) | Exists(groups.filter(group_id__in=memberships))
-    return Q(assigned=False) | mine
+    direct = audience.users.through.objects.filter(user_id=user.pk).values("audience_id")
+    by_group = audience.groups.through.objects.filter(group_id__in=memberships).values("audience_id")
+    return Q(assigned=False) | Q(audience_id__in=direct) | Q(audience_id__in=by_group)
 
 
 def _orphaned(queryset: QuerySet[Any]) -> Q:
-    """Created with assignees, all of which are gone."""
-    model: Any = queryset.model
-    users = model.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
-    groups = model.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
-    return Q(assigned=True) & ~Exists(users) & ~Exists(groups)
+    """Created with assignees, all of which are gone (no audience left, or one whose members were deleted)."""
+    audience = _audience_model(queryset)
+    users = audience.users.through.objects.filter(audience_id=OuterRef("pk"))
+    groups = audience.groups.through.objects.filter(audience_id=OuterRef("pk"))
+    empty = audience._default_manager.filter(~Exists(users) & ~Exists(groups)).values("pk")
+    return Q(assigned=True) & (Q(audience__isnull=True) | Q(audience_id__in=empty))
 
 
 def _visible(queryset: QuerySet[Any], user: Any) -> Q:

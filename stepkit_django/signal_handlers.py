@@ -2,7 +2,7 @@
 
 * ``m2m_changed`` of the checkpoints' assignments keeps ``Checkpoint.assigned`` true for a
   checkpoint that gets an assignee through the ORM (the queue skips the assignment lookups
-  of checkpoints created assigned to nobody);
+  of checkpoints created assigned to nobody), and ``Checkpoint.audience`` the set of its assignees;
 * ``connection_created`` lets Django's flush empty the audit table on SQLite, whose
   triggers refuse every DELETE (migration 0008);
 * ``checkpoint_created`` and the ``post_save`` of audit events write the notifications of the event in
@@ -19,6 +19,7 @@ from django.db.backends.signals import connection_created
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
+from . import audiences
 from .models import AuditEvent, Checkpoint, PipelineRun
 from .notifications import events as notification_events
 from .signals import checkpoint_created, checkpoint_decided, run_finished
@@ -73,20 +74,35 @@ def _around_audit_delete(connection: Any, statements: list[str]) -> list[str]:
 
 @receiver(m2m_changed, sender=Checkpoint.assigned_users.through)
 @receiver(m2m_changed, sender=Checkpoint.assigned_groups.through)
-def _assignment_added(sender: Any, instance: Any, action: str, reverse: bool, pk_set: Any, **kwargs: Any) -> None:
-    """Keep ``Checkpoint.assigned`` true for any checkpoint that gets an assignment through the ORM.
+def _assignment_changed(sender: Any, instance: Any, action: str, reverse: bool, pk_set: Any, **kwargs: Any) -> None:
+    """Keep ``Checkpoint.assigned`` and ``Checkpoint.audience`` true to the assignment tables.
 
-    A stale ``False`` would show the checkpoint to every reviewer with the permission,
-    so every ``add()`` (from either side) sets it; removing assignments leaves it
-    true, which only costs the queue a lookup.
+    A stale ``assigned=False`` would show the checkpoint to every reviewer with the permission, so every
+    ``add()`` (from either side) sets it; removing assignments leaves it true (fail closed). Every add,
+    remove and clear recomputes the audience of the checkpoints it changed (see
+    :mod:`stepkit_django.audiences`), in the same transaction.
     """
-    if action != "post_add":
+    if action == "pre_clear" and reverse:  # user.stepkit_assigned_checkpoints.clear(): post_clear has no pk_set
+        through = sender.objects.filter(**{_reverse_column(sender, instance): instance.pk})
+        instance._stepkit_cleared = list(through.values_list("checkpoint_id", flat=True))
+        return
+    if action not in ("post_add", "post_remove", "post_clear"):
         return
     if reverse:  # user.stepkit_assigned_checkpoints.add(...) or group.stepkit_assigned_checkpoints.add(...)
-        Checkpoint.objects.filter(pk__in=pk_set, assigned=False).update(assigned=True)
+        ids = list(pk_set or ()) if action != "post_clear" else instance.__dict__.pop("_stepkit_cleared", [])
+        if action == "post_add":
+            Checkpoint.objects.filter(pk__in=ids, assigned=False).update(assigned=True)
+        audiences.refresh(ids)
     else:  # the instance may be stale (or a bare Checkpoint(pk=...)): ask the row
-        Checkpoint.objects.filter(pk=instance.pk, assigned=False).update(assigned=True)
-        instance.assigned = True
+        if action == "post_add":
+            Checkpoint.objects.filter(pk=instance.pk, assigned=False).update(assigned=True)
+            instance.assigned = True
+        instance.audience_id = audiences.refresh([instance.pk])[instance.pk]
+
+
+def _reverse_column(sender: Any, instance: Any) -> str:
+    """The through table's column naming ``instance`` (a user or a group)."""
+    return "user_id" if sender is Checkpoint.assigned_users.through else "group_id"
 
 
 @receiver(checkpoint_created, dispatch_uid="stepkit_django.notify_review_requested")
