@@ -13,7 +13,8 @@ last year, the newest last):
   (approved, 4% rejected, 2% expired; their runs ended, so the purge finds them), with a title
   ``Pay Supplier 01234 5678 EUR`` (:data:`PAYEES` payees), a summary, a small context;
   assigned to nobody (half), to the group ``scale-editors`` (30%), to ``scale-reviewer`` (10%),
-  or to ``scale-legal`` (10%, out of the reviewer's sight); one pending in twenty claimed;
+  or to ``scale-legal`` (10%, out of the reviewer's sight), each with the audience of its assignees
+  (``Checkpoint.audience``, three audiences made through the ORM); one pending in twenty claimed;
 * an approval per approved checkpoint;
 * :data:`EVENTS_PER_RUN` audit events per run, a second apart.
 
@@ -94,7 +95,21 @@ def _people() -> dict[str, Any]:
     for n in range(USERS):
         user, _ = User.objects.get_or_create(username=f"scale-user-{n:02d}")
         users.append(user.pk)
-    return {"reviewer": reviewer.pk, "editors": editors.pk, "legal": legal.pk, "users": users}
+    # The three sets of assignees the checkpoints have, as the application keeps them (Checkpoint.audience).
+    from stepkit_django.audiences import audience_of
+
+    audience = {
+        "editors": audience_of([], [editors.pk]),
+        "legal": audience_of([], [legal.pk]),
+        "reviewer": audience_of([reviewer.pk], []),
+    }
+    return {
+        "reviewer": reviewer.pk,
+        "editors": editors.pk,
+        "legal": legal.pk,
+        "users": users,
+        "audiences": {name: row.pk for name, row in audience.items() if row is not None},
+    }
 
 
 def _array(values: list[int]) -> str:
@@ -107,6 +122,7 @@ def _statements(first: int, last: int, people: dict[str, Any]) -> list[str]:
     pipelines = "(ARRAY[" + ",".join(f"'{name}'" for name, _ in PIPELINES) + "])"
     steps = "(ARRAY[" + ",".join(f"'{step}'" for _, step in PIPELINES) + "])"
     actions = "(ARRAY[" + ",".join(f"'{a}'" for a in ACTIONS) + "])"
+    audiences = people["audiences"]
     # The columns every statement derives from i (a LATERAL so each is computed once per row).
     derived = f"""
         FROM generate_series({first}, {last}) AS i,
@@ -144,7 +160,7 @@ def _statements(first: int, last: int, people: dict[str, Any]) -> list[str]:
         f"""
         INSERT INTO stepkit_django_checkpoint (id, run_id, pipeline_name, step, position, token, context, review,
             status, claimed_by_id, claimed_at, decided_by_id, decided_at, override_data, comment, escalated,
-            version, created_at, updated_at, permission, assigned, title, summary, revision)
+            version, created_at, updated_at, permission, assigned, audience_id, title, summary, revision)
         SELECT d.cp_id, d.run_id, d.pipeline, d.step, '[0]', 'token',
                jsonb_build_object('payee', d.payee, 'amount', d.amount, 'invoice', 'INV-' || i,
                                   'note', repeat('lorem ipsum ', 16)),
@@ -154,6 +170,8 @@ def _statements(first: int, last: int, people: dict[str, Any]) -> list[str]:
                CASE WHEN d.status IN ('approved', 'rejected') THEN d.decider END, t.decided, '{{}}', '', false,
                CASE WHEN d.status = 'pending' THEN 1 ELSE 3 END, d.created, coalesce(t.decided, d.created),
                '{PERMISSION}', d.assignment >= 5,
+               CASE WHEN d.assignment IN (5, 6, 7) THEN {audiences["editors"]} WHEN d.assignment = 9
+                    THEN {audiences["legal"]} WHEN d.assignment = 8 THEN {audiences["reviewer"]} END,
                'Pay ' || d.payee || ' ' || d.amount || ' EUR',
                jsonb_build_object('Invoice', 'INV-' || i, 'Memo', 'order ' || (i % 777)), 1
         {derived}

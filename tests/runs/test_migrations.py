@@ -87,3 +87,59 @@ def test_0009_titles_existing_checkpoints_from_their_review_or_their_pipeline_an
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(latest)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0017_gives_existing_checkpoints_the_audience_of_their_assignees_and_goes_back():
+    before = ("stepkit_django", "0016_queue_indexes")
+    after = ("stepkit_django", "0017_checkpoint_audience")
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("stepkit_django")
+    try:
+        executor.migrate([before])
+        old = executor.loader.project_state([before]).apps
+        checkpoint_model = old.get_model("stepkit_django", "Checkpoint")
+        group = old.get_model("auth", "Group").objects.create(name="migration-editors")
+        user = old.get_model("auth", "User").objects.create(username="migration-reviewer")
+        run = old.get_model("stepkit_django", "PipelineRun").objects.create(pipeline_name="p", status="paused")
+
+        def checkpoint(step, assigned, users=(), groups=()):
+            cp = checkpoint_model.objects.create(run=run, pipeline_name="p", step=step, token="t", assigned=assigned)
+            cp.assigned_users.set(users)
+            cp.assigned_groups.set(groups)
+
+        checkpoint("nobody", False)
+        checkpoint("group", True, groups=[group])
+        checkpoint("both", True, users=[user], groups=[group])
+        checkpoint("both-again", True, users=[user], groups=[group])
+        checkpoint("gone", True)  # its assignees were deleted
+
+        executor = MigrationExecutor(connection)
+        executor.migrate([after])
+        new = executor.loader.project_state([after]).apps.get_model("stepkit_django", "Checkpoint")
+        rows = {
+            cp.step: None
+            if cp.audience is None
+            else (sorted(cp.audience.users.values_list("username", flat=True)), sorted(cp.audience.groups.values_list("name", flat=True)))
+            for cp in new.objects.select_related("audience")
+        }
+        assert rows == {
+            "nobody": None,
+            "group": ([], ["migration-editors"]),
+            "both": (["migration-reviewer"], ["migration-editors"]),
+            "both-again": (["migration-reviewer"], ["migration-editors"]),
+            "gone": None,
+        }
+        assert new.objects.get(step="both").audience_id == new.objects.get(step="both-again").audience_id
+
+        executor = MigrationExecutor(connection)
+        executor.migrate([before])  # and back
+        executor.loader.build_graph()
+        columns = [
+            c.name
+            for c in connection.introspection.get_table_description(connection.cursor(), "stepkit_django_checkpoint")
+        ]
+        assert "audience_id" not in columns
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
