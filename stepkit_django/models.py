@@ -35,6 +35,7 @@ __all__ = [
     "AuditTrailImmutable",
     "Checkpoint",
     "Notification",
+    "PendingCount",
     "PipelineRun",
     "StepkitJSONEncoder",
     "TextJSONEncoder",
@@ -181,6 +182,37 @@ class Audience(models.Model):
 
     def __str__(self) -> str:
         return f"audience {self.pk}"
+
+
+class PendingCount(models.Model):
+    """How many checkpoints are pending per pipeline, step, permission, ``assigned`` and audience: a summary
+    from which the queue's default views (pending, by pipeline and step) add up a reviewer's count.
+
+    Kept on PostgreSQL by a trigger on the checkpoints' table, in the transaction of every change
+    (migration 0018, :mod:`stepkit_django.pending_counts`); empty on other databases, which count the
+    queue itself. ``audience_id`` is 0 for a checkpoint without an audience; ``slot`` spreads the
+    updates of one kind of checkpoint over a few rows, so that concurrent pauses and decisions do not
+    all wait for one row's lock. Never edited by hand.
+    """
+
+    pipeline_name = models.CharField(max_length=200, editable=False)
+    step = models.CharField(max_length=500, editable=False)
+    permission = models.CharField(max_length=255, editable=False)
+    assigned = models.BooleanField(editable=False)
+    audience_id = models.BigIntegerField(editable=False)
+    slot = models.SmallIntegerField(editable=False)
+    pending = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["pipeline_name", "step", "permission", "assigned", "audience_id", "slot"],
+                name="stepkit_pending_count_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline_name} / {self.step}: {self.pending}"
 
 
 class CheckpointQuerySet(models.QuerySet["Checkpoint"]):

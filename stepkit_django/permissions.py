@@ -64,10 +64,12 @@ __all__ = [
     "check_reviewer",
     "check_run_manager",
     "check_start_runs",
+    "counted_for",
     "events_for",
     "fit_reviewers",
     "is_active_user",
     "may_approve",
+    "may_review_in",
     "notifications_for",
     "queue_for",
     "require_active",
@@ -126,29 +128,38 @@ def _audience_model(queryset: QuerySet[Any]) -> Any:
     return queryset.model._meta.get_field("audience").related_model
 
 
+def _audiences_of(audience: Any, user: Any) -> Q:
+    """``audience_id`` is one of the audiences that hold ``user`` or one of their groups: a few ids, computed
+    once per query. The groups are read from the membership table at each query: joining or leaving a group
+    counts at once."""
+    memberships = Group.user_set.through.objects.filter(user_id=user.pk).values("group_id")
+    direct = audience.users.through.objects.filter(user_id=user.pk).values("audience_id")
+    by_group = audience.groups.through.objects.filter(group_id__in=memberships).values("audience_id")
+    return Q(audience_id__in=direct) | Q(audience_id__in=by_group)
+
+
+def _empty_audiences(audience: Any) -> QuerySet[Any]:
+    """Audiences whose users and groups were all deleted."""
+    users = audience.users.through.objects.filter(audience_id=OuterRef("pk"))
+    groups = audience.groups.through.objects.filter(audience_id=OuterRef("pk"))
+    empty: QuerySet[Any] = audience._default_manager.filter(~Exists(users) & ~Exists(groups)).values("pk")
+    return empty
+
+
 def _assigned_to(queryset: QuerySet[Any], user: Any) -> Q:
     """Assigned to nobody (a checkpoint created so), or to ``user`` directly or through a group.
 
     Read from ``Checkpoint.audience`` (the set of its assignees, kept by :mod:`stepkit_django.audiences`
-    from the assignment tables): the checkpoint's audience is one of those that hold ``user`` or one of
-    their groups — a few ids, computed once per query, which PostgreSQL checks against the column in the
-    queue index. A checkpoint created with assignees keeps ``assigned=True`` when they are all removed or
-    deleted, and then matches no one here (fail closed). The groups are read from the membership table at
-    each query: joining or leaving a group counts at once.
+    from the assignment tables), which PostgreSQL checks in the queue index. A checkpoint created with
+    assignees keeps ``assigned=True`` when they are all removed or deleted, and then matches no one here
+    (fail closed).
     """
-    audience = _audience_model(queryset)
-    memberships = Group.user_set.through.objects.filter(user_id=user.pk).values("group_id")
-    direct = audience.users.through.objects.filter(user_id=user.pk).values("audience_id")
-    by_group = audience.groups.through.objects.filter(group_id__in=memberships).values("audience_id")
-    return Q(assigned=False) | Q(audience_id__in=direct) | Q(audience_id__in=by_group)
+    return Q(assigned=False) | _audiences_of(_audience_model(queryset), user)
 
 
 def _orphaned(queryset: QuerySet[Any]) -> Q:
     """Created with assignees, all of which are gone (no audience left, or one whose members were deleted)."""
-    audience = _audience_model(queryset)
-    users = audience.users.through.objects.filter(audience_id=OuterRef("pk"))
-    groups = audience.groups.through.objects.filter(audience_id=OuterRef("pk"))
-    empty = audience._default_manager.filter(~Exists(users) & ~Exists(groups)).values("pk")
+    empty = _empty_audiences(_audience_model(queryset))
     return Q(assigned=True) & (Q(audience__isnull=True) | Q(audience_id__in=empty))
 
 
@@ -159,6 +170,30 @@ def _visible(queryset: QuerySet[Any], user: Any) -> Q:
     if user.has_perm(REASSIGN_PERMISSION):
         visible |= _orphaned(queryset)
     return visible
+
+
+def counted_for(summary: QuerySet[Any], audience: Any, user: Any) -> QuerySet[Any]:
+    """The rows of a summary of pending checkpoints (:class:`~stepkit_django.models.PendingCount`, with the
+    queue's ``permission``, ``assigned`` and ``audience_id`` columns, 0 for none) that count checkpoints
+    ``user`` may review: the same rule as :func:`queue_for`, without the runs they started."""
+    if not is_active_user(user):
+        return summary.none()
+    if is_superuser(user):
+        return summary
+    visible = Q(assigned=False) | _audiences_of(audience, user)
+    if user.has_perm(REASSIGN_PERMISSION):
+        visible |= Q(assigned=True) & (Q(audience_id=0) | Q(audience_id__in=_empty_audiences(audience)))
+    return summary.filter(Q(permission__in=_held_permissions(user)) & visible)
+
+
+def may_review_in(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
+    """The checkpoints of ``queryset`` in ``user``'s queue because they may review them (permission and
+    assignment), whoever started their runs."""
+    if not is_active_user(user):
+        return queryset.none()
+    if is_superuser(user):
+        return queryset
+    return queryset.filter(Q(permission__in=_held_permissions(user)) & _visible(queryset, user))
 
 
 def reviewable_by(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:

@@ -21,7 +21,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.clickjacking import xframe_options_deny
 
-from .. import permissions, quorum
+from .. import pending_counts, permissions, quorum
 from ..conf import settings
 from ..exceptions import ReviewConflict
 from ..models import PENDING_FIRST, Checkpoint, approvals_count
@@ -146,6 +146,22 @@ class CheckpointAdmin(admin.ModelAdmin):
             .select_related("run", "claimed_by")
             .annotate(approvals_total=approvals_count())
         )
+
+    def get_paginator(
+        self, request: HttpRequest, queryset: Any, per_page: int, orphans: int = 0, allow_empty_first_page: bool = True
+    ) -> Any:
+        # The default view (pending, of a pipeline and step at most): the count from the summary (PostgreSQL).
+        total = pending_counts.count_for(
+            request.user,
+            request.GET,
+            pipeline="pipeline_name",
+            step="step",
+            ignored=("o", "p"),
+            pending_by_default=True,
+        )
+        if total is None:
+            return super().get_paginator(request, queryset, per_page, orphans, allow_empty_first_page)
+        return pending_counts.CountedPaginator(queryset, per_page, orphans, allow_empty_first_page, total=total)
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return QueueChangeList

@@ -54,15 +54,16 @@ class CountedRows:
 
     A ``values()`` that reads a related column (``claimed_by__username``) joins its table, and
     ``rows.count()`` keeps that join: on PostgreSQL the count then reads the table's pages instead of
-    an index alone. ``counted`` is the same filtered queryset without those columns.
+    an index alone. ``counted`` is the same filtered queryset without those columns, or anything with a
+    ``count()`` (:class:`stepkit_django.pending_counts.Counted`: a count from the summary).
     """
 
-    def __init__(self, rows: QuerySet[Any], counted: QuerySet[Any]) -> None:
+    def __init__(self, rows: QuerySet[Any], counted: Any) -> None:
         self.rows = rows
         self.counted = counted
 
     def count(self) -> int:
-        return self.counted.count()
+        return int(self.counted.count())
 
     def __len__(self) -> int:
         return self.count()

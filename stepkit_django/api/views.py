@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 
-from .. import permissions, review
+from .. import pending_counts, permissions, review
 from ..describe import describe_pipeline
 from ..exceptions import PipelineNotFound
 from ..models import AuditEvent, Checkpoint, PipelineRun, approvals_count
@@ -124,7 +124,17 @@ class CheckpointViewSet(StepkitViewMixin, viewsets.ReadOnlyModelViewSet[Checkpoi
         # instances, and are shaped like CheckpointSerializer (which documents them).
         # Counted on the filtered table alone: the row's columns join the users' table for their names.
         queryset = self.filter_queryset(self.get_queryset())
-        counted: Any = CountedRows(queryset.values(*rows.QUEUE_FIELDS), counted=queryset)  # a QuerySet to DRF
+        # Pending, of a pipeline and step at most: the count from the summary (PostgreSQL), else counted.
+        total = pending_counts.count_for(
+            request.user,
+            request.query_params,
+            pipeline="pipeline",
+            step="step",
+            ignored=("page", "page_size", "ordering"),
+            pending_by_default=False,
+        )
+        source: Any = queryset if total is None else pending_counts.Counted(total)
+        counted: Any = CountedRows(queryset.values(*rows.QUEUE_FIELDS), counted=source)  # a QuerySet to DRF
         page: Any = self.paginate_queryset(counted)
         page_rows = list(page or [])
         return self.get_paginated_response(rows.queue_rows(page_rows))

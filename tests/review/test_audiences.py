@@ -161,9 +161,9 @@ def _expected(user, reassigner):
     for cp in Checkpoint.objects.prefetch_related("assigned_users", "assigned_groups"):
         user_ids = {u.pk for u in cp.assigned_users.all()}
         assigned_groups = {g.pk for g in cp.assigned_groups.all()}
-        if not cp.assigned or user.pk in user_ids or group_ids & assigned_groups:
-            seen.add(cp.pk)
-        elif reassigner and not user_ids and not assigned_groups:
+        mine = user.pk in user_ids or bool(group_ids & assigned_groups)
+        orphaned = reassigner and not user_ids and not assigned_groups
+        if not cp.assigned or mine or orphaned:
             seen.add(cp.pk)
     return seen
 
@@ -191,7 +191,9 @@ def test_the_queue_matches_the_assignment_tables_after_any_change(people, seed):
         lambda cp: rng.choice(groups).stepkit_assigned_checkpoints.clear(),
         lambda cp: rng.choice(users).groups.set(some(groups)),
         lambda cp: rng.choice(groups).user_set.add(rng.choice(users)),
-        lambda cp: review.reassign(Checkpoint.objects.get(pk=cp.pk), people.root, to_users=[u.username for u in some(users[:3])] or ["bob"]),
+        lambda cp: review.reassign(
+            Checkpoint.objects.get(pk=cp.pk), people.root, to_users=[u.username for u in some(users[:3])] or ["bob"]
+        ),
         lambda cp: checkpoints.append(paused(people)),
     ]
     for _ in range(30):
@@ -200,7 +202,9 @@ def test_the_queue_matches_the_assignment_tables_after_any_change(people, seed):
         for user in users:
             fresh = User.objects.get(pk=user.pk)
             reassigner = fresh.has_perm("stepkit_django.reassign_checkpoint")
-            assert set(Checkpoint.objects.visible_to(fresh).values_list("pk", flat=True)) == _expected(fresh, reassigner)
+            assert set(Checkpoint.objects.visible_to(fresh).values_list("pk", flat=True)) == _expected(
+                fresh, reassigner
+            )
         for checkpoint in Checkpoint.objects.all():
             expected = audiences.key_of(
                 checkpoint.assigned_users.values_list("pk", flat=True),

@@ -120,7 +120,10 @@ def test_0017_gives_existing_checkpoints_the_audience_of_their_assignees_and_goe
         rows = {
             cp.step: None
             if cp.audience is None
-            else (sorted(cp.audience.users.values_list("username", flat=True)), sorted(cp.audience.groups.values_list("name", flat=True)))
+            else (
+                sorted(cp.audience.users.values_list("username", flat=True)),
+                sorted(cp.audience.groups.values_list("name", flat=True)),
+            )
             for cp in new.objects.select_related("audience")
         }
         assert rows == {
