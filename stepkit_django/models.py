@@ -418,9 +418,13 @@ class Checkpoint(models.Model):
             and not kwargs.get("force_insert")
         ):
             # The audience is written by stepkit_django.audiences alone: a stale instance saved in full
-            # must not hand the checkpoint back to assignees it no longer has.
+            # must not hand the checkpoint back to assignees it no longer has. (Deferred fields stay
+            # unwritten, as Django's save() leaves them.)
+            deferred = self.get_deferred_fields()
             kwargs["update_fields"] = [
-                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name != "audience"
+                f.attname
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name != "audience" and f.attname not in deferred
             ]
         super().save(*args, **kwargs)
 
