@@ -251,9 +251,9 @@ def ensure_seeded(say: Callable[[str], None] = print) -> dict[str, Any]:
                 cursor.execute(statement)
             say(f"  seeded runs {first:,}–{last:,} ({time.perf_counter() - started:.0f} s)")
         cursor.execute("SET LOCAL session_replication_role = DEFAULT")
-        # The summary of pending checkpoints, which the trigger keeps and the replica role skipped (migration 0018).
+        # The summary of pending checkpoints, which the trigger keeps and the replica role skipped (migration 0019).
         cursor.execute("DELETE FROM stepkit_django_pendingcount")
-        cursor.execute(import_module("stepkit_django.migrations.0018_pending_counts").FILL)
+        cursor.execute(import_module("stepkit_django.migrations.0019_pending_counts").FILL)
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
         for _name, definition in indexes:
             cursor.execute(definition)

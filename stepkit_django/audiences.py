@@ -29,7 +29,7 @@ from .models import Audience, Checkpoint
 
 __all__ = ["audience_of", "key_of", "refresh"]
 
-#: Checkpoints recomputed per statement by :func:`refresh` (and by migration 0017's backfill).
+#: Checkpoints recomputed per statement by :func:`refresh` (and by migration 0018's backfill).
 BATCH = 2000
 
 

@@ -189,7 +189,7 @@ class PendingCount(models.Model):
     from which the queue's default views (pending, by pipeline and step) add up a reviewer's count.
 
     Kept on PostgreSQL by a trigger on the checkpoints' table, in the transaction of every change
-    (migration 0018, :mod:`stepkit_django.pending_counts`); empty on other databases, which count the
+    (migration 0019, :mod:`stepkit_django.pending_counts`); empty on other databases, which count the
     queue itself. ``audience_id`` is 0 for a checkpoint without an audience; ``slot`` spreads the
     updates of one kind of checkpoint over a few rows, so that concurrent pauses and decisions do not
     all wait for one row's lock. Never edited by hand.

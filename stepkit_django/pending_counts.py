@@ -3,7 +3,7 @@
 An exact ``COUNT(*)`` of a reviewer's queue reads an index entry per pending item (about 60 ms for
 200,000 on the development machine); the queue's default views (pending, by pipeline and step) add it
 up instead from :class:`~stepkit_django.models.PendingCount`, a few rows per pipeline and step. The
-summary is kept on PostgreSQL by a trigger on the checkpoints' table (migration 0018), in the
+summary is kept on PostgreSQL by a trigger on the checkpoints' table (migration 0019), in the
 transaction of every insert, update and delete: no service, bulk ``update()`` or raw SQL can change a
 checkpoint without it. Other databases have no trigger and count the queue itself (:func:`queue_count`
 answers None there).
@@ -29,7 +29,7 @@ __all__ = ["Counted", "CountedPaginator", "count_for", "queue_count", "summary_k
 
 
 def summary_kept() -> bool:
-    """Whether the database keeps the summary (PostgreSQL, with migration 0018's trigger)."""
+    """Whether the database keeps the summary (PostgreSQL, with migration 0019's trigger)."""
     return connections[router.db_for_read(PendingCount)].vendor == "postgresql"
 
 

@@ -90,9 +90,9 @@ def test_0009_titles_existing_checkpoints_from_their_review_or_their_pipeline_an
 
 
 @pytest.mark.django_db(transaction=True)
-def test_0017_gives_existing_checkpoints_the_audience_of_their_assignees_and_goes_back():
-    before = ("stepkit_django", "0016_queue_indexes")
-    after = ("stepkit_django", "0017_checkpoint_audience")
+def test_0018_gives_existing_checkpoints_the_audience_of_their_assignees_and_goes_back():
+    before = ("stepkit_django", "0017_audit_chain")
+    after = ("stepkit_django", "0018_checkpoint_audience")
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes("stepkit_django")
     try:

@@ -98,7 +98,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
-        ("stepkit_django", "0016_queue_indexes"),
+        ("stepkit_django", "0017_audit_chain"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -75,7 +75,7 @@ def uninstall(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("stepkit_django", "0017_checkpoint_audience"),
+        ("stepkit_django", "0018_checkpoint_audience"),
     ]
 
     operations = [
