@@ -17,10 +17,9 @@ rewrite a chain: it proves that someone with access to the database but not to t
 (docs/explanation/audit-chain.md says what it proves and what it does not).
 
 The hot path links its events here too, from the head it wrote last, and its UPDATE moves the head only
-if it is still that one; when another writer appended an event meanwhile, it computes the same HMAC in
-PostgreSQL, in the statement that writes the events (:mod:`stepkit_django.execution._sql`), with the
-key's padded forms of :func:`pads` as parameters:
-``HMAC(K, m) = sha256((K xor opad) || sha256((K xor ipad) || m))`` (RFC 2104), no extension needed.
+if it is still that one; when another writer appended an event meanwhile, it locks the run's row, reads
+the head and links them here again (:mod:`stepkit_django.execution.progress`). The key never reaches the
+database: no statement carries it or anything derived from it but the links and digests themselves.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ __all__ = [
     "link",
     "links",
     "message",
-    "pads",
     "seal",
     "signing_key",
     "verifying_keys",
@@ -83,9 +81,8 @@ def verifying_keys() -> list[bytes]:
     return keys
 
 
-@lru_cache(maxsize=16)
-def pads(key: bytes) -> tuple[bytes, bytes]:
-    """The key's inner and outer padded forms (64 bytes each), for computing its HMAC-SHA256 in SQL."""
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    """The key's inner and outer padded forms (64 bytes each, RFC 2104)."""
     block = key.ljust(64, b"\x00")
     return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
 
@@ -134,7 +131,7 @@ def canonical(value: Any) -> bytes:
 @lru_cache(maxsize=16)
 def _states(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
     """The key's HMAC-SHA256 inner and outer hash states, computed once (RFC 2104)."""
-    inner, outer = pads(key)
+    inner, outer = _pads(key)
     return hashlib.sha256(inner), hashlib.sha256(outer)
 
 

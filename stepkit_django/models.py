@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Case, Count, F, OuterRef, Q, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -624,8 +624,16 @@ class AuditEvent(models.Model):
 
 
 def locked_head(run_id: Any, using: str | None = None) -> bytes | None:
-    """The chain head of the run, its row locked for this transaction (``FOR NO KEY UPDATE``; SQLite: read)."""
-    runs = PipelineRun._base_manager.using(using).select_for_update(no_key=True).filter(pk=run_id)
+    """The chain head of the run, its row locked for this transaction (``FOR NO KEY UPDATE``).
+
+    SQLite has no row locks: a no-op UPDATE of the row first takes the database's write lock, so that two
+    writers never both read then wait to upgrade their lock (the one that loses would fail, "database is
+    locked", instead of waiting).
+    """
+    db = using or router.db_for_write(PipelineRun)
+    if connections[db].vendor == "sqlite":
+        PipelineRun._base_manager.using(db).filter(pk=run_id).update(audit_head=models.F("audit_head"))
+    runs = PipelineRun._base_manager.using(db).select_for_update(no_key=True).filter(pk=run_id)
     head = runs.values_list("audit_head", flat=True).first()
     return bytes(head) if head is not None else None
 

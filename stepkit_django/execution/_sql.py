@@ -13,7 +13,7 @@ do not read primary keys back.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -21,7 +21,6 @@ from django.db import DEFAULT_DB_ALIAS, DataError, connection, connections, mode
 from django.utils.asyncio import async_unsafe
 
 __all__ = [
-    "Chain",
     "Insert",
     "Update",
     "alias",
@@ -196,20 +195,12 @@ def _update(
     increment: tuple[str, ...],
     where: tuple[tuple[str, bool], ...],
     merge: tuple[str, ...] = (),
-    head: tuple[str, int] | None = None,
 ) -> str:
     assignments = [
         f"{column(model, name)} = {column(model, name)} || %s" if name in merge else f"{column(model, name)} = %s"
         for name in names
     ]
     assignments += [f"{column(model, name)} = {column(model, name)} + 1" for name in increment]
-    if head is not None:  # PostgreSQL only: the chain's head moved past the inserted rows (see Chain)
-        name, count = head
-        if count == 1:
-            previous = f"coalesce({column(model, name)}, ''::bytea)"
-            assignments.append(f"{column(model, name)} = {_hmac(previous, 'CAST(%s AS bytea)')}")
-        else:
-            assignments.append(f"{column(model, name)} = (SELECT link FROM c WHERE k = {count})")
     conditions = [f"{column(model, model._meta.pk.name)} = %s"]
     conditions += [f"{column(model, name)} IS NULL" if null else f"{column(model, name)} = %s" for name, null in where]
     return f"UPDATE {table(model)} SET {', '.join(assignments)} WHERE {' AND '.join(conditions)}"
@@ -278,37 +269,12 @@ class Insert:
         return cls(type(objects[0]), tuple(f.name for f in fields), rows)
 
 
-@dataclasses.dataclass(frozen=True)
-class Chain:
-    """An HMAC chain that :func:`write` extends with the rows of its first insert (the audit trail's, see
-    :mod:`stepkit_django.chain`): row k's field ``link`` = HMAC(key, link of row k-1 || ``messages[k]``),
-    row 0's previous link being the field ``head`` of the updated row (NULL: the empty string), which ends
-    as the last row's link.
-
-    On PostgreSQL the links are computed in the statement, from the head it reads under the row's lock,
-    with the key's padded forms ``inner`` and ``outer``; elsewhere ``compute(head, messages)`` computes
-    them in the transaction, after the UPDATE that took the database's write lock.
-    """
-
-    head: str
-    link: str
-    messages: tuple[bytes, ...]
-    inner: bytes
-    outer: bytes
-    compute: Callable[[bytes | None, Sequence[bytes]], list[bytes]]
-
-
-def _hmac(previous: str, text: str) -> str:
-    """SQL for HMAC-SHA256(key, previous || text), the key's padded forms as the first two parameters."""
-    return f"sha256(CAST(%s AS bytea) || sha256(CAST(%s AS bytea) || {previous} || {text}))"
-
-
 class _Incomplete(Exception):
     def __init__(self, index: int) -> None:
         self.index = index
 
 
-def write(updates: Sequence[Update], inserts: Sequence[Insert] = (), chain: Chain | None = None) -> int | None:
+def write(updates: Sequence[Update], inserts: Sequence[Insert] = ()) -> int | None:
     """Apply ``updates`` in order, then ``inserts``, all or nothing (no updates: just the inserts).
 
     Returns None when every UPDATE changed its row and the rows were inserted, or
@@ -318,18 +284,12 @@ def write(updates: Sequence[Update], inserts: Sequence[Insert] = (), chain: Chai
     last did). Outside a transaction it needs none: it aborts itself when a later
     UPDATE found no row. Inside the caller's transaction it runs in a savepoint.
     Elsewhere, one statement each, in a transaction.
-
-    ``chain``: the rows of the first insert extend that chain, whose head is a field of the one UPDATE's row.
     """
     inserts = [i for i in inserts if i.rows]
-    if chain is not None and not chain.messages:
-        chain = None
-    if chain is not None and (len(updates) != 1 or not inserts or len(inserts[0].rows) != len(chain.messages)):
-        raise ValueError("a chain extends the rows of the first insert, after one UPDATE")
     if any(u.merge for u in updates) and not single_statement():
         raise ValueError("merge needs PostgreSQL's jsonb")
     if single_statement() and len(updates) <= 1:  # nothing can fail alone: the statement is atomic
-        return None if _write_pg(updates, inserts, chain=chain) == len(updates) else 0
+        return None if _write_pg(updates, inserts) == len(updates) else 0
     if single_statement() and not connection.in_atomic_block and connection.get_autocommit():
         # Outside a transaction the statement is its own: it aborts itself when a later UPDATE
         # found no row, which saves the BEGIN and COMMIT round trips. Then, rarely (a concurrent
@@ -352,28 +312,11 @@ def write(updates: Sequence[Update], inserts: Sequence[Insert] = (), chain: Chai
                 for index, u in enumerate(updates):
                     if not update(u.model, u.pk, u.values, where=u.where, increment=u.increment):
                         raise _Incomplete(index)
-                if chain is not None:
-                    inserts = [_chained(updates[0], inserts[0], chain), *inserts[1:]]
                 for i in inserts:
                     insert(i.model, i.names, i.rows)
     except _Incomplete as incomplete:
         return incomplete.index
     return None
-
-
-def _chained(u: Update, rows: Insert, chain: Chain) -> Insert:
-    """``rows`` with their links, computed here from the head of ``u``'s row, which moves to the last one."""
-    key = u.model._meta.pk.name
-    with cursor() as c:
-        c.execute(
-            f"SELECT {column(u.model, chain.head)} FROM {table(u.model)} WHERE {column(u.model, key)} = %s",
-            [prep(u.model, key, u.pk)],
-        )
-        head = c.fetchone()[0]
-    found = chain.compute(bytes(head) if head is not None else None, chain.messages)
-    update(u.model, u.pk, {chain.head: found[-1]})
-    linked = [[*row, link] for row, link in zip(rows.rows, found, strict=True)]
-    return Insert(rows.model, (*rows.names, chain.link), linked)
 
 
 #: SQLSTATE division_by_zero: how the statement of :func:`_write_pg` aborts itself.
@@ -385,7 +328,6 @@ def _write_pg(
     inserts: Sequence[Insert],
     *,
     abort_if_incomplete: bool = False,
-    chain: Chain | None = None,
 ) -> int:
     """The one statement of :func:`write` on PostgreSQL; how many UPDATEs changed their row.
 
@@ -394,24 +336,14 @@ def _write_pg(
     """
     params: list[Any] = []
     shape = []
-    count = len(chain.messages) if chain is not None else 0
-    head_params: list[Any] = []  # the head's HMAC, in the first UPDATE: after its values, before its key
-    if chain is not None and count > 1:  # the CTEs h (the head, locked) and c (the links), before the UPDATE
-        u = updates[0]
-        params += [prep(u.model, u.model._meta.pk.name, u.pk), chain.outer, chain.inner, list(chain.messages)]
-    elif chain is not None:
-        head_params = [chain.outer, chain.inner, chain.messages[0]]
-    for index, u in enumerate(updates):
+    for u in updates:
         conditions, update_params = _update_params(u.model, u.pk, u.values, u.where)
         shape.append((u.model, tuple(u.values), u.increment, conditions, u.merge))
-        if index == 0 and head_params:
-            update_params[len(u.values) : len(u.values)] = head_params
         params += update_params
     for i in inserts:
         params += _row_params(i.model, i.names, i.rows)
     shapes = tuple((i.model, i.names, len(i.rows)) for i in inserts)
-    chained = (chain.head, chain.link, count) if chain is not None else None
-    statement, counted = _statement(tuple(shape), shapes, abort_if_incomplete and len(updates) > 1, chained)
+    statement, counted = _statement(tuple(shape), shapes, abort_if_incomplete and len(updates) > 1)
     with cursor() as c:
         c.execute(statement, params)
         if counted:
@@ -424,7 +356,6 @@ def _statement(
     updates: tuple[tuple[Any, ...], ...],
     inserts: tuple[tuple[type[models.Model], tuple[str, ...], int], ...],
     abort_if_incomplete: bool = False,
-    chained: tuple[str, str, int] | None = None,
 ) -> tuple[str, bool]:
     """The statement of :func:`_write_pg` for this shape of writes, and whether it SELECTs the UPDATEs' count.
 
@@ -433,17 +364,10 @@ def _statement(
     simpler than a counting SELECT). Otherwise the counts are selected; with
     ``abort_if_incomplete`` a count other than none or all divides by zero, and the
     error undoes the whole statement (PostgreSQL has no RAISE outside PL/pgSQL).
-
-    ``chained`` ``(head, link, n)``: the first insert's ``n`` rows extend the chain of the first UPDATE's
-    row (:class:`Chain`). One row: the UPDATE moves the head with one HMAC of the head it reads (the row's
-    latest version, under its lock) and returns it, the row's link. Several: the CTE ``h`` reads the head
-    ``FOR NO KEY UPDATE`` (the latest version, locked: the UPDATE that follows sees the same), ``c``
-    computes the links (a recursive CTE: one HMAC per row), and the UPDATE sets the head to the last one.
     """
-    head = (chained[0], chained[2]) if chained is not None else None
     parts = []
     for index, (model, names, increment, conditions, merge) in enumerate(updates):
-        statement = _update("postgresql", model, names, increment, conditions, merge, head if index == 0 else None)
+        statement = _update("postgresql", model, names, increment, conditions, merge)
         if index:
             statement += f" AND EXISTS (SELECT 1 FROM u{index - 1})"
         parts.append(statement)
@@ -452,54 +376,15 @@ def _statement(
     guard = f"u{len(updates) - 1}" if updates else None
     added = [_guarded_insert(model, names, rows, guard) for model, names, rows in inserts]
     ctes = [f"u{index} AS ({statement} RETURNING 1)" for index, statement in enumerate(parts)]
-    if chained is not None:
-        model = updates[0][0]
-        target, names, rows = inserts[0]
-        added[0] = _chained_insert(model, chained[0], target, names, chained[1], rows)
-        if rows == 1:
-            ctes[0] = f"u0 AS ({parts[0]} RETURNING {column(model, chained[0])})"
-        else:
-            ctes[:0] = _chain_ctes(model, chained[0], rows)
-    recursive = "RECURSIVE " if chained is not None and chained[2] > 1 else ""
     if len(updates) == 1 and len(inserts) == 1:
-        return f"WITH {recursive}{', '.join(ctes)} {added[0]}", False
+        return f"WITH {', '.join(ctes)} {added[0]}", False
     ctes += [f"i{index} AS ({statement})" for index, statement in enumerate(added)]
     counts = " + ".join(f"(SELECT count(*) FROM u{index})" for index in range(len(updates))) or "0"
     if abort_if_incomplete:
         ctes.append(f"done AS (SELECT {counts} AS n)")
         all_or_none = f"CASE WHEN n IN (0, {len(updates)}) THEN 1 ELSE 0 END"
-        return f"WITH {recursive}{', '.join(ctes)} SELECT n / ({all_or_none}) FROM done", True
-    return f"WITH {recursive}{', '.join(ctes)} SELECT {counts}", True
-
-
-def _chain_ctes(model: type[models.Model], head: str, rows: int) -> list[str]:
-    """The CTEs ``h`` (the head of the row, locked) and ``c`` (``k``, ``link``: the links of ``rows`` rows)."""
-    key = column(model, model._meta.pk.name)
-    locked = f"SELECT coalesce({column(model, head)}, ''::bytea) AS link FROM {table(model)} WHERE {key} = %s"
-    step = _hmac("c.link", "(CAST(%s AS bytea[]))[c.k + 1]")
-    return [
-        f"h AS ({locked} FOR NO KEY UPDATE)",
-        f"c(k, link) AS (SELECT 0, link FROM h UNION ALL SELECT c.k + 1, {step} FROM c WHERE c.k < {rows})",
-    ]
-
-
-@cache
-def _chained_insert(
-    model: type[models.Model], head: str, target: type[models.Model], names: tuple[str, ...], link: str, rows: int
-) -> str:
-    """The INSERT of ``rows`` chained rows after the UPDATE ``u0`` (see :func:`_statement`), in chain order."""
-    columns = ", ".join(column(target, name) for name in (*names, link))
-    if rows == 1:
-        values = ", ".join(["%s"] * len(names))
-        return f"INSERT INTO {table(target)} ({columns}) SELECT {values}, u0.{column(model, head)} FROM u0"
-    casts = [_cast_type(target._meta.get_field(name)) for name in names]
-    aliases = [f"v{index}" for index in range(len(names))]
-    values = ", ".join("(" + ", ".join(f"CAST(%s AS {cast})" for cast in casts) + f", {k})" for k in range(1, rows + 1))
-    return (
-        f"INSERT INTO {table(target)} ({columns}) SELECT {', '.join(f'v.{a}' for a in aliases)}, c.link"
-        f" FROM (VALUES {values}) AS v({', '.join(aliases)}, k) JOIN c ON c.k = v.k"
-        " WHERE EXISTS (SELECT 1 FROM u0) ORDER BY v.k"
-    )
+        return f"WITH {', '.join(ctes)} SELECT n / ({all_or_none}) FROM done", True
+    return f"WITH {', '.join(ctes)} SELECT {counts}", True
 
 
 def _cast_type(field: Any) -> str:

@@ -14,21 +14,22 @@ The events extend the run's hash chain (:mod:`stepkit_django.chain`) in the same
 are computed here from the head this process last wrote (``run.audit_head``), and the UPDATE moves the
 head only if the run's head is still that one: a condition checked under the row's lock, so a decision
 written meanwhile through the ORM is never forked off. When it is not (another writer appended an event),
-the statement is sent again computing the links in SQL, from the head it finds under the lock (on
-PostgreSQL: ``sha256()``, see :class:`~stepkit_django.execution._sql.Chain`). That second form costs
-more in the database (a recursive CTE for several events), hence the first.
+a transaction locks the run's row (:func:`~stepkit_django.models.locked_head`), links the events here
+from the head it reads and writes them on the same condition. The key never leaves this process: no
+statement carries it or anything derived from it but the links themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from functools import partial
 from typing import Any
+
+from django.db import transaction
 
 from .. import chain
 from ..audit import EVENT_FIELDS, step_rows
-from ..models import AuditEvent, PipelineRun
+from ..models import AuditEvent, PipelineRun, locked_head
 from ..status import RunStatus
 from ..transitions import check_run
 from . import _sql as sql
@@ -111,6 +112,36 @@ def save_run(
     # Linked here from the head this process last wrote or read, on condition (in the same UPDATE, under the
     # row's lock) that the run's head is still that one: the usual case, the cheapest statement.
     known = bytes(run.audit_head) if run.audit_head is not None else None
+    if _linked_write(run, key, saving, sealed, messages, known):
+        return True
+    # Another writer appended an event meanwhile (or the run is no longer ours): lock the run's row, read
+    # its head and link from it, in a transaction; under the lock the head cannot move again, so a failed
+    # write means the run is no longer ours (the bounded retries only guard against a database without
+    # row locks).
+    for _attempt in range(_RETRIES):
+        with transaction.atomic():
+            head = locked_head(run.pk, sql.alias())
+            if _linked_write(run, key, saving, sealed, messages, head):
+                return True
+        if head == known:  # the head did not move: the status or the owner did
+            return False
+        known = head
+    return False
+
+
+#: How many times the locked fallback of :func:`save_run` tries its conditional write.
+_RETRIES = 3
+
+
+def _linked_write(
+    run: PipelineRun,
+    key: bytes,
+    saving: sql.Update,
+    sealed: list[tuple[Any, ...]],
+    messages: list[bytes],
+    known: bytes | None,
+) -> bool:
+    """Write ``saving`` and the ``sealed`` events linked after ``known``, if the run's head is still ``known``."""
     found = chain.links(key, known, messages)
     expected = sql.Update(
         saving.model,
@@ -123,15 +154,7 @@ def save_run(
     if sql.write([expected], [sql.Insert(AuditEvent, _LINKED_FIELDS, linked)]) is None:
         run.audit_head = found[-1]
         return True
-    # Another writer appended an event meanwhile (or the run is no longer ours): link in the statement, from
-    # the head the database holds under the row's lock.
-    inner, outer = chain.pads(key)
-    links = sql.Chain("audit_head", "chain", tuple(messages), inner, outer, partial(chain.links, key))
-    if sql.write([saving], [sql.Insert(AuditEvent, _SEALED_FIELDS, sealed)], links) is not None:
-        return False
-    head = PipelineRun.objects.filter(pk=run.pk).values_list("audit_head", flat=True).first()
-    run.audit_head = bytes(head) if head is not None else None
-    return True
+    return False
 
 
 def save_step(
