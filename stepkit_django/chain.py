@@ -151,9 +151,12 @@ def digest(key: bytes, data: Mapping[str, Any]) -> bytes:
 
 
 def _whole(action: str, data: Mapping[str, Any], kept: Mapping[str, Any]) -> bool:
-    """Whether a purge keeps all of ``data`` (its kept projection is the data, marked purged)."""
-    return len(kept) == len(data) + (0 if "purged" in data else 1) and all(
-        key in kept and kept[key] == value for key, value in data.items() if key != "purged"
+    """Whether a purge keeps all of ``data`` (its kept projection is the data, marked purged); never when the
+    data holds ``purged`` itself, whose value the projection replaces."""
+    return (
+        "purged" not in data
+        and len(kept) == len(data) + (0 if "purged" in data else 1)
+        and all(key in kept and kept[key] == value for key, value in data.items() if key != "purged")
     )
 
 

@@ -8,7 +8,12 @@ the last event's link. What it finds is a :class:`Report` of :class:`Problem` se
 
 * a changed event breaks its own link (a kept field changed) or only its digest (a removed value);
 * a removed event breaks the link of the event after it, and a removed last event the run's head;
-* events written before the chain existed (migration 0017) are counted as unchained, not as problems.
+* an event without a chain is a problem: migration 0017 chained every event written before it, so one
+  was written around stepkit or had its chain removed;
+* a run's trail must start with a chained ``run_started`` event (every run is started with one): a run
+  without events, or whose first events were removed or replaced, is a problem;
+* data that is not a JSON object, or that holds a ``purged`` key without being in a purge's redacted
+  form while the chain alone covers it (no digest), is reported as changed data.
 
 It reads runs in batches by key and streams their events, so it runs on millions of events in a
 bounded amount of memory.
@@ -40,7 +45,9 @@ PROBLEMS = {
     "changed": "an event's link does not verify: a field the chain covers changed, or an event before it was removed",
     "data_changed": "an event's data does not match its digest: a value was changed or removed",
     "redacted": "an event's data was redacted, and no purge of the run follows it",
-    "unchained": "an event without a chain follows chained events: written around stepkit, or its chain removed",
+    "unchained": "an event has no chain: it was written around stepkit, or its chain was removed",
+    "unstarted": "the run's trail does not start with a chained run_started event: its events were removed",
+    "unreadable": "an event cannot be verified: a field holds a value stepkit never writes (a NULL time...)",
     "truncated": "the run's head is not its last event's link: events at the end were removed, or the head changed",
     "key": "no event of the run verifies with SECRET_KEY or SECRET_KEY_FALLBACKS",
 }
@@ -89,7 +96,7 @@ class Report:
         """One sentence: what was verified and how many problems were found."""
         checked = gettext(
             "Verified %(runs)s run(s) and %(events)s audit event(s): %(chained)s chained, "
-            "%(unchained)s written before the chain existed."
+            "%(unchained)s without a chain."
         ) % {"runs": self.runs, "events": self.events, "chained": self.chained, "unchained": self.unchained}
         if self.ok:
             return checked + " " + gettext("No problem found.")
@@ -115,9 +122,14 @@ def verify(run: PipelineRun | Any = None, *, batch_size: int = BATCH_SIZE) -> Re
             _verify_run(run_id, heads[run_id], rows, keys, report)
         for run_id in ids:
             report.runs += 1
-            if run_id not in seen and heads[run_id] is not None:
+            if run_id not in seen:
                 report.problems.append(
-                    Problem(run_id, None, "truncated", gettext("The run records a chain, but it has no event left."))
+                    Problem(
+                        run_id,
+                        None,
+                        "unstarted",
+                        gettext("The run has no audit event: its trail, run_started included, was removed."),
+                    )
                 )
     return report
 
@@ -151,28 +163,40 @@ def _verify_run(
     """Walk one run's events (in id order) and add what is wrong to ``report``."""
     previous: bytes | None = None
     chained = verified = 0
+    started: bool | None = None  # whether the first event is a chained run_started
     found: list[Problem] = []
     redacted: list[tuple[int, str, datetime]] = []  # waiting for a purge after them
     for pk, _, checkpoint, pipeline_name, action, actor, at, note, data, stored, data_digest in rows:
         report.events += 1
-        data = data if isinstance(data, dict) else {}
+        if started is None:
+            started = stored is not None and action == AuditAction.RUN_STARTED
         if stored is None:
-            if chained:
-                found.append(
-                    Problem(
-                        run_id,
-                        pk,
-                        "unchained",
-                        gettext(
-                            "%(event)s has no chain, but chained events come before it: it was written around "
-                            "stepkit, or its chain was removed."
-                        )
-                        % {"event": _event(pk, action, at)},
-                    )
+            report.unchained += 1
+            found.append(
+                Problem(
+                    run_id,
+                    pk,
+                    "unchained",
+                    gettext("%(event)s has no chain: it was written around stepkit, or its chain was removed.")
+                    % {"event": _event(pk, action, at)},
                 )
-            else:
-                report.unchained += 1
+            )
             continue
+        if not isinstance(at, datetime) or not isinstance(note, str) or not isinstance(pipeline_name, str):
+            chained += 1
+            previous = bytes(stored)
+            found.append(
+                Problem(
+                    run_id,
+                    pk,
+                    "unreadable",
+                    gettext("Event %(id)s holds values stepkit never writes (its time, note or pipeline).")
+                    % {"id": pk},
+                )
+            )
+            continue
+        whole = isinstance(data, dict)
+        data = data if whole else {}
         chained += 1
         stored = bytes(stored)
         digest = bytes(data_digest) if data_digest is not None else b""
@@ -204,9 +228,13 @@ def _verify_run(
             )
             continue
         verified += 1
-        if is_redacted(action, data):
+        if whole and is_redacted(action, data):
             redacted.append((pk, action, at))
-        elif digest and not hmac.compare_digest(chain.digest(key, data), digest):  # empty: the link covers all
+        elif (
+            not whole
+            or (not digest and "purged" in data)  # the link covers all but the value of `purged`
+            or (digest and not hmac.compare_digest(chain.digest(key, data), digest))  # empty: the link covers all
+        ):
             found.append(
                 Problem(
                     run_id,
@@ -242,6 +270,19 @@ def _verify_run(
                 gettext("%(event)s: its data was redacted, but no purge of the run follows it.")
                 % {"event": _event(pk, action, at)},
             )
+        )
+    if not started:
+        found.insert(
+            0,
+            Problem(
+                run_id,
+                None,
+                "unstarted",
+                gettext(
+                    "The run's trail does not start with a chained run_started event: its first events were "
+                    "removed or replaced."
+                ),
+            ),
         )
     if chained and head != previous:
         found.append(

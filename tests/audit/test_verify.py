@@ -15,7 +15,7 @@ from stepkit_django.models import AuditEvent, PipelineRun
 from stepkit_django.status import AuditAction, RunStatus
 from tests.review.test_review import paused_email
 
-from .tampering import TABLE, key, tamper
+from .tampering import RUNS, TABLE, key, tamper
 
 pytestmark = pytest.mark.django_db
 
@@ -91,10 +91,12 @@ def test_a_deleted_last_event_is_caught_by_the_head(people):
     assert problems(run) == [(None, "truncated")]
 
 
-def test_a_trail_deleted_whole_is_caught_by_the_head(people):
+def test_a_trail_deleted_whole_is_caught_even_without_its_head(people):
     run = decided(people)
     tamper(f"DELETE FROM {TABLE} WHERE run_id = %s", [key(run)])
-    assert problems(run) == [(None, "truncated")]
+    assert problems(run) == [(None, "unstarted")]
+    tamper(f"UPDATE {RUNS} SET audit_head = NULL WHERE id = %s", [key(run)])
+    assert problems(run) == [(None, "unstarted")]
 
 
 def test_data_redacted_without_a_purge_is_caught(people):
@@ -147,14 +149,50 @@ def test_a_changed_secret_key_is_reported_and_its_fallback_verifies(people, sett
         assert problems(run) == []
 
 
-def test_events_written_before_the_chain_are_unchained_and_the_chain_starts_after_them(people):
-    run = PipelineRun.objects.create(pipeline_name="old", status=RunStatus.COMPLETED)
-    insert_unchained(run, "run_started")  # as written before migration 0017: no chain, no head
-    report = integrity.verify(run)
-    assert report.ok and report.unchained == 1 and report.chained == 0
-    audit.record(run, AuditAction.PURGED, data={"why": "erasure"})
-    report = integrity.verify(run)
-    assert report.ok and report.unchained == 1 and report.chained == 1
+def test_an_unchained_event_before_the_chain_is_caught(people):
+    """A forged event given an id below the run_started's: every event has a chain since migration 0017."""
+    run = decided(people)
+    first = run.events.order_by("pk").first()
+    tamper(
+        f"INSERT INTO {TABLE} (id, run_id, pipeline_name, action, actor_id, timestamp, data, note)"
+        " VALUES (-5, %s, %s, 'approved', %s, %s, %s, 'forged approval')",
+        [key(run), first.pipeline_name, people.alice.pk, first.timestamp, _json({"comment": "forged"})],
+    )
+    assert problems(run) == [(None, "unstarted"), (-5, "unchained")]
+
+
+def test_a_trail_stripped_of_its_chains_and_head_is_caught(people):
+    run = decided(people)
+    count = run.events.count()
+    tamper(f"UPDATE {TABLE} SET chain = NULL, data_digest = NULL, note = 'rewritten' WHERE run_id = %s", [key(run)])
+    tamper(f"UPDATE {RUNS} SET audit_head = NULL WHERE id = %s", [key(run)])
+    found = problems(run)
+    assert found[0] == (None, "unstarted") and [kind for _, kind in found[1:]] == ["unchained"] * count
+    assert "without a chain" in integrity.verify(run).summary()
+
+
+def test_data_that_is_not_an_object_is_caught(people):
+    run = decided(people)
+    event = run.events.filter(data={}).order_by("pk").first()
+    tamper(f"UPDATE {TABLE} SET data = %s WHERE id = %s", [_json(["forged", "payload"]), event.pk])
+    assert problems(run) == [(event.pk, "data_changed")]
+
+
+def test_a_purged_key_added_to_data_the_chain_covers_whole_is_caught(people):
+    run = decided(people)
+    event = next(e for e in run.events.order_by("pk") if not e.data_digest)
+    forged = {**event.data, "purged": "Bob never approved this"}
+    tamper(f"UPDATE {TABLE} SET data = %s WHERE id = %s", [_json(forged), event.pk])
+    assert problems(run) == [(event.pk, "data_changed")]
+
+
+def test_a_recorded_purged_key_is_covered_by_the_digest(people):
+    run = decided(people)
+    audit.record(run, AuditAction.EDITED, checkpoint=run.checkpoints.get(), data={"purged": "a value of the user's"})
+    event = run.events.order_by("pk").last()
+    assert event.data_digest and problems(run) == []
+    tamper(f"UPDATE {TABLE} SET data = %s WHERE id = %s", [_json({"purged": "another"}), event.pk])
+    assert problems(run) == [(event.pk, "data_changed")]
 
 
 def test_an_unchained_event_after_chained_ones_is_caught(people):
