@@ -18,6 +18,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
     "default": dj_database_url.parse(os.environ.get("DATABASE_URL", "sqlite:///:memory:")),
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3") and DATABASES["default"]["NAME"] not in ("", ":memory:"):
+    # A file database tests on a file too (Django's default test database is in memory, whose shared
+    # cache locks tables, not the file: concurrent writers behave differently).
+    DATABASES["default"]["TEST"] = {"NAME": f"{DATABASES['default']['NAME']}.test"}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
