@@ -33,6 +33,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 
 from .redaction import redacted_data
@@ -161,6 +162,8 @@ def _whole(action: str, data: Mapping[str, Any], kept: Mapping[str, Any]) -> boo
 
 
 def _time(at: datetime) -> str:
+    if at.tzinfo is None and settings.USE_TZ:  # as the database will store it (DateTimeField warns, then does so)
+        at = timezone.make_aware(at, timezone.get_default_timezone())
     if at.tzinfo is not None and at.tzinfo is not UTC:
         at = at.astimezone(UTC)
     return at.isoformat(timespec="microseconds")

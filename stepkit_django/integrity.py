@@ -150,6 +150,8 @@ def _runs(run: Any, batch_size: int) -> Iterator[dict[Any, bytes | None]]:
 
 
 def _when(at: datetime) -> str:
+    if not isinstance(at, datetime):  # a value stepkit never writes
+        return str(at)
     return (at.astimezone(UTC) if at.tzinfo else at).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
@@ -182,70 +184,120 @@ def _verify_run(
                 )
             )
             continue
-        if not isinstance(at, datetime) or not isinstance(note, str) or not isinstance(pipeline_name, str):
-            chained += 1
-            previous = bytes(stored)
-            found.append(
-                Problem(
-                    run_id,
-                    pk,
-                    "unreadable",
-                    gettext("Event %(id)s holds values stepkit never writes (its time, note or pipeline).")
-                    % {"id": pk},
-                )
-            )
-            continue
-        whole = isinstance(data, dict)
-        data = data if whole else {}
         chained += 1
         stored = bytes(stored)
-        digest = bytes(data_digest) if data_digest is not None else b""
-        text = chain.message(
-            run=run_id,
-            checkpoint=checkpoint,
-            pipeline_name=pipeline_name,
-            action=action,
-            actor=actor,
-            timestamp=at,
-            note=note,
-            data=data,
-            data_digest=digest,
-        )
-        key = next((k for k in keys if hmac.compare_digest(chain.link(k, previous, text), stored)), None)
+        try:
+            problem = _verify_event(
+                run_id,
+                pk,
+                checkpoint,
+                pipeline_name,
+                action,
+                actor,
+                at,
+                note,
+                data,
+                stored,
+                data_digest,
+                previous,
+                keys,
+                redacted,
+            )
+        except (TypeError, ValueError, UnicodeError, AttributeError):  # a NULL time, NaN, a lone surrogate...
+            problem = Problem(
+                run_id,
+                pk,
+                "unreadable",
+                gettext("Event %(id)s holds values stepkit never writes (a missing time, NaN, invalid text...).")
+                % {"id": pk},
+            )
         previous = stored  # the next link is checked against what is stored: one change, one problem
-        if key is None:
-            found.append(
-                Problem(
-                    run_id,
-                    pk,
-                    "changed",
-                    gettext(
-                        "%(event)s does not match its chain: its action, actor, time, note, checkpoint or kept "
-                        "data changed, or the event before it was removed."
-                    )
-                    % {"event": _event(pk, action, at)},
-                )
-            )
+        if problem is None:
+            verified += 1
+        elif problem.kind != "data_changed":
+            found.append(problem)
             continue
-        verified += 1
-        if whole and is_redacted(action, data):
-            redacted.append((pk, action, at))
-        elif (
-            not whole
-            or (not digest and "purged" in data)  # the link covers all but the value of `purged`
-            or (digest and not hmac.compare_digest(chain.digest(key, data), digest))  # empty: the link covers all
-        ):
-            found.append(
-                Problem(
-                    run_id,
-                    pk,
-                    "data_changed",
-                    gettext("%(event)s: its data is not the data it was written with.")
-                    % {"event": _event(pk, action, at)},
-                )
-            )
+        else:
+            verified += 1
+            found.append(problem)
         if action == AuditAction.PURGED:
             redacted = []  # a purge (chained: sanctioned) redacted what came before it
+    _finish(run_id, head, previous, chained, verified, started, found, redacted, report)
+
+
+def _verify_event(
+    run_id: Any,
+    pk: int,
+    checkpoint: Any,
+    pipeline_name: str,
+    action: str,
+    actor: Any,
+    at: datetime,
+    note: str,
+    data: Any,
+    stored: bytes,
+    data_digest: bytes | None,
+    previous: bytes | None,
+    keys: list[bytes],
+    redacted: list[tuple[int, str, datetime]],
+) -> Problem | None:
+    """What is wrong with one chained event (its data redacted: added to ``redacted``), if anything."""
+    if not isinstance(at, datetime) or not isinstance(note, str) or not isinstance(pipeline_name, str):
+        raise TypeError("not a value stepkit writes")
+    whole = isinstance(data, dict)
+    data = data if whole else {}
+    digest = bytes(data_digest) if data_digest is not None else b""
+    text = chain.message(
+        run=run_id,
+        checkpoint=checkpoint,
+        pipeline_name=pipeline_name,
+        action=action,
+        actor=actor,
+        timestamp=at,
+        note=note,
+        data=data,
+        data_digest=digest,
+    )
+    key = next((k for k in keys if hmac.compare_digest(chain.link(k, previous, text), stored)), None)
+    if key is None:
+        return Problem(
+            run_id,
+            pk,
+            "changed",
+            gettext(
+                "%(event)s does not match its chain: its action, actor, time, note, checkpoint or kept "
+                "data changed, or the event before it was removed."
+            )
+            % {"event": _event(pk, action, at)},
+        )
+    if whole and is_redacted(action, data):
+        redacted.append((pk, action, at))
+    elif (
+        not whole
+        or (not digest and "purged" in data)  # the link covers all but the value of `purged`
+        or (digest and not hmac.compare_digest(chain.digest(key, data), digest))  # empty: the link covers all
+    ):
+        return Problem(
+            run_id,
+            pk,
+            "data_changed",
+            gettext("%(event)s: its data is not the data it was written with.") % {"event": _event(pk, action, at)},
+        )
+    return None
+
+
+def _finish(
+    run_id: Any,
+    head: bytes | None,
+    previous: bytes | None,
+    chained: int,
+    verified: int,
+    started: bool | None,
+    found: list[Problem],
+    redacted: list[tuple[int, str, datetime]],
+    report: Report,
+) -> None:
+    """Add the run's problems to ``report``, with those of the run as a whole."""
     if chained and not verified:
         found = [p for p in found if p.kind != "changed"]
         found.insert(

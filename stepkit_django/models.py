@@ -516,9 +516,15 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         update_fields: Collection[str] | None = None,
         unique_fields: Collection[str] | None = None,
     ) -> list[AuditEvent]:
-        """Insert events; ``update_conflicts=True`` (an upsert, which rewrites the events it meets) is refused."""
+        """Insert events; ``update_conflicts=True`` (an upsert, which rewrites the events it meets) is refused,
+        and so is ``ignore_conflicts=True`` (the chain would move past the events it skips)."""
         if update_conflicts:
             raise AuditTrailImmutable("Audit events cannot be updated: bulk_create(update_conflicts=True) refused")
+        if ignore_conflicts:
+            raise AuditTrailImmutable(
+                "Audit events are chained: bulk_create(ignore_conflicts=True) refused (a skipped event would "
+                "still move the chain)"
+            )
         objs = list(objs)
         # No savepoint: an error ends the caller's transaction anyway, and a decision's events are sealed already.
         with transaction.atomic(using=self.db, savepoint=False):

@@ -2,7 +2,8 @@
 stepkit (raw SQL with the triggers out of the way) is caught, a purge and an erasure still pass."""
 
 import io
-from datetime import timedelta
+import warnings
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -11,7 +12,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from stepkit_django import audit, integrity, retention, review
-from stepkit_django.models import AuditEvent, PipelineRun
+from stepkit_django.models import AuditEvent, AuditTrailImmutable, PipelineRun
 from stepkit_django.status import AuditAction, RunStatus
 from tests.review.test_review import paused_email
 
@@ -230,3 +231,36 @@ def _json(value):
     import json
 
     return json.dumps(value)
+
+
+def test_bulk_create_may_not_ignore_conflicts(people):
+    """A skipped event would still move the run's head: verify would then report the trail as truncated."""
+    run = decided(people)
+    first = run.events.order_by("pk").first()
+    duplicate = AuditEvent(pk=first.pk, run=run, pipeline_name=run.pipeline_name, action=AuditAction.EDITED, data={})
+    with pytest.raises(AuditTrailImmutable, match="ignore_conflicts"):
+        AuditEvent.objects.bulk_create([duplicate], ignore_conflicts=True)
+    assert problems(run) == []
+
+
+def test_a_naive_time_is_chained_as_the_database_stores_it(people):
+    run = decided(people)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # Django's "received a naive datetime"
+        naive = datetime(2024, 1, 1, 12, 0)
+        AuditEvent(
+            run=run, pipeline_name=run.pipeline_name, action=AuditAction.EDITED, data={"x": 1}, timestamp=naive
+        ).save()
+    assert problems(run) == []
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL's timestamptz refuses text")
+def test_values_stepkit_never_writes_are_reported_not_raised(people):
+    run = decided(people)
+    last = run.events.order_by("pk").last()
+    tamper(f"UPDATE {TABLE} SET timestamp = 'not a time' WHERE id = %s", [last.pk])
+    assert problems(run) == [(last.pk, "unreadable")]
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("stepkit_verify", stdout=out)
+    assert "holds values stepkit never writes" in out.getvalue()
