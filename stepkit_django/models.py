@@ -565,7 +565,7 @@ class AuditEvent(models.Model):
     data = _json_field(verbose_name=_("data"), default=dict, blank=True)
     note = models.TextField(_("note"), blank=True)
     #: HMAC of the previous event's chain and this event's kept fields (:mod:`stepkit_django.chain`);
-    #: None for the events written before the chain existed (migration 0017).
+    #: Never None since migration 0017, which chained the events written before it.
     chain = models.BinaryField(_("chain"), null=True, blank=True, editable=False)
     #: Keyed digest of the full ``data`` as written; a purge leaves it, the chain covers it.
     data_digest = models.BinaryField(_("data digest"), null=True, blank=True, editable=False)
