@@ -27,32 +27,48 @@ from django.db import IntegrityError, transaction
 
 from .models import Audience, Checkpoint
 
-__all__ = ["audience_of", "key_of", "refresh"]
+__all__ = ["assign_new", "audience_of", "key_of", "refresh", "refresh_all"]
 
 #: Checkpoints recomputed per statement by :func:`refresh` (and by migration 0018's backfill).
 BATCH = 2000
 
 
+def _sorted_strings(pks: Iterable[Any]) -> list[str]:
+    """The distinct ids as strings, shortest first then in order: integers in numeric order, any other
+    primary key (a UUID, a string) in a fixed one. No ``int()``: a custom user model may have any pk."""
+    return sorted({str(pk) for pk in pks}, key=lambda text: (len(text), text))
+
+
+def _clean(field: str, pks: Iterable[Any]) -> set[Any]:
+    """The ids as the primary key of the related model reads them (``"7"`` and ``7`` alike, a UUID's text)."""
+    to_python = Audience._meta.get_field(field).related_model._meta.pk.to_python
+    return {to_python(pk) for pk in pks}
+
+
 def key_of(user_ids: Iterable[Any], group_ids: Iterable[Any]) -> str:
     """The audience key of a set of assignees: a SHA-256 of the sorted user ids and group ids."""
-    users = ",".join(str(pk) for pk in sorted({int(pk) for pk in user_ids}))
-    groups = ",".join(str(pk) for pk in sorted({int(pk) for pk in group_ids}))
+    users = ",".join(_sorted_strings(user_ids))
+    groups = ",".join(_sorted_strings(group_ids))
     return hashlib.sha256(f"users:{users};groups:{groups}".encode()).hexdigest()
 
 
-def _members(audience: Audience) -> tuple[set[int], set[int]]:
+def _members(audience: Audience) -> tuple[set[Any], set[Any]]:
     users = set(Audience.users.through.objects.filter(audience_id=audience.pk).values_list("user_id", flat=True))
     groups = set(Audience.groups.through.objects.filter(audience_id=audience.pk).values_list("group_id", flat=True))
     return users, groups
 
 
-def _create(key: str, user_ids: set[int], group_ids: set[int]) -> Audience:
+def _sorted_pks(pks: set[Any]) -> list[Any]:
+    return sorted(pks, key=lambda pk: (len(str(pk)), str(pk)))
+
+
+def _create(key: str, user_ids: set[Any], group_ids: set[Any]) -> Audience:
     audience = Audience.objects.create(key=key)
     Audience.users.through.objects.bulk_create(
-        [Audience.users.through(audience_id=audience.pk, user_id=pk) for pk in sorted(user_ids)]
+        [Audience.users.through(audience_id=audience.pk, user_id=pk) for pk in _sorted_pks(user_ids)]
     )
     Audience.groups.through.objects.bulk_create(
-        [Audience.groups.through(audience_id=audience.pk, group_id=pk) for pk in sorted(group_ids)]
+        [Audience.groups.through(audience_id=audience.pk, group_id=pk) for pk in _sorted_pks(group_ids)]
     )
     return audience
 
@@ -63,7 +79,7 @@ def audience_of(user_ids: Iterable[Any], group_ids: Iterable[Any]) -> Audience |
     An audience found by its key whose members differ (one was deleted since) is retired: its key is
     replaced by a unique one, so that it keeps serving its checkpoints and no new assignment finds it.
     """
-    users, groups = {int(pk) for pk in user_ids}, {int(pk) for pk in group_ids}
+    users, groups = _clean("users", user_ids), _clean("groups", group_ids)
     if not users and not groups:
         return None
     key = key_of(users, groups)
@@ -78,6 +94,24 @@ def audience_of(user_ids: Iterable[Any], group_ids: Iterable[Any]) -> Audience |
             return _create(key, users, groups)
     except IntegrityError:  # created meanwhile by a concurrent transaction, which committed it
         return Audience.objects.get(key=key)
+
+
+def _pks(objects: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(getattr(obj, "pk", obj) for obj in objects))
+
+
+def assign_new(checkpoint: Checkpoint, users: Iterable[Any], groups: Iterable[Any]) -> None:
+    """Assign a checkpoint just created (no assignment rows yet) to ``users`` and ``groups``, then point it
+    at their audience: one audience computed, where a ``set()`` of each table would compute two (the
+    first a throwaway). Writes the assignment tables' rows itself, and so refreshes the audience itself;
+    code outside this module must not write them directly (``m2m_changed`` would not see it)."""
+    Checkpoint.assigned_groups.through.objects.bulk_create(
+        [Checkpoint.assigned_groups.through(checkpoint_id=checkpoint.pk, group_id=pk) for pk in _pks(groups)]
+    )
+    Checkpoint.assigned_users.through.objects.bulk_create(
+        [Checkpoint.assigned_users.through(checkpoint_id=checkpoint.pk, user_id=pk) for pk in _pks(users)]
+    )
+    checkpoint.audience_id = refresh([checkpoint.pk])[checkpoint.pk]
 
 
 def refresh(checkpoint_ids: Iterable[Any]) -> dict[Any, Any]:
@@ -95,15 +129,15 @@ def refresh(checkpoint_ids: Iterable[Any]) -> dict[Any, Any]:
 
 
 def _refresh(ids: list[Any]) -> dict[Any, Any]:
-    users: dict[Any, set[int]] = defaultdict(set)
-    groups: dict[Any, set[int]] = defaultdict(set)
+    users: dict[Any, set[Any]] = defaultdict(set)
+    groups: dict[Any, set[Any]] = defaultdict(set)
     through_users = Checkpoint.assigned_users.through.objects.filter(checkpoint_id__in=ids)
     for cp, pk in through_users.values_list("checkpoint_id", "user_id"):
         users[cp].add(pk)
     through_groups = Checkpoint.assigned_groups.through.objects.filter(checkpoint_id__in=ids)
     for cp, pk in through_groups.values_list("checkpoint_id", "group_id"):
         groups[cp].add(pk)
-    found: dict[tuple[frozenset[int], frozenset[int]], Any] = {}
+    found: dict[tuple[frozenset[Any], frozenset[Any]], Any] = {}
     targets: dict[Any, list[Any]] = defaultdict(list)
     for cp in ids:
         members = (frozenset(users[cp]), frozenset(groups[cp]))
@@ -118,3 +152,27 @@ def _refresh(ids: list[Any]) -> dict[Any, Any]:
         else:
             rows.exclude(audience_id=audience_id).update(audience_id=audience_id)
     return {cp: audience_id for audience_id, cps in targets.items() for cp in cps}
+
+
+def refresh_all(batch_size: int = BATCH) -> int:
+    """Recompute the audience of every checkpoint from its assignment rows, ``batch_size`` checkpoints per
+    transaction (in the order of their ids); how many checkpoints changed audience.
+
+    For what ``m2m_changed`` does not see: assignment rows written through the assignment tables' models
+    (``create()``, ``bulk_create()``, a queryset's ``delete()``), raw SQL, or by code older than the
+    audience while migration 0018 backfilled it (``manage.py stepkit_refresh_audiences``).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    changed, last = 0, None
+    while True:
+        rows = Checkpoint.objects.order_by("pk")
+        if last is not None:
+            rows = rows.filter(pk__gt=last)
+        before = dict(rows.values_list("pk", "audience_id")[:batch_size])
+        if not before:
+            return changed
+        with transaction.atomic():
+            after = _refresh(list(before))
+        changed += sum(1 for pk, audience_id in after.items() if before[pk] != audience_id)
+        last = max(before)

@@ -15,7 +15,7 @@ from django.contrib.auth.models import Group, Permission
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit
+from . import audiences, audit
 from .assignments import resolve_groups, resolve_users
 from .engine import StepCompleteEvent
 from .engine.context import to_json_ready
@@ -128,10 +128,9 @@ def open_checkpoint(
         revision_of=revision_of,
         revision=revision,
     )
-    if groups:
-        checkpoint.assigned_groups.set(groups)
-    if users:
-        checkpoint.assigned_users.set(users)
+    if groups or users:
+        # Both tables first, then the audience once (two set() calls would each compute one).
+        audiences.assign_new(checkpoint, users, groups)
     audit.record(
         run,
         AuditAction.PAUSED,

@@ -19,13 +19,24 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from django.core.paginator import Paginator
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.db.models import Sum
 
 from . import permissions
 from .models import Audience, Checkpoint, PendingCount, PipelineRun
 
-__all__ = ["Counted", "CountedPaginator", "count_for", "queue_count", "summary_kept"]
+__all__ = ["Counted", "CountedPaginator", "count_for", "queue_count", "rebuild", "summary_kept"]
+
+#: A queue whose summary total is below this is counted exactly instead: cheap for so few items, and an
+#: undercount of a drifted summary cannot then hide them (no next link).
+EXACT_BELOW = 500
+
+_FILL = """
+INSERT INTO stepkit_django_pendingcount (pipeline_name, step, permission, assigned, audience_id, slot, pending)
+SELECT pipeline_name, step, permission, assigned, coalesce(audience_id, 0), 0, count(*)
+FROM stepkit_django_checkpoint WHERE status = 'pending'
+GROUP BY pipeline_name, step, permission, assigned, coalesce(audience_id, 0)
+"""
 
 
 def summary_kept() -> bool:
@@ -35,7 +46,8 @@ def summary_kept() -> bool:
 
 def queue_count(user: Any, pipeline: str | None = None, step: str | None = None) -> int | None:
     """How many pending checkpoints ``user``'s queue holds (``Checkpoint.objects.for_user(user).pending()``),
-    of ``pipeline`` and ``step`` if given; None when the summary is not kept (count the queue then)."""
+    of ``pipeline`` and ``step`` if given; None when the summary is not kept or has drifted below zero
+    (count the queue then)."""
     if not summary_kept():
         return None
     if not permissions.is_active_user(user):
@@ -47,8 +59,12 @@ def queue_count(user: Any, pipeline: str | None = None, step: str | None = None)
     if step is not None:
         rows, pending = rows.filter(step=step), pending.filter(step=step)
     total = int(permissions.counted_for(rows, Audience, user).aggregate(n=Sum("pending"))["n"] or 0)
+    if total < 0:  # a drifted summary (see rebuild()): count the queue rather than answer nonsense
+        return None
     if permissions.is_superuser(user):
         return total
+    # A reassigner's orphans (assigned, no assignee left): counted from the queue, the summary cannot tell.
+    total += permissions.orphans_for(pending, user).count()
     # Their runs' checkpoints they may not review are in their queue too (a run's starter follows it).
     started = pending.filter(run_id__in=PipelineRun.objects.filter(started_by=user).values("pk"))
     return total + started.count() - permissions.may_review_in(started, user).count()
@@ -98,4 +114,24 @@ def count_for(
     status = params.get("status")
     if status != "pending" and not (status is None and pending_by_default):
         return None
-    return queue_count(user, params.get(pipeline) or None, params.get(step) or None)
+    total = queue_count(user, params.get(pipeline) or None, params.get(step) or None)
+    # A small queue is counted exactly: cheap, and a summary that undercounts cannot hide its items.
+    return None if total is not None and total < EXACT_BELOW else total
+
+
+def rebuild() -> int | None:
+    """Refill the summary from the pending checkpoints, under a ``SHARE`` lock of the checkpoints' table
+    (writes wait for it); how many rows it holds then, None where the summary is not kept.
+
+    For a summary that drifted: rows written with the trigger disabled (``pg_restore --disable-triggers``,
+    ``session_replication_role = replica``), or restored apart from the checkpoints
+    (``manage.py stepkit_rebuild_pending_counts``).
+    """
+    if not summary_kept():
+        return None
+    alias = router.db_for_write(PendingCount)
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute("LOCK TABLE stepkit_django_checkpoint IN SHARE MODE")
+        cursor.execute("DELETE FROM stepkit_django_pendingcount")
+        cursor.execute(_FILL)
+    return PendingCount.objects.using(alias).count()

@@ -71,6 +71,7 @@ __all__ = [
     "may_approve",
     "may_review_in",
     "notifications_for",
+    "orphans_for",
     "queue_for",
     "require_active",
     "review_permission_of",
@@ -158,9 +159,15 @@ def _assigned_to(queryset: QuerySet[Any], user: Any) -> Q:
 
 
 def _orphaned(queryset: QuerySet[Any]) -> Q:
-    """Created with assignees, all of which are gone (no audience left, or one whose members were deleted)."""
+    """Created with assignees, all of which are gone: no audience left (or one whose members were deleted)
+    *and* no assignment row left. The audience alone is not trusted here: a checkpoint whose audience is
+    missing or stale (not yet backfilled, written by old code or through the assignment tables directly)
+    but that has assignees is not an orphan, as the single-object checks (:func:`check_reassign`) say."""
+    model = queryset.model
     empty = _empty_audiences(_audience_model(queryset))
-    return Q(assigned=True) & (Q(audience__isnull=True) | Q(audience_id__in=empty))
+    users = model.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
+    groups = model.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
+    return Q(assigned=True) & (Q(audience__isnull=True) | Q(audience_id__in=empty)) & ~Exists(users) & ~Exists(groups)
 
 
 def _visible(queryset: QuerySet[Any], user: Any) -> Q:
@@ -181,9 +188,17 @@ def counted_for(summary: QuerySet[Any], audience: Any, user: Any) -> QuerySet[An
     if is_superuser(user):
         return summary
     visible = Q(assigned=False) | _audiences_of(audience, user)
-    if user.has_perm(REASSIGN_PERMISSION):
-        visible |= Q(assigned=True) & (Q(audience_id=0) | Q(audience_id__in=_empty_audiences(audience)))
     return summary.filter(Q(permission__in=_held_permissions(user)) & visible)
+
+
+def orphans_for(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
+    """The checkpoints of ``queryset`` in a reassigner's queue only because their assignees are all gone
+    (none for others and for superusers, who see everything anyway). The summary cannot tell them apart
+    (it knows the audience, not the assignment rows): :func:`stepkit_django.pending_counts.queue_count`
+    counts them here, from the queue itself. They are disjoint from :func:`counted_for`'s rows."""
+    if not is_active_user(user) or is_superuser(user) or not user.has_perm(REASSIGN_PERMISSION):
+        return queryset.none()
+    return queryset.filter(Q(permission__in=_held_permissions(user)) & _orphaned(queryset))
 
 
 def may_review_in(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:

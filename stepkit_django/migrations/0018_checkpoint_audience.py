@@ -49,8 +49,8 @@ class RemoveIndexConcurrently(migrations.RemoveIndex):
 
 def _key(user_ids: Any, group_ids: Any) -> str:
     """As ``stepkit_django.audiences.key_of`` (copied: a migration must not change with the code)."""
-    users = ",".join(str(pk) for pk in sorted({int(pk) for pk in user_ids}))
-    groups = ",".join(str(pk) for pk in sorted({int(pk) for pk in group_ids}))
+    users = ",".join(sorted({str(pk) for pk in user_ids}, key=lambda text: (len(text), text)))
+    groups = ",".join(sorted({str(pk) for pk in group_ids}, key=lambda text: (len(text), text)))
     return hashlib.sha256(f"users:{users};groups:{groups}".encode()).hexdigest()
 
 

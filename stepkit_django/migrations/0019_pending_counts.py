@@ -7,7 +7,8 @@ old row to its new one in the transaction of the change; an update that changes 
 nor the status (a claim, an edit) writes nothing. The slot (0-7, at random) spreads the updates of one
 kind of checkpoint over eight rows, so that concurrent pauses and decisions rarely wait for the same
 row lock. The summary is filled here from the pending checkpoints, under a ``SHARE`` lock of the table
-(writes wait for the fill, about a second for 200,000 pending items). Other databases get the empty
+(writes wait for the fill, about a second for 200,000 pending items). A statement trigger after
+``TRUNCATE`` of the checkpoints empties the summary (``stepkit_pending_count_truncate``). Other databases get the empty
 table and no trigger: their queue counts itself (``stepkit_django.pending_counts``).
 """
 
@@ -48,6 +49,21 @@ CREATE TRIGGER stepkit_pending_count AFTER INSERT OR UPDATE OR DELETE ON stepkit
 FOR EACH ROW EXECUTE FUNCTION stepkit_pending_count();
 """
 
+# TRUNCATE fires no row trigger: the summary is emptied with the checkpoints (a restore, a test reset).
+TRUNCATE_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION stepkit_pending_count_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM {TABLE};
+    RETURN NULL;
+END
+$$;
+"""
+
+TRUNCATE_TRIGGER = """
+CREATE TRIGGER stepkit_pending_count_truncate AFTER TRUNCATE ON stepkit_django_checkpoint
+FOR EACH STATEMENT EXECUTE FUNCTION stepkit_pending_count_truncate();
+"""
+
 FILL = f"""
 INSERT INTO {TABLE} ({KEY}, pending)
 SELECT pipeline_name, step, permission, assigned, coalesce(audience_id, 0), 0, count(*)
@@ -62,6 +78,8 @@ def install(apps: Any, schema_editor: Any) -> None:
     schema_editor.execute("LOCK TABLE stepkit_django_checkpoint IN SHARE MODE")
     schema_editor.execute(FUNCTION)
     schema_editor.execute(TRIGGER)
+    schema_editor.execute(TRUNCATE_FUNCTION)
+    schema_editor.execute(TRUNCATE_TRIGGER)
     schema_editor.execute(f"DELETE FROM {TABLE}")
     schema_editor.execute(FILL)
 
@@ -69,6 +87,8 @@ def install(apps: Any, schema_editor: Any) -> None:
 def uninstall(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
+    schema_editor.execute("DROP TRIGGER IF EXISTS stepkit_pending_count_truncate ON stepkit_django_checkpoint")
+    schema_editor.execute("DROP FUNCTION IF EXISTS stepkit_pending_count_truncate()")
     schema_editor.execute("DROP TRIGGER IF EXISTS stepkit_pending_count ON stepkit_django_checkpoint")
     schema_editor.execute("DROP FUNCTION IF EXISTS stepkit_pending_count()")
 

@@ -101,7 +101,8 @@ def test_the_summary_count_equals_the_real_count_after_any_change(people, seed):
 
 
 @pytest.mark.postgres
-def test_the_api_and_the_admin_count_the_default_views_from_the_summary(people, client):
+def test_the_api_and_the_admin_count_the_default_views_from_the_summary(people, client, monkeypatch):
+    monkeypatch.setattr(pending_counts, "EXACT_BELOW", 0)  # a queue this small is otherwise counted exactly
     for _ in range(3):
         start("email-approval", EMAIL, user=people.alice)
     start("payment-approval", {"amount": 5000}, user=people.alice)
