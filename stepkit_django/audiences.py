@@ -41,7 +41,8 @@ def _sorted_strings(pks: Iterable[Any]) -> list[str]:
 
 def _clean(field: str, pks: Iterable[Any]) -> set[Any]:
     """The ids as the primary key of the related model reads them (``"7"`` and ``7`` alike, a UUID's text)."""
-    to_python = Audience._meta.get_field(field).related_model._meta.pk.to_python
+    related: Any = Audience._meta.get_field(field).related_model
+    to_python = related._meta.pk.to_python
     return {to_python(pk) for pk in pks}
 
 
