@@ -167,3 +167,11 @@ def test_a_pause_assigned_to_users_and_groups_creates_one_audience(people):
     audiences.assign_new(checkpoint, [people.dave, people.dave], [people.managers])  # beside editors
     assert Audience.objects.count() == before + 1
     assert listed(people.dave, checkpoint) and listed(people.bob, checkpoint)
+
+
+@pytest.mark.django_db
+def test_the_refresh_refuses_a_batch_size_below_one():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("stepkit_refresh_audiences", "--batch-size", "0", stdout=StringIO())
