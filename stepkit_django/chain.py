@@ -12,7 +12,9 @@ which redacts to itself, and leaves the digest as it is (a keyed one, so that it
 an erased value without the key).
 
 The key is derived from ``SECRET_KEY`` with the salt :data:`SALT`; a trail written before a rotation
-verifies with the old key in ``SECRET_KEY_FALLBACKS`` (:func:`verifying_keys`). Who holds the key can
+verifies with the old secret in ``SECRET_KEY_FALLBACKS`` or, verify-only, in
+``STEPKIT["AUDIT_VERIFY_SECRETS"]`` (:func:`verifying_keys`), which nothing but the chain's verification
+reads: it never chains a new event and Django's other signers never see it. Who holds the key can
 rewrite a chain: it proves that someone with access to the database but not to the key changed nothing
 (docs/explanation/audit-chain.md says what it proves and what it does not).
 
@@ -32,10 +34,12 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from django.utils.encoding import force_bytes
 
+from .conf import settings as stepkit_settings
 from .redaction import redacted_data
 
 __all__ = [
@@ -47,12 +51,15 @@ __all__ = [
     "link",
     "links",
     "message",
+    "named_verifying_keys",
     "seal",
     "signing_key",
+    "valid_verify_secrets",
     "verifying_keys",
 ]
 
-#: The salt the chain's key is derived with from ``SECRET_KEY`` (and each of ``SECRET_KEY_FALLBACKS``).
+#: The salt the chain's key is derived with from ``SECRET_KEY`` (and each of ``SECRET_KEY_FALLBACKS`` and of
+#: ``STEPKIT["AUDIT_VERIFY_SECRETS"]``).
 SALT = "stepkit_django.audit.chain"
 
 #: The first element of every message: a later format can be told apart.
@@ -72,14 +79,44 @@ def signing_key() -> bytes:
     return derive(settings.SECRET_KEY)
 
 
+def valid_verify_secrets(value: Any) -> bool:
+    """Whether ``value`` may be ``STEPKIT["AUDIT_VERIFY_SECRETS"]``: a list or tuple of non-empty strings or
+    bytes (an empty secret would derive a key from the public salt alone: anyone could forge its links)."""
+    return isinstance(value, list | tuple) and all(isinstance(secret, str | bytes) and secret for secret in value)
+
+
+def named_verifying_keys() -> list[tuple[str, bytes]]:
+    """The keys a chain may have been written with, each named by where its secret is set: ``"SECRET_KEY"``,
+    then ``"SECRET_KEY_FALLBACKS[i]"``, then ``"AUDIT_VERIFY_SECRETS[i]"`` (``STEPKIT``'s, verify-only). A key
+    given twice is listed once, under its first name. The names say where a key comes from, never what it
+    is: they can be shown and logged.
+
+    Raises ``ImproperlyConfigured`` when ``AUDIT_VERIFY_SECRETS`` is not a list of non-empty secrets (system
+    check ``stepkit_django.E011``): a lone string would otherwise be read as one secret per character.
+    """
+    extra = stepkit_settings.AUDIT_VERIFY_SECRETS
+    if not valid_verify_secrets(extra):
+        raise ImproperlyConfigured(
+            "STEPKIT['AUDIT_VERIFY_SECRETS'] must be a list or tuple of non-empty secrets (str or bytes)"
+        )
+    named = [("SECRET_KEY", signing_key())]
+    seen = {named[0][1]}
+    for source, secrets in (
+        ("SECRET_KEY_FALLBACKS", getattr(settings, "SECRET_KEY_FALLBACKS", [])),
+        ("AUDIT_VERIFY_SECRETS", extra),
+    ):
+        for index, secret in enumerate(secrets):
+            key = derive(secret)
+            if key not in seen:
+                seen.add(key)
+                named.append((f"{source}[{index}]", key))
+    return named
+
+
 def verifying_keys() -> list[bytes]:
-    """The keys a chain may have been written with: ``SECRET_KEY``'s, then ``SECRET_KEY_FALLBACKS``'s."""
-    keys = [signing_key()]
-    for secret in getattr(settings, "SECRET_KEY_FALLBACKS", []):
-        key = derive(secret)
-        if key not in keys:
-            keys.append(key)
-    return keys
+    """The keys a chain may have been written with: ``SECRET_KEY``'s, then ``SECRET_KEY_FALLBACKS``', then
+    ``STEPKIT["AUDIT_VERIFY_SECRETS"]``' (:func:`named_verifying_keys`, without the names)."""
+    return [key for _, key in named_verifying_keys()]
 
 
 def _pads(key: bytes) -> tuple[bytes, bytes]:

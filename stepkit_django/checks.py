@@ -46,7 +46,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     telemetry = user.get("TELEMETRY", DEFAULTS["TELEMETRY"])
     if not isinstance(telemetry, bool):
         errors.append(Error(f"STEPKIT['TELEMETRY'] must be True or False, got {telemetry!r}", id="stepkit_django.E010"))
+    errors.extend(_check_audit_keys(user))
     return errors
+
+
+def _check_audit_keys(user: dict[str, Any]) -> list[CheckMessage]:
+    """E011: ``AUDIT_VERIFY_SECRETS`` is not a list or tuple of non-empty secrets. The message never shows
+    the value: it holds secrets."""
+    from django.utils.translation import gettext
+
+    from .chain import valid_verify_secrets
+
+    if valid_verify_secrets(user.get("AUDIT_VERIFY_SECRETS", DEFAULTS["AUDIT_VERIFY_SECRETS"])):
+        return []
+    return [
+        Error(
+            gettext("STEPKIT['AUDIT_VERIFY_SECRETS'] must be a list or tuple of non-empty secrets (str or bytes)"),
+            hint=gettext(
+                "List the old SECRET_KEY values whose audit trails stepkit_verify must still verify, e.g. "
+                "[os.environ['OLD_SECRET_KEY']]; an empty list verifies with SECRET_KEY and "
+                "SECRET_KEY_FALLBACKS only."
+            ),
+            id="stepkit_django.E011",
+        )
+    ]
 
 
 def _check_action_links(user: dict[str, Any]) -> list[CheckMessage]:

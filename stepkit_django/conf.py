@@ -73,6 +73,10 @@ DEFAULTS: dict[str, Any] = {
     # Whether runs, steps and decisions are recorded as OpenTelemetry metrics and spans (stepkit_django.telemetry),
     # when opentelemetry-api is installed; nothing is recorded until the host configures an SDK provider.
     "TELEMETRY": True,
+    # Old secrets (str or bytes) whose audit chain keys stepkit_verify also accepts, after SECRET_KEY's and
+    # SECRET_KEY_FALLBACKS': verify-only, never used to chain new events, never added to SECRET_KEY_FALLBACKS
+    # (so never accepted for sessions, password resets or signed links).
+    "AUDIT_VERIFY_SECRETS": (),
 }
 
 

@@ -49,7 +49,7 @@ PROBLEMS = {
     "unstarted": "the run's trail does not start with a chained run_started event: its events were removed",
     "unreadable": "an event cannot be verified: a field holds a value stepkit never writes (a NULL time...)",
     "truncated": "the run's head is not its last event's link: events at the end were removed, or the head changed",
-    "key": "no event of the run verifies with SECRET_KEY or SECRET_KEY_FALLBACKS",
+    "key": "no event of the run verifies with SECRET_KEY, SECRET_KEY_FALLBACKS or STEPKIT['AUDIT_VERIFY_SECRETS']",
 }
 
 _FIELDS = (
@@ -80,13 +80,17 @@ class Problem:
 
 @dataclasses.dataclass
 class Report:
-    """What :func:`verify` checked and found; ``ok`` when it found nothing wrong."""
+    """What :func:`verify` checked and found; ``ok`` when it found nothing wrong. ``keys`` counts the events
+    whose link verified with each key, by the name of the setting that holds its secret
+    (:func:`stepkit_django.chain.named_verifying_keys`: ``"SECRET_KEY"``, ``"AUDIT_VERIFY_SECRETS[0]"``...),
+    never the key itself; a key missing from it verified no event."""
 
     runs: int = 0
     events: int = 0
     chained: int = 0
     unchained: int = 0
     problems: list[Problem] = dataclasses.field(default_factory=list)
+    keys: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -106,13 +110,20 @@ class Report:
         )
         return checked + " " + found % {"count": len(self.problems), "runs": runs}
 
+    def keys_summary(self) -> str:
+        """One sentence: how many events verified with each key, named by its setting (empty when none did)."""
+        if not self.keys:
+            return ""
+        counts = ", ".join(f"{name}: {count}" for name, count in self.keys.items())
+        return gettext("Events verified with each key: %(keys)s.") % {"keys": counts}
+
 
 def verify(run: PipelineRun | Any = None, *, batch_size: int = BATCH_SIZE) -> Report:
     """Verify the chains of every run's trail, or of ``run`` (an instance or its key) only."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size!r}")
     report = Report()
-    keys = chain.verifying_keys()
+    keys = chain.named_verifying_keys()
     for heads in _runs(run, batch_size):
         ids = list(heads)
         events = AuditEvent.objects.filter(run__in=ids).order_by("run_id", "pk").values_list(*_FIELDS)
@@ -160,7 +171,7 @@ def _event(pk: int, action: str, at: datetime) -> str:
 
 
 def _verify_run(
-    run_id: Any, head: bytes | None, rows: Iterator[tuple[Any, ...]], keys: list[bytes], report: Report
+    run_id: Any, head: bytes | None, rows: Iterator[tuple[Any, ...]], keys: list[tuple[str, bytes]], report: Report
 ) -> None:
     """Walk one run's events (in id order) and add what is wrong to ``report``."""
     previous: bytes | None = None
@@ -202,6 +213,7 @@ def _verify_run(
                 previous,
                 keys,
                 redacted,
+                report.keys,
             )
         except (TypeError, ValueError, UnicodeError, AttributeError):  # a NULL time, NaN, a lone surrogate...
             problem = Problem(
@@ -238,10 +250,12 @@ def _verify_event(
     stored: bytes,
     data_digest: bytes | None,
     previous: bytes | None,
-    keys: list[bytes],
+    keys: list[tuple[str, bytes]],
     redacted: list[tuple[int, str, datetime]],
+    used: dict[str, int],
 ) -> Problem | None:
-    """What is wrong with one chained event (its data redacted: added to ``redacted``), if anything."""
+    """What is wrong with one chained event (its data redacted: added to ``redacted``), if anything; the name
+    of the key its link verifies with is counted in ``used``."""
     if not isinstance(at, datetime) or not isinstance(note, str) or not isinstance(pipeline_name, str):
         raise TypeError("not a value stepkit writes")
     whole = isinstance(data, dict)
@@ -258,8 +272,8 @@ def _verify_event(
         data=data,
         data_digest=digest,
     )
-    key = next((k for k in keys if hmac.compare_digest(chain.link(k, previous, text), stored)), None)
-    if key is None:
+    found = next(((n, k) for n, k in keys if hmac.compare_digest(chain.link(k, previous, text), stored)), None)
+    if found is None:
         return Problem(
             run_id,
             pk,
@@ -270,6 +284,8 @@ def _verify_event(
             )
             % {"event": _event(pk, action, at)},
         )
+    name, key = found
+    used[name] = used.get(name, 0) + 1
     if whole and is_redacted(action, data):
         redacted.append((pk, action, at))
     elif (
@@ -307,8 +323,9 @@ def _finish(
                 None,
                 "key",
                 gettext(
-                    "None of the run's %(count)s chained events verifies with SECRET_KEY or SECRET_KEY_FALLBACKS: "
-                    "the key changed without its old value in SECRET_KEY_FALLBACKS, or the whole trail was rewritten."
+                    "None of the run's %(count)s chained events verifies with SECRET_KEY, SECRET_KEY_FALLBACKS or "
+                    "STEPKIT['AUDIT_VERIFY_SECRETS']: the key changed without its old value in either of the "
+                    "last two, or the whole trail was rewritten."
                 )
                 % {"count": chained},
             ),
