@@ -81,9 +81,9 @@ class Problem:
 @dataclasses.dataclass
 class Report:
     """What :func:`verify` checked and found; ``ok`` when it found nothing wrong. ``keys`` counts the events
-    whose link verified with each key, by the name of the setting that holds its secret
-    (:func:`stepkit_django.chain.named_verifying_keys`: ``"SECRET_KEY"``, ``"AUDIT_VERIFY_SECRETS[0]"``...),
-    never the key itself; a key missing from it verified no event."""
+    whose link verified with each key, in the order they are tried, by the name of the setting that holds
+    its secret (:func:`stepkit_django.chain.named_verifying_keys`: ``"SECRET_KEY"``,
+    ``"AUDIT_VERIFY_SECRETS[0]"``...), never the key itself; a count of 0: the key verified no event."""
 
     runs: int = 0
     events: int = 0
@@ -111,9 +111,7 @@ class Report:
         return checked + " " + found % {"count": len(self.problems), "runs": runs}
 
     def keys_summary(self) -> str:
-        """One sentence: how many events verified with each key, named by its setting (empty when none did)."""
-        if not self.keys:
-            return ""
+        """One sentence: how many events verified with each key, named by its setting."""
         counts = ", ".join(f"{name}: {count}" for name, count in self.keys.items())
         return gettext("Events verified with each key: %(keys)s.") % {"keys": counts}
 
@@ -124,6 +122,7 @@ def verify(run: PipelineRun | Any = None, *, batch_size: int = BATCH_SIZE) -> Re
         raise ValueError(f"batch_size must be at least 1; got {batch_size!r}")
     report = Report()
     keys = chain.named_verifying_keys()
+    report.keys = dict.fromkeys((name for name, _ in keys), 0)
     for heads in _runs(run, batch_size):
         ids = list(heads)
         events = AuditEvent.objects.filter(run__in=ids).order_by("run_id", "pk").values_list(*_FIELDS)
@@ -285,7 +284,7 @@ def _verify_event(
             % {"event": _event(pk, action, at)},
         )
     name, key = found
-    used[name] = used.get(name, 0) + 1
+    used[name] += 1
     if whole and is_redacted(action, data):
         redacted.append((pk, action, at))
     elif (

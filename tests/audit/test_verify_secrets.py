@@ -64,7 +64,7 @@ def test_a_trail_written_under_an_old_secret_verifies_with_it_in_the_setting_alo
     with rotated(settings, verify=[OLD]):
         report = integrity.verify()
         assert report.ok and report.chained == run.events.count()
-        assert report.keys == {"AUDIT_VERIFY_SECRETS[0]": report.chained}
+        assert report.keys == {"SECRET_KEY": 0, "AUDIT_VERIFY_SECRETS[0]": report.chained}
         out, failed = verify_command()
         assert not failed and "No problem found." in out
         assert f"AUDIT_VERIFY_SECRETS[0]: {report.chained}" in out  # which setting verified, by name
@@ -82,7 +82,10 @@ def test_a_trail_across_the_rotation_verifies_with_each_key_counted(people, sett
         audit.record(run, AuditAction.EDITED, checkpoint=run.checkpoints.get(), data={"after": "rotation"})
         report = integrity.verify(run)
         assert report.ok
-        assert report.keys == {"SECRET_KEY": 1, "AUDIT_VERIFY_SECRETS[1]": old}  # [0] verified nothing
+        assert report.keys == {"SECRET_KEY": 1, "AUDIT_VERIFY_SECRETS[0]": 0, "AUDIT_VERIFY_SECRETS[1]": old}
+        assert report.keys_summary() == (
+            f"Events verified with each key: SECRET_KEY: 1, AUDIT_VERIFY_SECRETS[0]: 0, AUDIT_VERIFY_SECRETS[1]: {old}."
+        )
     with rotated(settings):  # the old secret dropped: its events no longer verify, the new one does
         assert [kind for _, kind in problems(run)] == ["changed"] * old
 
@@ -91,7 +94,7 @@ def test_new_events_are_never_chained_with_a_verify_secret(people, settings):
     with rotated(settings, verify=[OLD]):
         assert chain.signing_key() == chain.derive(NEW)
         run = decided(people)
-        assert integrity.verify(run).keys == {"SECRET_KEY": run.events.count()}
+        assert integrity.verify(run).keys == {"SECRET_KEY": run.events.count(), "AUDIT_VERIFY_SECRETS[0]": 0}
     with rotated(settings):  # SECRET_KEY alone verifies them: none was chained with the old secret
         assert problems(run) == []
     with override_settings(SECRET_KEY=OLD, SECRET_KEY_FALLBACKS=[]):  # and the old secret verifies none

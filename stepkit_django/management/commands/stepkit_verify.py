@@ -35,7 +35,7 @@ class Command(BaseCommand):
                 current = problem.run
                 self.stdout.write(f"Run {problem.run}:")
             self.stdout.write(f"  - {problem.message}")
-        if report.keys:  # which settings verified links, by name: never a key or a secret
+        if report.chained:  # which settings verified links, by name: never a key or a secret
             self.stdout.write(report.keys_summary())
         if not report.ok:
             raise CommandError(report.summary())
