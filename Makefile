@@ -66,7 +66,13 @@ demo-cli: $(VENV)/.installed
 	$(VENV)/bin/python manage.py migrate --verbosity 0
 	$(VENV)/bin/python manage.py stepkit_demo
 
-test: lint test-main test-main-pg test-compat test-compat-pg package docs
+# The SQLite and PostgreSQL suites of one pair run side by side (two cores; SQLite's suite uses no PostgreSQL,
+# Redis or broker, so the PostgreSQL suite's restart of the cluster cannot touch it); the two pairs one after
+# the other, so that only one suite at a time uses PostgreSQL. Each suite's output is printed when it ends.
+test: lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-main test-main-pg
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-compat test-compat-pg
+	$(MAKE) --no-print-directory package docs
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,5 @@
-"""The audit trail's hash chain, its cost per step: ``python benchmarks/chain_cost.py``.
+"""The audit trail's hash chain, its cost per step: section 3 of ``make bench``, or alone
+``python benchmarks/chain_cost.py``.
 
 Runs of the bench's 20-step pipeline alternate, in one process, on one connection and one database,
 between the per-step writes as they are (events chained) and the same writes without the chain (the
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from django.core.management import call_command
 from django.test.utils import override_settings
 
-from benchmarks import bench, peers
+from benchmarks import bench, peers  # bench first: its import sets Django up
 from stepkit_django import runs
 from stepkit_django.audit import EVENT_FIELDS
 from stepkit_django.execution import _sql as sql
@@ -72,19 +73,24 @@ def use(writes: Writes) -> None:
         setattr(module, "insert_run", writes["insert_run"])  # noqa: B010
 
 
-def main() -> None:
-    call_command("migrate", verbosity=0)
-    rounds = int(os.environ.get("CHAIN_ROUNDS", "40"))
-    with override_settings(STEPKIT={"EXECUTOR": "inline"}):
-        for durability in ("step", "pause"):
-            ours = peers.Ours(durability=durability)
-            for label, size in (("1 KB", 1_000), ("100 KB", 100_000)):
-                ctx = bench.context_of(size)
-                wall: dict[str, list[float]] = {"chained": [], "unchained": []}
-                cpu: dict[str, list[float]] = {"chained": [], "unchained": []}
-                for writes in (CHAINED, UNCHAINED):  # warm-up
-                    use(writes)
-                    ours.run(ctx)
+#: ``(durability, size label) -> (chained µs, unchained µs, paired difference µs, CPU difference µs)`` of the
+#: last :func:`measure`, for the targets of ``make bench``.
+MEASURED: dict[tuple[str, str], tuple[float, float, float, float]] = {}
+
+
+def measure(context_of: Callable[[int], dict[str, Any]], rounds: int) -> None:
+    """Fill :data:`MEASURED`: ``rounds`` pairs of runs per durability and context size (call it with the
+    inline executor)."""
+    for durability in ("step", "pause"):
+        ours = peers.Ours(durability=durability)
+        for label, size in (("1 KB", 1_000), ("100 KB", 100_000)):
+            ctx = context_of(size)
+            wall: dict[str, list[float]] = {"chained": [], "unchained": []}
+            cpu: dict[str, list[float]] = {"chained": [], "unchained": []}
+            for writes in (CHAINED, UNCHAINED):  # warm-up
+                use(writes)
+                ours.run(ctx)
+            try:
                 for i in range(rounds):
                     for name in ("chained", "unchained") if i % 2 == 0 else ("unchained", "chained"):
                         use(CHAINED if name == "chained" else UNCHAINED)
@@ -92,16 +98,43 @@ def main() -> None:
                         ours.run(ctx)
                         wall[name].append((time.perf_counter() - began) / peers.STEPS * 1e6)
                         cpu[name].append((time.process_time() - cpu_began) / peers.STEPS * 1e6)
+            finally:
                 use(CHAINED)
-                chained, unchained = statistics.median(wall["chained"]), statistics.median(wall["unchained"])
-                paired = statistics.median(c - u for c, u in zip(wall["chained"], wall["unchained"], strict=True))
-                spent = statistics.median(cpu["chained"]) - statistics.median(cpu["unchained"])
-                print(
-                    f'durability="{durability}", {label}: {chained:,.0f} µs per step chained, {unchained:,.0f} '
-                    f"without the chain; paired difference {paired:+,.1f} µs ({paired / unchained:+.1%}); "
-                    f"this process's CPU {spent:+,.1f} µs per step "
-                    f"({spent / statistics.median(cpu['unchained']):+.1%} of its own)"
-                )
+            MEASURED[(durability, label)] = (
+                statistics.median(wall["chained"]),
+                statistics.median(wall["unchained"]),
+                statistics.median(c - u for c, u in zip(wall["chained"], wall["unchained"], strict=True)),
+                statistics.median(cpu["chained"]) - statistics.median(cpu["unchained"]),
+            )
+
+
+def scenario_chain(context_of: Callable[[int], dict[str, Any]], quick: bool = False) -> list[str]:
+    """Section 3 of ``make bench``: the chain's cost per step, paired in one process."""
+    measure(context_of, 6 if quick else int(os.environ.get("CHAIN_ROUNDS", "40")))
+    lines = [
+        "## 3. The audit trail's hash chain: its cost per step",
+        "",
+        "Runs of the 20-step pipeline alternate in one process, on one connection, between the per-step writes "
+        "as they are (each event chained to the one before it, the run's head moved on condition) and the same "
+        "writes without the chain (`benchmarks/chain_cost.py`), so that the machine's load weighs on both alike. "
+        "The paired difference is the median of the differences of consecutive pairs.",
+        "",
+        "| durability | context | µs per step, chained | without the chain | paired difference | of the step "
+        "| this process's CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (durability, label), (chained, unchained, paired, spent) in MEASURED.items():
+        lines.append(
+            f'| "{durability}" | {label} | {chained:,.0f} | {unchained:,.0f} | {paired:+,.1f} µs '
+            f"| {paired / unchained:+.1%} | {spent:+,.1f} µs |"
+        )
+    return [*lines, ""]
+
+
+def main() -> None:
+    call_command("migrate", verbosity=0)
+    with override_settings(STEPKIT={"EXECUTOR": "inline"}):
+        print("\n".join(scenario_chain(bench.context_of, quick=bench.QUICK)))
 
 
 if __name__ == "__main__":

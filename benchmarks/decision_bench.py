@@ -71,7 +71,7 @@ def scenario_approval(quick: bool = False) -> list[str]:
     median, p95 = statistics.median(samples), percentile(samples, 0.95)
     MEASURED.update(median=median, p95=p95)
     return [
-        f"## 5. One API approval at {total:,} checkpoints, in process",
+        f"## 6. One API approval at {total:,} checkpoints, in process",
         "",
         "`POST checkpoints/{id}/approve/` with `If-Match`, Django's test client, token authentication; "
         f"{len(samples)} approvals of paused runs, each queued for a worker afterwards (the `tasks` executor).",

@@ -127,7 +127,7 @@ def scenario_decisions(quick: bool = False) -> list[str]:
     floor = max(results["DRF floor"])
     MEASURED.update(api=api, bare=bare, floor=floor)
     return [
-        "## 4. Decisions under load",
+        "## 5. Decisions under load",
         "",
         f"{CLIENTS} concurrent clients POST approvals to gunicorn (4 sync workers) on 127.0.0.1; {per_round} "
         "checkpoints per round, best of the rounds. The API approval checks the reviewer, updates the checkpoint "

@@ -226,7 +226,7 @@ def scenario_queue(quick: bool = False) -> list[str]:
             TARGET_P95[name] = 0.1 if name in SEARCHES else 0.05
     limit = statistics.median(rows["raw SQL (count + first page): the limit"][0])
     lines = [
-        f"## 3. The queue at {TOTAL:,} checkpoints (10 pipelines, 20% pending, 10 KB contexts)",
+        f"## 4. The queue at {TOTAL:,} checkpoints (10 pipelines, 20% pending, 10 KB contexts)",
         "",
         "`GET checkpoints/?status=pending&pipeline=p3` (first page of 50, oldest first), Django test client; "
         "the limit reads the columns a queue row shows (not the contexts). The searches look for a payee "

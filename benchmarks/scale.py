@@ -28,7 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results.md"
-HEADING = "## 6. A million-row queue"
+HEADING = "## 7. A million-row queue"
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/stepkit_scale"
 JIT = os.environ.get("SCALE_JIT", "off") == "on"
 #: A payee whose 50 checkpoints are all pending and assigned to the reviewer's group: a full page.

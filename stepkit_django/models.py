@@ -542,13 +542,20 @@ class AuditEvent(models.Model):
     """An immutable record of something that happened to a run or a checkpoint."""
 
     id = models.BigAutoField(primary_key=True)
-    # The run and actor columns lead the composite indexes below, which serve their lookups:
-    # no index of their own (each index is one more write per event, and a run writes one per step).
+    # The run, checkpoint and actor columns lead the indexes below, which serve their lookups: no index of
+    # their own (each index is one more write per event, and a run writes one per step). The checkpoint's and
+    # the actor's are partial: a step's event has neither, so its INSERT skips both.
     run = models.ForeignKey(
         PipelineRun, on_delete=models.PROTECT, related_name="events", verbose_name=_("run"), db_index=False
     )
     checkpoint = models.ForeignKey(
-        Checkpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="events", verbose_name=_("checkpoint")
+        Checkpoint,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="events",
+        verbose_name=_("checkpoint"),
+        db_index=False,
     )
     pipeline_name = models.CharField(_("pipeline"), max_length=200)
     action = models.CharField(_("action"), max_length=32, choices=AuditAction.choices)
@@ -583,7 +590,12 @@ class AuditEvent(models.Model):
             models.Index(fields=["run", "timestamp"], name="stepkit_event_run"),
             models.Index(fields=["action", "timestamp"], name="stepkit_event_action"),
             models.Index(fields=["pipeline_name", "timestamp"], name="stepkit_event_pipeline"),
-            models.Index(fields=["actor", "timestamp"], name="stepkit_event_actor"),
+            models.Index(
+                fields=["actor", "timestamp"], name="stepkit_event_by_actor", condition=models.Q(actor__isnull=False)
+            ),
+            models.Index(
+                fields=["checkpoint"], name="stepkit_event_checkpoint", condition=models.Q(checkpoint__isnull=False)
+            ),
             # The whole trail in time order (the API's GET events/, by cursor): without it, the first page
             # sorts every event.
             models.Index(fields=["timestamp", "id"], name="stepkit_event_time"),

@@ -146,3 +146,42 @@ def test_0018_gives_existing_checkpoints_the_audience_of_their_assignees_and_goe
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(latest)
+
+
+def _event_indexes():
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "stepkit_django_auditevent")
+    return {
+        tuple(info["columns"])
+        for info in constraints.values()
+        if info["index"] and not info["primary_key"] and not info.get("foreign_key")
+    }, set(constraints)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0020_makes_the_checkpoint_and_actor_indexes_partial_and_goes_back():
+    before = ("stepkit_django", "0019_pending_counts")
+    after = ("stepkit_django", "0020_event_partial_indexes")
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("stepkit_django")
+    try:
+        executor.migrate([before])
+        columns, names = _event_indexes()
+        assert ("checkpoint_id",) in columns and "stepkit_event_actor" in names
+        executor = MigrationExecutor(connection)
+        executor.migrate([after])
+        columns, names = _event_indexes()
+        # One index on each column, the partial one: Django's plain index on checkpoint_id is gone.
+        assert [c for c in columns if c[0] == "checkpoint_id"] == [("checkpoint_id",)]
+        assert {"stepkit_event_checkpoint", "stepkit_event_by_actor"} <= names
+        assert "stepkit_event_actor" not in names
+        assert not [n for n in names if n.startswith("stepkit_django_auditevent_checkpoint_id")]
+        executor = MigrationExecutor(connection)
+        executor.migrate([before])  # and back
+        columns, names = _event_indexes()
+        assert "stepkit_event_actor" in names and "stepkit_event_checkpoint" not in names
+        assert [n for n in names if n.startswith("stepkit_django_auditevent_checkpoint_id")]
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(latest)
