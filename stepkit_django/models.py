@@ -520,11 +520,8 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
         and so is ``ignore_conflicts=True`` (the chain would move past the events it skips)."""
         if update_conflicts:
             raise AuditTrailImmutable("Audit events cannot be updated: bulk_create(update_conflicts=True) refused")
-        if ignore_conflicts:
-            raise AuditTrailImmutable(
-                "Audit events are chained: bulk_create(ignore_conflicts=True) refused (a skipped event would "
-                "still move the chain)"
-            )
+        if ignore_conflicts:  # a skipped event would still move the chain
+            raise AuditTrailImmutable("Audit events are chained: bulk_create(ignore_conflicts=True) refused")
         objs = list(objs)
         # No savepoint: an error ends the caller's transaction anyway, and a decision's events are sealed already.
         with transaction.atomic(using=self.db, savepoint=False):
@@ -542,17 +539,16 @@ class AuditEvent(models.Model):
     """An immutable record of something that happened to a run or a checkpoint."""
 
     id = models.BigAutoField(primary_key=True)
-    # The run, checkpoint and actor columns lead the indexes below, which serve their lookups: no index of
-    # their own (each index is one more write per event, and a run writes one per step). The checkpoint's and
-    # the actor's are partial: a step's event has neither, so its INSERT skips both.
+    # The run, checkpoint and actor columns lead the indexes below (the last two partial: a step's event has
+    # neither), no index of their own: each index is one more write per event, and a run writes one per step.
     run = models.ForeignKey(
         PipelineRun, on_delete=models.PROTECT, related_name="events", verbose_name=_("run"), db_index=False
     )
     checkpoint = models.ForeignKey(
         Checkpoint,
+        models.PROTECT,
         null=True,
         blank=True,
-        on_delete=models.PROTECT,
         related_name="events",
         verbose_name=_("checkpoint"),
         db_index=False,
@@ -619,11 +615,9 @@ class AuditEvent(models.Model):
         using: str | None = None,
         update_fields: Iterable[str] | None = None,
     ) -> None:
-        """Insert the event: always an INSERT, never an UPDATE.
-
-        Raises :class:`AuditTrailImmutable` for an event loaded or saved already, when asked to
-        update, and when another event has its key (Django would otherwise UPDATE that row).
-        """
+        """Insert the event: always an INSERT, never an UPDATE. Raises :class:`AuditTrailImmutable` for an event
+        loaded or saved already, when asked to update, and when another event has its key (Django would otherwise
+        UPDATE that row)."""
         if not self._state.adding or force_update or update_fields is not None:
             raise AuditTrailImmutable("Audit events cannot be changed once written")
         using = using or router.db_for_write(type(self), instance=self)
@@ -644,9 +638,8 @@ class AuditEvent(models.Model):
 def locked_head(run_id: Any, using: str | None = None) -> bytes | None:
     """The chain head of the run, its row locked for this transaction (``FOR NO KEY UPDATE``).
 
-    SQLite has no row locks: a no-op UPDATE of the row first takes the database's write lock, so that two
-    writers never both read then wait to upgrade their lock (the one that loses would fail, "database is
-    locked", instead of waiting).
+    SQLite has no row locks: a no-op UPDATE of the row first takes the database's write lock, so that two writers
+    never both read then wait to upgrade their lock (the loser would fail, "database is locked", not wait).
     """
     db = using or router.db_for_write(PipelineRun)
     if connections[db].vendor == "sqlite":
@@ -680,8 +673,8 @@ def chain_events(events: Sequence[AuditEvent], using: str) -> None:
     """Chain new ``events`` (in order) to their runs' trails, inside the transaction that inserts them: lock
     each run's row (runs by key: :func:`locked_head`), set each event's ``chain`` and ``data_digest``
     (:func:`seal_events`) and move the run's ``audit_head`` to the last one. Events sealed already (by
-    :func:`stepkit_django.transitions.write_checkpoint`, which moves the head with the run's own UPDATE)
-    are left as they are. The hot path does the same in SQL (:mod:`stepkit_django.execution.progress`).
+    :func:`stepkit_django.transitions.write_checkpoint` or :mod:`stepkit_django.execution.progress`, which
+    move the head with the run's own UPDATE) are left as they are.
 
     On SQLite, which has no row locks, the head's UPDATE takes the database's write lock; a writer that
     committed between the read and it makes this transaction fail rather than fork the chain.
