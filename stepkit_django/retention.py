@@ -22,12 +22,13 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from . import audit
 from .exceptions import RunNotEnded
-from .models import AuditEvent, Checkpoint, Notification, PipelineRun, StepkitJSONEncoder
+from .models import AuditEvent, Checkpoint, Notification, PipelineRun, StepkitJSONEncoder, seal_events
 from .redaction import KEPT, redacted_data
 from .registry import get_registration, registered
 from .status import AuditAction, RunStatus, run_status_word
@@ -125,7 +126,10 @@ def erase(run: PipelineRun, by: Any = None) -> dict[str, int]:
 
 
 def _redact(run_ids: list[Any], by: Any, why: dict[str, Any], now: datetime) -> dict[str, int]:
-    """Redact these runs in one transaction (skipping those redacted meanwhile), with their ``purged`` events."""
+    """Redact these runs in one transaction (skipping those redacted meanwhile), with their ``purged`` events.
+
+    A batch costs the same few statements whatever its size (:func:`_append_purged`, :func:`_rewrite`).
+    """
     with transaction.atomic():
         runs = list(
             PipelineRun.objects.select_for_update()
@@ -135,22 +139,19 @@ def _redact(run_ids: list[Any], by: Any, why: dict[str, Any], now: datetime) -> 
         ids = [run.pk for run in runs]
         if not ids:
             return {"runs": 0, "checkpoints": 0, "events": 0}
-        PipelineRun.objects.filter(pk__in=ids).update(
-            input={}, context={}, outer_contexts=[], error="", traceback="", purged_at=now
-        )
         checkpoints = Checkpoint.objects.filter(run__in=ids).update(
             context={}, override_data={}, token="", title="", summary={}
         )
         Notification.objects.filter(run__in=ids).update(data={})
-        events = _redact_events(ids)
         per_run = {
             "checkpoints": _count_by_run(Checkpoint.objects.filter(run__in=ids)),
-            "events": _count_by_run(AuditEvent.objects.filter(run__in=ids)),
+            "events": _redact_events(ids),
         }
-        for run in runs:
-            counted = {key: counts.get(run.pk, 0) for key, counts in per_run.items()}
-            audit.record(run, AuditAction.PURGED, actor=by, data={**why, "removed": list(REMOVED), **counted})
-        return {"runs": len(ids), "checkpoints": checkpoints, "events": events}
+        heads = _append_purged(runs, by, why, per_run)
+        # The runs emptied and their heads moved in one UPDATE.
+        emptied = {"input": {}, "context": {}, "outer_contexts": [], "error": "", "traceback": "", "purged_at": now}
+        _rewrite(PipelineRun, "audit_head", heads, **emptied)
+        return {"runs": len(ids), "checkpoints": checkpoints, "events": sum(per_run["events"].values())}
 
 
 def _count_by_run(queryset: Any) -> dict[Any, int]:
@@ -158,24 +159,90 @@ def _count_by_run(queryset: Any) -> dict[Any, int]:
     return {row["run"]: row["n"] for row in queryset.order_by().values("run").annotate(n=Count("pk"))}
 
 
-def _redact_events(run_ids: Iterable[Any]) -> int:
-    """Rewrite the data of the runs' events to :func:`redacted_data`; how many events the runs have."""
-    rows = list(AuditEvent.objects.filter(run__in=list(run_ids)).values_list("pk", "action", "data"))
+def _append_purged(
+    runs: list[PipelineRun], by: Any, why: dict[str, Any], per_run: dict[str, dict[Any, int]]
+) -> list[tuple[Any, bytes | None]]:
+    """Append each run's ``purged`` event, as :func:`audit.record` would, in one INSERT; each run's new head,
+    as ``(key, head)``, for the caller to write with the runs' UPDATE.
+
+    The runs' rows are this transaction's (``select_for_update()`` in :func:`_redact`), so the heads read with
+    them are still their trails' last links: each event is chained here from its run's head
+    (:func:`~stepkit_django.models.seal_events`), and :meth:`AuditEventQuerySet.bulk_create` leaves the
+    events sealed already as they are. On SQLite, which has no row locks, a writer that committed since the
+    runs were read makes this transaction fail when it writes, rather than fork a chain (as
+    :func:`~stepkit_django.models.chain_events`). ``pre_save`` and ``post_save`` are sent for each event.
+    """
+    events, heads = [], []
+    for run in runs:
+        counted = {key: counts.get(run.pk, 0) for key, counts in per_run.items()}
+        event = audit.event(run, AuditAction.PURGED, actor=by, data={**why, "removed": list(REMOVED), **counted})
+        head = seal_events([event], bytes(run.audit_head) if run.audit_head is not None else None)
+        run.audit_head = head
+        events.append(event)
+        heads.append((run.pk, head))
+    if not connection.features.can_return_rows_from_bulk_insert:
+        for event in events:
+            event.save(force_insert=True)  # sealed: save() leaves the chain and the head alone
+    else:
+        for event in events:
+            pre_save.send(sender=AuditEvent, instance=event, raw=False, using=connection.alias, update_fields=None)
+        AuditEvent.objects.bulk_create(events)
+        for event in events:
+            post_save.send(
+                sender=AuditEvent, instance=event, created=True, update_fields=None, raw=False, using=connection.alias
+            )
+    return heads
+
+
+def _redact_events(run_ids: Iterable[Any]) -> dict[Any, int]:
+    """Rewrite the data of the runs' events to :func:`redacted_data`; how many events each run has."""
+    rows = list(AuditEvent.objects.filter(run__in=list(run_ids)).values_list("pk", "run", "action", "data"))
     changes = []
-    for pk, action, data in rows:
+    counts: dict[Any, int] = {}
+    for pk, run, action, data in rows:
+        counts[run] = counts.get(run, 0) + 1
         new = redacted_data(action, data or {})
         if new != data:
-            changes.append((json.dumps(new, cls=StepkitJSONEncoder), pk))
+            changes.append((pk, json.dumps(new, cls=StepkitJSONEncoder)))
     if changes:
-        table = connection.ops.quote_name(AuditEvent._meta.db_table)
         with connection.cursor() as cursor:
             _allow(cursor, True)
             try:
-                cast = "::jsonb" if connection.vendor == "postgresql" else ""
-                cursor.executemany(f"UPDATE {table} SET data = %s{cast} WHERE id = %s", changes)
+                _rewrite(AuditEvent, "data", changes)
             finally:
                 _allow(cursor, False)
-    return len(rows)
+    return counts
+
+
+#: At most this many rows per UPDATE of :func:`_rewrite` on PostgreSQL (two array parameters each).
+_CHUNK = 10_000
+
+
+def _rewrite(model: Any, field: str, rows: list[tuple[Any, Any]], **same: Any) -> None:
+    """Set ``field`` of the ``(key, value)`` rows of ``model``'s table, and the fields ``same`` to the same
+    values on each: on PostgreSQL in one ``UPDATE … FROM unnest(keys, values)`` per :data:`_CHUNK`
+    rows, elsewhere in one ``executemany()``. Values are as the column takes them (JSON as text, bytes), the
+    ``same`` ones as the ORM writes them."""
+    meta, quote = model._meta, connection.ops.quote_name
+    column, pk = meta.get_field(field), meta.pk
+    table, name, key = quote(meta.db_table), quote(column.column), quote(pk.column)
+    fixed = [meta.get_field(other) for other in same]
+    sets = "".join(f"{quote(other.column)} = %s, " for other in fixed)
+    params = [other.get_db_prep_save(value, connection) for other, value in zip(fixed, same.values(), strict=True)]
+    keys = [pk.get_db_prep_value(row[0], connection) for row in rows]  # a UUID: its 32 digits on SQLite
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            updates = [(*params, row[1], k) for row, k in zip(rows, keys, strict=True)]
+            cursor.executemany(f"UPDATE {table} SET {sets}{name} = %s WHERE {key} = %s", updates)
+            return
+        types = f"%s::{pk.rel_db_type(connection)}[], %s::{column.db_type(connection)}[]"
+        for start in range(0, len(rows), _CHUNK):
+            chunk = [keys[start : start + _CHUNK], [row[1] for row in rows[start : start + _CHUNK]]]
+            cursor.execute(
+                f"UPDATE {table} AS t SET {sets}{name} = v.value FROM unnest({types}) AS v(key, value) "
+                f"WHERE t.{key} = v.key",
+                [*params, *chunk],
+            )
 
 
 def _allow(cursor: Any, on: bool) -> None:
