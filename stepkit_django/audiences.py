@@ -13,6 +13,13 @@ deletes its rows in the assignment tables and in the audiences alike (no signal 
 needed): an audience then keeps the members that are left, as its checkpoints do. Its key is then
 stale, and :func:`audience_of` retires an audience whose members no longer match its key rather than
 hand it to a new set of assignees (a database may give a deleted user's id to a new user).
+
+Changing both tables (a reassignment, an escalation) goes through :func:`assign`, or inside
+:func:`deferred`: each ``set()`` would otherwise compute an audience, the first one for the
+intermediate state (the new users with the old groups), a row no checkpoint keeps, and the summary
+of pending counts would move twice. An audience no checkpoint points at is harmless (the queue never
+reads it) and is found again by the next checkpoint assigned to the same set; :func:`remove_unused`
+(``manage.py stepkit_refresh_audiences --remove-unused``) deletes them.
 """
 
 from __future__ import annotations
@@ -20,14 +27,17 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import Exists, OuterRef
 
-from .models import Audience, Checkpoint
+from .models import Audience, Checkpoint, PendingCount
 
-__all__ = ["assign_new", "audience_of", "key_of", "refresh", "refresh_all"]
+__all__ = ["assign", "assign_new", "audience_of", "deferred", "key_of", "refresh", "refresh_all", "remove_unused"]
 
 #: Checkpoints recomputed per statement by :func:`refresh` (and by migration 0018's backfill).
 BATCH = 2000
@@ -74,6 +84,21 @@ def _create(key: str, user_ids: set[Any], group_ids: set[Any]) -> Audience:
     return audience
 
 
+def _kept(audience: Audience) -> bool:
+    """Share-lock ``audience`` (``FOR KEY SHARE``, on PostgreSQL) until the transaction ends, so that
+    :func:`remove_unused` cannot delete it before the checkpoint pointing at it commits; False when it was
+    deleted or retired meanwhile. Many transactions hold that lock at once (it is the one the foreign key's
+    check takes at commit anyway): assignments to a popular group's audience do not wait for each other."""
+    alias = router.db_for_write(Audience)
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return True  # SQLite: the assigning transaction already holds the database's write lock
+    table = connection.ops.quote_name(Audience._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {table} WHERE id = %s AND key = %s FOR KEY SHARE", [audience.pk, audience.key])
+        return cursor.fetchone() is not None
+
+
 def audience_of(user_ids: Iterable[Any], group_ids: Iterable[Any]) -> Audience | None:
     """The audience of exactly these users and groups (created if need be); None for nobody.
 
@@ -84,11 +109,13 @@ def audience_of(user_ids: Iterable[Any], group_ids: Iterable[Any]) -> Audience |
     if not users and not groups:
         return None
     key = key_of(users, groups)
-    # No lock: every transaction that assigns a checkpoint to a popular group reads the same row.
+    # Share-locked only once its members match: two transactions retiring it must not both hold the lock.
     found = Audience.objects.filter(key=key).first()
-    if found is not None:
-        if _members(found) == (users, groups):
+    if found is not None and _members(found) == (users, groups):
+        if _kept(found):
             return found
+        found = None  # removed as unused meanwhile: create it again
+    if found is not None:
         Audience.objects.filter(pk=found.pk, key=key).update(key=f"retired-{uuid.uuid4().hex}")
     try:
         with transaction.atomic():
@@ -113,6 +140,58 @@ def assign_new(checkpoint: Checkpoint, users: Iterable[Any], groups: Iterable[An
         [Checkpoint.assigned_users.through(checkpoint_id=checkpoint.pk, user_id=pk) for pk in _pks(users)]
     )
     checkpoint.audience_id = refresh([checkpoint.pk])[checkpoint.pk]
+
+
+#: While :func:`deferred` runs: the checkpoints whose assignments changed, with the instances to update.
+_deferred: ContextVar[dict[Any, list[Any]] | None] = ContextVar("stepkit_audiences_deferred", default=None)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Change assignments in the block, then compute each changed checkpoint's audience once, for its final
+    assignees: ``m2m_changed`` only notes which checkpoints changed until the block ends.
+
+    Runs the block in a transaction (nothing is recomputed when it raises: its changes roll back). Inside a
+    block, a changed checkpoint's audience is still the one before it (the queue shows it to its former
+    assignees until the block ends). Nested blocks compute once, when the outermost ends.
+    """
+    if _deferred.get() is not None:
+        yield
+        return
+    changed: dict[Any, list[Any]] = {}
+    token = _deferred.set(changed)
+    with transaction.atomic():
+        try:
+            yield
+        finally:
+            _deferred.reset(token)
+        found = refresh(list(changed))
+        for pk, instances in changed.items():
+            for instance in instances:
+                instance.audience_id = found[pk]
+
+
+def defer(checkpoint_ids: Iterable[Any], instance: Any = None) -> bool:
+    """Note checkpoints whose assignments changed, to refresh when :func:`deferred` ends (``instance``: a
+    checkpoint whose ``audience_id`` to update then); False outside a block (refresh them now)."""
+    changed = _deferred.get()
+    if changed is None:
+        return False
+    for pk in checkpoint_ids:
+        instances = changed.setdefault(pk, [])
+        if instance is not None and instance.pk == pk and all(seen is not instance for seen in instances):
+            instances.append(instance)
+    return True
+
+
+def assign(checkpoint: Checkpoint, users: Iterable[Any], groups: Iterable[Any]) -> None:
+    """Replace ``checkpoint``'s assignees by ``users`` and ``groups`` (instances or ids) and point it at their
+    audience, computed once (what a reassignment and an escalation call). Recomputed even when neither
+    set changes, so that it also repairs an audience that drifted."""
+    with deferred():
+        defer([checkpoint.pk], checkpoint)
+        checkpoint.assigned_users.set(list(users))
+        checkpoint.assigned_groups.set(list(groups))
 
 
 def refresh(checkpoint_ids: Iterable[Any]) -> dict[Any, Any]:
@@ -177,3 +256,37 @@ def refresh_all(batch_size: int = BATCH) -> int:
             after = _refresh(list(before))
         changed += sum(1 for pk, audience_id in after.items() if before[pk] != audience_id)
         last = max(before)
+
+
+def _unreferenced() -> Any:
+    return Audience.objects.filter(~Exists(Checkpoint.objects.filter(audience_id=OuterRef("pk"))))
+
+
+def remove_unused(batch_size: int = BATCH) -> int:
+    """Delete the audiences that no checkpoint points at (with their rows of the summary of pending counts),
+    ``batch_size`` per transaction; how many were deleted.
+
+    They are left by reassignments (the audience before), decided checkpoints deleted by a purge, or code
+    older than :func:`assign`; the queue never reads them, so keeping them is harmless. Safe while
+    assignments go on: on PostgreSQL each batch locks its audiences (``FOR UPDATE SKIP LOCKED``: one that a
+    transaction is assigning, share-locked by :func:`audience_of`, is skipped) and checks again that none is
+    used before deleting it; an assignment that finds a locked one waits, then creates it again.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    removed, last = 0, None
+    while True:
+        with transaction.atomic():
+            candidates = _unreferenced().order_by("pk")
+            if last is not None:
+                candidates = candidates.filter(pk__gt=last)
+            ids = list(candidates.select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return removed
+            gone = list(_unreferenced().filter(pk__in=ids).values_list("pk", flat=True))  # again, locked now
+            Audience.users.through.objects.filter(audience_id__in=gone).delete()
+            Audience.groups.through.objects.filter(audience_id__in=gone).delete()
+            Audience.objects.filter(pk__in=gone).delete()
+            PendingCount.objects.filter(audience_id__in=gone).delete()  # zero: no checkpoint counted there
+        removed += len(gone)
+        last = max(ids)

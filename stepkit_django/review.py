@@ -34,7 +34,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop
 
-from . import audit, choices, permissions, quorum, revisions
+from . import audiences, audit, choices, permissions, quorum, revisions
 from .assignments import resolve_groups, resolve_targets
 from .conf import settings
 from .exceptions import (
@@ -293,8 +293,7 @@ def reassign(
     )
     with transaction.atomic():
         write_checkpoint(cp, {**_CLEAR_CLAIM, "assigned": True}, [*took_over, event])
-        cp.assigned_users.set(users)
-        cp.assigned_groups.set(groups)
+        audiences.assign(cp, users, groups)  # one audience, for the final assignees
     return cp
 
 
@@ -667,8 +666,7 @@ def _apply_timeout(cp: Checkpoint, now: datetime) -> str:
         event = audit.event(cp.run, AuditAction.ESCALATED, checkpoint=cp, data={**data, "to_group": group_name})
         deadline = now + timedelta(seconds=timeout) if timeout else None
         write_checkpoint(cp, {**_CLEAR_CLAIM, "escalated": True, "assigned": True, "expires_at": deadline}, [event])
-        cp.assigned_users.clear()
-        cp.assigned_groups.set(groups)
+        audiences.assign(cp, [], groups)
         return action
     expired = audit.event(cp.run, AuditAction.EXPIRED, checkpoint=cp, data=data)
     if action == "approve":

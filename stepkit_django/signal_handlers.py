@@ -80,7 +80,8 @@ def _assignment_changed(sender: Any, instance: Any, action: str, reverse: bool, 
     A stale ``assigned=False`` would show the checkpoint to every reviewer with the permission, so every
     ``add()`` (from either side) sets it; removing assignments leaves it true (fail closed). Every add,
     remove and clear recomputes the audience of the checkpoints it changed (see
-    :mod:`stepkit_django.audiences`), in the same transaction.
+    :mod:`stepkit_django.audiences`), in the same transaction; inside ``audiences.deferred()``, once
+    when the block ends.
     """
     if action == "pre_clear" and reverse:  # user.stepkit_assigned_checkpoints.clear(): post_clear has no pk_set
         through = sender.objects.filter(**{_reverse_column(sender, instance): instance.pk})
@@ -92,12 +93,14 @@ def _assignment_changed(sender: Any, instance: Any, action: str, reverse: bool, 
         ids = list(pk_set or ()) if action != "post_clear" else instance.__dict__.pop("_stepkit_cleared", [])
         if action == "post_add":
             Checkpoint.objects.filter(pk__in=ids, assigned=False).update(assigned=True)
-        audiences.refresh(ids)
+        if not audiences.defer(ids):
+            audiences.refresh(ids)
     else:  # the instance may be stale (or a bare Checkpoint(pk=...)): ask the row
         if action == "post_add":
             Checkpoint.objects.filter(pk=instance.pk, assigned=False).update(assigned=True)
             instance.assigned = True
-        instance.audience_id = audiences.refresh([instance.pk])[instance.pk]
+        if not audiences.defer([instance.pk], instance):
+            instance.audience_id = audiences.refresh([instance.pk])[instance.pk]
 
 
 def _reverse_column(sender: Any, instance: Any) -> str:
