@@ -8,8 +8,10 @@ same section in the file it writes. The database, ``stepkit_scale`` on the local
 
 Each request goes through Django's test client in this process, logged in as the user a queue page
 serves: the reviewer ``scale-reviewer`` (the review permission, a member of ``scale-editors``; 90% of
-the checkpoints are theirs to see: those assigned to nobody, to them, or to their group), or the run
-manager ``scale-manager`` for the audit trail, which a manager reads whole. The purge batch is
+the checkpoints are theirs to see: those assigned to nobody, to them, or to their group), the
+reassigner ``scale-reassigner`` (the same, with the reassign permission: their queue adds the orphans,
+assigned checkpoints with no assignee left, which the summary of pending counts cannot tell apart), or
+the run manager ``scale-manager`` for the audit trail, which a manager reads whole. The purge batch is
 measured in a transaction that is rolled back, so every run measures the same 500 runs and leaves the
 database as it was.
 """
@@ -71,12 +73,20 @@ def measure(fn: Callable[[], Any], rounds: int, warmup: int = 3) -> tuple[list[f
 
 
 def _clients() -> dict[str, Any]:
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Group, Permission, User
     from django.test import Client
 
     User.objects.get_or_create(username="scale-admin", defaults={"is_superuser": True, "is_staff": True})
+    # The reviewer's rights and group, and the reassign permission: made here, the seed does not depend on it.
+    reassigner, _ = User.objects.get_or_create(username="scale-reassigner", defaults={"is_staff": True})
+    reassigner.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="stepkit_django", codename__in=["review_checkpoint", "reassign_checkpoint"]
+        )
+    )
+    reassigner.groups.add(Group.objects.get(name="scale-editors"))
     clients = {}
-    for name in ("scale-reviewer", "scale-manager", "scale-admin"):
+    for name in ("scale-reviewer", "scale-reassigner", "scale-manager", "scale-admin"):
         client = Client()
         client.force_login(User.objects.get(username=name))
         clients[name] = client
@@ -146,6 +156,7 @@ def scenario(quick: bool = False) -> list[str]:
     rounds = 10 if quick else 40
     clients = _clients()
     reviewer, manager = clients["scale-reviewer"], clients["scale-manager"]
+    reassigner = clients["scale-reassigner"]
     page = 50
     found = min(page, max(1, CHECKPOINTS // PAYEES))  # the searched payee's checkpoints
     first_events = _get(manager, "/api/stepkit/events/", _results(page))
@@ -157,6 +168,14 @@ def scenario(quick: bool = False) -> list[str]:
         ),
         "admin changelist as a reviewer (default filters: pending, oldest first)": (
             _get(reviewer, "/admin/stepkit_django/checkpoint/", _rows(page)),
+            0.05,
+        ),
+        "API `GET checkpoints/?status=pending` as a reassigner (their queue adds the orphans)": (
+            _get(reassigner, "/api/stepkit/checkpoints/?status=pending", _results(page)),
+            0.05,
+        ),
+        "admin changelist as a reassigner (default filters)": (
+            _get(reassigner, "/admin/stepkit_django/checkpoint/", _rows(page)),
             0.05,
         ),
         "admin title search as a reviewer": (
@@ -206,8 +225,10 @@ def scenario(quick: bool = False) -> list[str]:
         f"`stepkit_scale` ({seed_note}; `generate_series` in SQL, then `VACUUM ANALYZE`), PostgreSQL's JIT "
         f"{'on (the server default)' if JIT else 'off (as advised below)'}. A run and a "
         "checkpoint per `i`, created over a year: a fifth pending, the rest decided within two days; half "
-        "assigned to nobody, 30% to the reviewer's group, 10% to the reviewer, 10% to another group; ten audit "
-        f"events per run. The reviewer may see 90% of the queue; the title search finds {SEARCHED!r} (50 "
+        "assigned to nobody, 30% to the reviewer's group, 10% to the reviewer, 10% to another group (of which "
+        "a hundredth are orphans: no assignee left); ten audit "
+        f"events per run. The reviewer may see 90% of the queue, the reassigner (their rights and the reassign "
+        f"permission) the orphans too; the title search finds {SEARCHED!r} (50 "
         "pending items). The purge batch runs `retention.purge()` on the 500 runs that ended first, inside a "
         "transaction rolled back afterwards (the same rows each time, after a `VACUUM` of the tables it writes, "
         f"whose dead row versions each rolled-back batch adds to). {rounds} samples after a warm-up "

@@ -14,7 +14,10 @@ last year, the newest last):
   ``Pay Supplier 01234 5678 EUR`` (:data:`PAYEES` payees), a summary, a small context;
   assigned to nobody (half), to the group ``scale-editors`` (30%), to ``scale-reviewer`` (10%),
   or to ``scale-legal`` (10%, out of the reviewer's sight), each with the audience of its assignees
-  (``Checkpoint.audience``, three audiences made through the ORM); one pending in twenty claimed;
+  (``Checkpoint.audience``, audiences made through the ORM); one pending in twenty claimed;
+* a thousandth of them (:data:`ORPHANS`, a hundredth of the legal ones) *orphans*: assigned, no assignee
+  left (no assignment row), half with no audience, half with the audience of a group deleted since
+  (``scale-gone``, no members left): a reassigner's queue shows them (see ``permissions._orphaned``);
 * an approval per approved checkpoint;
 * :data:`EVENTS_PER_RUN` audit events per run, a second apart.
 
@@ -35,10 +38,12 @@ from typing import Any
 #: How many checkpoints (and runs); ``SCALE_CHECKPOINTS`` makes a smaller database to try the bench on.
 CHECKPOINTS = int(os.environ.get("SCALE_CHECKPOINTS", "1000000"))
 #: Change it to re-seed a database seeded by an older version (the count is part of it).
-SEED_VERSION = f"scale-1-{CHECKPOINTS}"
+SEED_VERSION = f"scale-2-{CHECKPOINTS}"
 EVENTS_PER_RUN = 10
 USERS = 20
 PAYEES = 20_000
+#: The share of checkpoints whose assignees are all gone (a reassigner's orphans), taken from the legal ones.
+ORPHANS = 0.001
 #: Runs inserted per statement (and their events), so that progress can be reported.
 CHUNK = min(100_000, CHECKPOINTS)
 #: (pipeline, its review step), all registered by the test project or the benchmark app.
@@ -96,14 +101,17 @@ def _people() -> dict[str, Any]:
     for n in range(USERS):
         user, _ = User.objects.get_or_create(username=f"scale-user-{n:02d}")
         users.append(user.pk)
-    # The three sets of assignees the checkpoints have, as the application keeps them (Checkpoint.audience).
+    # The sets of assignees the checkpoints have, as the application keeps them (Checkpoint.audience).
     from stepkit_django.audiences import audience_of
 
+    gone = Group.objects.create(name=f"scale-gone-{Group.objects.count()}")
     audience = {
         "editors": audience_of([], [editors.pk]),
         "legal": audience_of([], [legal.pk]),
         "reviewer": audience_of([reviewer.pk], []),
+        "gone": audience_of([], [gone.pk]),
     }
+    gone.delete()  # its audience keeps its id and loses its only member, as a deleted group's does
     return {
         "reviewer": reviewer.pk,
         "editors": editors.pk,
@@ -139,7 +147,8 @@ def _statements(first: int, last: int, people: dict[str, Any]) -> list[str]:
             {users}[1 + i % {USERS}] AS decider,
             {users}[1 + (i + 7) % {USERS}] AS starter,
             'Supplier ' || lpad((i % {PAYEES})::text, 5, '0') AS payee,
-            1000 + i % 9000 AS amount
+            1000 + i % 9000 AS amount,
+            (i / 5) % 10 = 9 AND (i / 50) % {round(0.1 / ORPHANS)} = 0 AS orphan
         ) AS d,
         LATERAL (SELECT
             CASE WHEN d.status <> 'pending' THEN least(now(), d.created + make_interval(hours => i % 48)) END AS decided
@@ -171,7 +180,8 @@ def _statements(first: int, last: int, people: dict[str, Any]) -> list[str]:
                CASE WHEN d.status IN ('approved', 'rejected') THEN d.decider END, t.decided, '{{}}', '', false,
                CASE WHEN d.status = 'pending' THEN 1 ELSE 3 END, d.created, coalesce(t.decided, d.created),
                '{PERMISSION}', d.assignment >= 5,
-               CASE WHEN d.assignment IN (5, 6, 7) THEN {audiences["editors"]} WHEN d.assignment = 9
+               CASE WHEN d.orphan THEN (CASE WHEN (i / 5000) % 2 = 0 THEN {audiences["gone"]} END)
+                    WHEN d.assignment IN (5, 6, 7) THEN {audiences["editors"]} WHEN d.assignment = 9
                     THEN {audiences["legal"]} WHEN d.assignment = 8 THEN {audiences["reviewer"]} END,
                'Pay ' || d.payee || ' ' || d.amount || ' EUR',
                jsonb_build_object('Invoice', 'INV-' || i, 'Memo', 'order ' || (i % 777)), 1
@@ -180,7 +190,7 @@ def _statements(first: int, last: int, people: dict[str, Any]) -> list[str]:
         f"""
         INSERT INTO stepkit_django_checkpoint_assigned_groups (checkpoint_id, group_id)
         SELECT d.cp_id, CASE WHEN d.assignment = 9 THEN {people["legal"]} ELSE {people["editors"]} END
-        {derived} WHERE d.assignment IN (5, 6, 7, 9)
+        {derived} WHERE d.assignment IN (5, 6, 7, 9) AND NOT d.orphan
         """,
         f"""
         INSERT INTO stepkit_django_checkpoint_assigned_users (checkpoint_id, user_id)
