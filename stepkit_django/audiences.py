@@ -266,8 +266,8 @@ def remove_unused(batch_size: int = BATCH) -> int:
     """Delete the audiences that no checkpoint points at (with their rows of the summary of pending counts),
     ``batch_size`` per transaction; how many were deleted.
 
-    They are left by reassignments (the audience before), decided checkpoints deleted by a purge, or code
-    older than :func:`assign`; the queue never reads them, so keeping them is harmless. Safe while
+    They are left by reassignments and escalations (the audience before), and by code older than
+    :func:`assign` (the intermediate state's); the queue never reads them, so keeping them is harmless. Safe while
     assignments go on: on PostgreSQL each batch locks its audiences (``FOR UPDATE SKIP LOCKED``: one that a
     transaction is assigning, share-locked by :func:`audience_of`, is skipped) and checks again that none is
     used before deleting it; an assignment that finds a locked one waits, then creates it again.

@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--remove-unused",
             action="store_true",
-            help="Then delete the audiences no checkpoint points at (left by reassignments and purges).",
+            help="Then delete the audiences no checkpoint points at (left by reassignments and escalations).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
