@@ -388,6 +388,14 @@ class Checkpoint(models.Model):
                 name="stepkit_cp_queue",
             ),
             models.Index(fields=["status", "created_at"], name="stepkit_cp_status_age"),
+            # A reassigner's orphans without an audience (assigned, no assignee left): a few rows, found
+            # without scanning the queue (permissions._orphan_parts; migration 0021 adds the statistics
+            # that tell PostgreSQL how few).
+            models.Index(
+                fields=["status", "permission", "id"],
+                name="stepkit_cp_unheld",
+                condition=Q(assigned=True, audience__isnull=True),
+            ),
             models.Index(fields=["status", "expires_at"], name="stepkit_cp_expiry"),
             models.Index(fields=["claimed_by", "status"], name="stepkit_cp_claimed"),
             models.Index(fields=["status", "next_reminder_at"], name="stepkit_cp_reminder"),

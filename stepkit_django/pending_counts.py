@@ -64,7 +64,7 @@ def queue_count(user: Any, pipeline: str | None = None, step: str | None = None)
     if permissions.is_superuser(user):
         return total
     # A reassigner's orphans (assigned, no assignee left): counted from the queue, the summary cannot tell.
-    total += permissions.orphans_for(pending, user).count()
+    total += permissions.count_orphans(pending, user)
     # Their runs' checkpoints they may not review are in their queue too (a run's starter follows it).
     started = pending.filter(run_id__in=PipelineRun.objects.filter(started_by=user).values("pk"))
     return total + started.count() - permissions.may_review_in(started, user).count()

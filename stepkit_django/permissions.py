@@ -64,6 +64,7 @@ __all__ = [
     "check_reviewer",
     "check_run_manager",
     "check_start_runs",
+    "count_orphans",
     "counted_for",
     "events_for",
     "fit_reviewers",
@@ -158,16 +159,37 @@ def _assigned_to(queryset: QuerySet[Any], user: Any) -> Q:
     return Q(assigned=False) | _audiences_of(_audience_model(queryset), user)
 
 
-def _orphaned(queryset: QuerySet[Any]) -> Q:
+def _orphan_parts(queryset: QuerySet[Any], *, nested: bool = True) -> list[Q]:
     """Created with assignees, all of which are gone: no audience left (or one whose members were deleted)
     *and* no assignment row left. The audience alone is not trusted here: a checkpoint whose audience is
     missing or stale (not yet backfilled, written by old code or through the assignment tables directly)
-    but that has assignees is not an orphan, as the single-object checks (:func:`check_reassign`) say."""
+    but that has assignees is not an orphan, as the single-object checks (:func:`check_reassign`) say.
+
+    As disjoint conditions, each served by one index on PostgreSQL: no audience (the partial index
+    ``stepkit_cp_unheld``, which holds only those) and an emptied audience (the audience's foreign-key
+    index; the emptied audiences are read first, a few rows, usually none, and given as ids). ``nested``
+    (to be ``OR``-ed into the queue's rule): each an ``id IN`` a subquery, planned on its own and run once
+    per query, since inside an ``OR`` a correlated ``NOT EXISTS`` is hashed over every assignment row;
+    else (to filter with alone, as :func:`count_orphans` does) the plain conditions, whose ``NOT EXISTS``
+    PostgreSQL turns into joins driven by the index."""
     model = queryset.model
-    empty = _empty_audiences(_audience_model(queryset))
     users = model.assigned_users.through.objects.filter(checkpoint_id=OuterRef("pk"))
     groups = model.assigned_groups.through.objects.filter(checkpoint_id=OuterRef("pk"))
-    return Q(assigned=True) & (Q(audience__isnull=True) | Q(audience_id__in=empty)) & ~Exists(users) & ~Exists(groups)
+    unheld = Q(assigned=True) & ~Exists(users) & ~Exists(groups)
+    empty = list(_empty_audiences(_audience_model(queryset)).values_list("pk", flat=True))
+    conditions = [Q(audience__isnull=True)] + ([Q(audience_id__in=empty)] if empty else [])
+    if not nested:
+        return [unheld & condition for condition in conditions]
+    rows = model._default_manager
+    return [condition & Q(pk__in=rows.filter(unheld & condition).values("pk")) for condition in conditions]
+
+
+def _orphaned(queryset: QuerySet[Any]) -> Q:
+    """The orphans of :func:`_orphan_parts`, as one condition."""
+    orphaned = Q()
+    for part in _orphan_parts(queryset):
+        orphaned |= part
+    return orphaned
 
 
 def _visible(queryset: QuerySet[Any], user: Any) -> Q:
@@ -199,6 +221,15 @@ def orphans_for(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
     if not is_active_user(user) or is_superuser(user) or not user.has_perm(REASSIGN_PERMISSION):
         return queryset.none()
     return queryset.filter(Q(permission__in=_held_permissions(user)) & _orphaned(queryset))
+
+
+def count_orphans(queryset: QuerySet[Any], user: Any) -> int:
+    """How many checkpoints :func:`orphans_for` holds, counted per part of the rule (disjoint), each from its
+    own index: a few milliseconds on PostgreSQL where one ``COUNT`` of the ``OR`` scans the whole queue."""
+    if not is_active_user(user) or is_superuser(user) or not user.has_perm(REASSIGN_PERMISSION):
+        return 0
+    held = queryset.filter(permission__in=_held_permissions(user))
+    return sum(held.filter(part).count() for part in _orphan_parts(queryset, nested=False))
 
 
 def may_review_in(queryset: QuerySet[Any], user: Any) -> QuerySet[Any]:
