@@ -157,3 +157,28 @@ def test_the_refresh_command_removes_unused_audiences_when_asked(people):
     call_command("stepkit_refresh_audiences", "--remove-unused", stdout=out)
     assert audience_ids() == {audience_of(cp)}
     assert "1 unused audience(s) removed." in out.getvalue()
+
+
+def test_a_reassigner_lists_and_counts_both_kinds_of_orphans_and_nothing_else(people):
+    """Orphans without an audience (their assignments cleared) and with an emptied one (its only group
+    deleted), counted part by part and listed through subqueries: the same set, by every path."""
+    from django.contrib.auth.models import Group, User
+
+    from stepkit_django import permissions
+
+    cleared, emptied, assigned, stale = paused(people), paused(people), paused(people), paused(people)
+    cleared.assigned_groups.clear()  # no assignee left, no audience
+    gone = Group.objects.create(name="gone")
+    review.reassign(emptied, people.root, to_groups=["gone"])
+    gone.delete()  # its audience is left with no member
+    Checkpoint.objects.filter(pk=stale.pk).update(audience=None)  # drifted, but still has assignees
+    carol = User.objects.get(pk=people.grant_reassign("carol").pk)
+    pending = Checkpoint.objects.pending()
+    expected = {cleared.pk, emptied.pk}
+    assert set(permissions.orphans_for(pending, carol).values_list("pk", flat=True)) == expected
+    assert permissions.count_orphans(pending, carol) == 2
+    listed = set(Checkpoint.objects.for_user(carol).values_list("pk", flat=True))
+    assert expected | {assigned.pk} <= listed and stale.pk not in listed
+    bob = User.objects.get(pk=people.bob.pk)  # no reassign permission: no orphans
+    assert permissions.count_orphans(pending, bob) == 0
+    assert not expected & set(Checkpoint.objects.for_user(bob).values_list("pk", flat=True))
