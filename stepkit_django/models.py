@@ -275,6 +275,8 @@ def approvals_count() -> Any:
 
 #: 0 for a pending checkpoint, 1 for the others: ordered by it, pending items come first.
 PENDING_FIRST = Case(When(status=CheckpointStatus.PENDING, then=Value(0)), default=Value(1))
+#: Assigned, no audience: a checkpoint whose assignees are all gone (or whose audience is not computed yet).
+UNHELD = Q(assigned=True, audience__isnull=True)
 
 
 class Checkpoint(models.Model):
@@ -388,14 +390,8 @@ class Checkpoint(models.Model):
                 name="stepkit_cp_queue",
             ),
             models.Index(fields=["status", "created_at"], name="stepkit_cp_status_age"),
-            # A reassigner's orphans without an audience (assigned, no assignee left): a few rows, found
-            # without scanning the queue (permissions._orphan_parts; migration 0021 adds the statistics
-            # that tell PostgreSQL how few).
-            models.Index(
-                fields=["status", "permission", "id"],
-                name="stepkit_cp_unheld",
-                condition=Q(assigned=True, audience__isnull=True),
-            ),
+            # A reassigner's orphans without an audience: a few rows (permissions._orphan_parts, migration 0021).
+            models.Index(fields=["status", "permission", "id"], name="stepkit_cp_unheld", condition=UNHELD),
             models.Index(fields=["status", "expires_at"], name="stepkit_cp_expiry"),
             models.Index(fields=["claimed_by", "status"], name="stepkit_cp_claimed"),
             models.Index(fields=["status", "next_reminder_at"], name="stepkit_cp_reminder"),
