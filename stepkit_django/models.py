@@ -275,6 +275,8 @@ def approvals_count() -> Any:
 
 #: 0 for a pending checkpoint, 1 for the others: ordered by it, pending items come first.
 PENDING_FIRST = Case(When(status=CheckpointStatus.PENDING, then=Value(0)), default=Value(1))
+#: The queue index's columns: what it is filtered and sorted by, then what the visibility filter reads.
+QUEUE_INDEX = ["status", "pipeline_name", "step", "created_at", "permission", "assigned", "audience", "run", "id"]
 #: Assigned, no audience: a checkpoint whose assignees are all gone (or whose audience is not computed yet).
 UNHELD = Q(assigned=True, audience__isnull=True)
 
@@ -375,20 +377,7 @@ class Checkpoint(models.Model):
             # The trailing columns are what the queue's visibility filter reads (the permission, whether
             # assigned, the run of a starter, the id of an assignment lookup): PostgreSQL can count a
             # reviewer's queue from this index alone.
-            models.Index(
-                fields=[
-                    "status",
-                    "pipeline_name",
-                    "step",
-                    "created_at",
-                    "permission",
-                    "assigned",
-                    "audience",
-                    "run",
-                    "id",
-                ],
-                name="stepkit_cp_queue",
-            ),
+            models.Index(fields=QUEUE_INDEX, name="stepkit_cp_queue"),
             models.Index(fields=["status", "created_at"], name="stepkit_cp_status_age"),
             # A reassigner's orphans without an audience: a few rows (permissions._orphan_parts, migration 0021).
             models.Index(fields=["status", "permission", "id"], name="stepkit_cp_unheld", condition=UNHELD),
