@@ -128,7 +128,8 @@ def erase(run: PipelineRun, by: Any = None) -> dict[str, int]:
 def _redact(run_ids: list[Any], by: Any, why: dict[str, Any], now: datetime) -> dict[str, int]:
     """Redact these runs in one transaction (skipping those redacted meanwhile), with their ``purged`` events.
 
-    A batch costs the same few statements whatever its size (:func:`_append_purged`, :func:`_rewrite`).
+    A batch costs the same few statements whatever its size (:func:`_purged_events`, :func:`_rewrite`,
+    :func:`_insert_sealed`).
     """
     with transaction.atomic():
         runs = list(
@@ -147,10 +148,12 @@ def _redact(run_ids: list[Any], by: Any, why: dict[str, Any], now: datetime) -> 
             "checkpoints": _count_by_run(Checkpoint.objects.filter(run__in=ids)),
             "events": _redact_events(ids),
         }
-        heads = _append_purged(runs, by, why, per_run)
-        # The runs emptied and their heads moved in one UPDATE.
+        events, heads = _purged_events(runs, by, why, per_run)
+        # The runs emptied and their heads moved in one UPDATE, before their events are written: a receiver of
+        # the events' signals sees each run emptied, and an event it appends follows the purged one.
         emptied = {"input": {}, "context": {}, "outer_contexts": [], "error": "", "traceback": "", "purged_at": now}
         _rewrite(PipelineRun, "audit_head", heads, **emptied)
+        _insert_sealed(events)
         return {"runs": len(ids), "checkpoints": checkpoints, "events": sum(per_run["events"].values())}
 
 
@@ -159,18 +162,18 @@ def _count_by_run(queryset: Any) -> dict[Any, int]:
     return {row["run"]: row["n"] for row in queryset.order_by().values("run").annotate(n=Count("pk"))}
 
 
-def _append_purged(
+def _purged_events(
     runs: list[PipelineRun], by: Any, why: dict[str, Any], per_run: dict[str, dict[Any, int]]
-) -> list[tuple[Any, bytes | None]]:
-    """Append each run's ``purged`` event, as :func:`audit.record` would, in one INSERT; each run's new head,
-    as ``(key, head)``, for the caller to write with the runs' UPDATE.
+) -> tuple[list[AuditEvent], list[tuple[Any, bytes | None]]]:
+    """Each run's ``purged`` event, as :func:`audit.record` would make it, chained; and each run's new head,
+    as ``(key, head)``, for the caller to write with the runs' UPDATE before :func:`_insert_sealed`.
 
     The runs' rows are this transaction's (``select_for_update()`` in :func:`_redact`), so the heads read with
     them are still their trails' last links: each event is chained here from its run's head
     (:func:`~stepkit_django.models.seal_events`), and :meth:`AuditEventQuerySet.bulk_create` leaves the
     events sealed already as they are. On SQLite, which has no row locks, a writer that committed since the
     runs were read makes this transaction fail when it writes, rather than fork a chain (as
-    :func:`~stepkit_django.models.chain_events`). ``pre_save`` and ``post_save`` are sent for each event.
+    :func:`~stepkit_django.models.chain_events`).
     """
     events, heads = [], []
     for run in runs:
@@ -180,6 +183,11 @@ def _append_purged(
         run.audit_head = head
         events.append(event)
         heads.append((run.pk, head))
+    return events, heads
+
+
+def _insert_sealed(events: list[AuditEvent]) -> None:
+    """Insert the sealed ``events`` in one INSERT, sending ``pre_save`` and ``post_save`` for each."""
     if not connection.features.can_return_rows_from_bulk_insert:
         for event in events:
             event.save(force_insert=True)  # sealed: save() leaves the chain and the head alone
@@ -191,7 +199,6 @@ def _append_purged(
             post_save.send(
                 sender=AuditEvent, instance=event, created=True, update_fields=None, raw=False, using=connection.alias
             )
-    return heads
 
 
 def _redact_events(run_ids: Iterable[Any]) -> dict[Any, int]:
@@ -207,10 +214,10 @@ def _redact_events(run_ids: Iterable[Any]) -> dict[Any, int]:
     if changes:
         with connection.cursor() as cursor:
             _allow(cursor, True)
-            try:
-                _rewrite(AuditEvent, "data", changes)
-            finally:
-                _allow(cursor, False)
+            # Cleared on success only: on failure the transaction (or savepoint) is rolled back, the flag with it,
+            # and clearing it in an aborted PostgreSQL transaction would hide the error.
+            _rewrite(AuditEvent, "data", changes)
+            _allow(cursor, False)
     return counts
 
 

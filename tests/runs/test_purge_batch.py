@@ -166,3 +166,30 @@ def test_a_purge_waits_for_a_writer_holding_a_run_and_chains_after_its_event():
     actions = list(run.events.order_by("pk").values_list("action", flat=True))
     assert actions[-2:] == [AuditAction.EDITED, AuditAction.PURGED]
     assert len(links_after_a_purge(run)) == 5
+
+
+@pytest.mark.django_db
+def test_a_receiver_of_the_purged_event_sees_its_run_emptied_and_appends_after_it():
+    """A receiver of the ``purged`` event's ``post_save`` sees its run emptied and its head on the event (as when
+    each event was recorded alone): what it reads of the run is no longer the erased data, and an event it
+    appends (``audit.record``, in the purge's transaction) follows the purged one instead of forking the chain."""
+    run = ended_run()
+    seen = []
+
+    def follow_up(sender, instance, created, **kwargs):
+        if created and instance.action == AuditAction.PURGED:
+            stored = PipelineRun.objects.get(pk=instance.run_id)
+            seen.append((stored.input, stored.context, stored.purged_at is not None))
+            assert bytes(stored.audit_head) == bytes(instance.chain)
+            audit.record(instance.run, AuditAction.EDITED, data={"follow": "up"})
+
+    post_save.connect(follow_up, sender=AuditEvent, dispatch_uid="test-follow-up")
+    try:
+        retention.purge(CUTOFF)
+    finally:
+        post_save.disconnect(sender=AuditEvent, dispatch_uid="test-follow-up")
+    assert seen == [({}, {}, True)]
+    actions = list(AuditEvent.objects.filter(run=run).order_by("pk").values_list("action", flat=True))
+    assert actions[-2:] == [AuditAction.PURGED, AuditAction.EDITED]
+    report = integrity.verify(PipelineRun.objects.get(pk=run.pk))
+    assert report.ok, [str(problem) for problem in report.problems]
